@@ -1,0 +1,1 @@
+"""Model-agnostic federated core: state, tree ops, keys, the compiled round."""

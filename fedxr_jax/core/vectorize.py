@@ -1,0 +1,59 @@
+"""Runs a per-client function over the client axis: vmap, in chunks, sharded."""
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from fedxr_jax.errors import ConfigError
+
+CLIENT_AXIS = 'clients'
+
+
+def client_mesh(devices=None) -> Mesh:
+  """A 1-D mesh ('clients',) over the given (default: all) devices."""
+  devices = jax.devices() if devices is None else devices
+  return Mesh(list(devices), (CLIENT_AXIS,))
+
+
+def check_layout(num_clients: int, chunk_size: int, mesh: Optional[Mesh]):
+  """Raises ConfigError if the client axis cannot be chunked/sharded evenly."""
+  if chunk_size and num_clients % chunk_size:
+    raise ConfigError(f'chunk_size={chunk_size} does not divide the '
+                      f'{num_clients} clients of a round')
+  per_call = chunk_size if chunk_size and chunk_size < num_clients else num_clients
+  if mesh is not None and per_call % mesh.size:
+    raise ConfigError(f'{per_call} clients per vmapped call do not split evenly '
+                      f'over {mesh.size} devices')
+
+
+def _constrain(tree, mesh, spec):
+  if mesh is None or mesh.size == 1:
+    return tree
+  return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, spec))
+
+
+def map_clients(fn: Callable, args, *, chunk_size: int = 0,
+                mesh: Optional[Mesh] = None):
+  """fn mapped over the leading client axis of every leaf of `args`.
+
+  chunk_size > 0 runs `lax.map` over groups of `chunk_size` vmapped clients:
+  the same per-client math in a working set that fits caches (CPU) or memory
+  (GPU). With a mesh, each vmapped group is sharded over its devices.
+  """
+  num_clients = jax.tree.leaves(args)[0].shape[0]
+  check_layout(num_clients, chunk_size, mesh)
+  batched = jax.vmap(fn)
+  if not chunk_size or chunk_size >= num_clients:
+    return _constrain(batched(*_constrain(args, mesh, P(CLIENT_AXIS))),
+                      mesh, P(CLIENT_AXIS))
+  groups = num_clients // chunk_size
+  split = lambda x: x.reshape((groups, chunk_size) + x.shape[1:])
+  grouped = _constrain(jax.tree.map(split, args), mesh, P(None, CLIENT_AXIS))
+  out = jax.lax.map(lambda a: batched(*a), grouped)
+  out = _constrain(out, mesh, P(None, CLIENT_AXIS))
+  return jax.tree.map(lambda x: x.reshape((num_clients,) + x.shape[2:]), out)
+
+
+def sum_over_clients(tree):
+  return jax.tree.map(lambda x: jnp.sum(x, axis=0), tree)

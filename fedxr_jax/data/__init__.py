@@ -1,0 +1,1 @@
+"""XR data: device/task catalogs, the on-device synthetic federation."""

@@ -1,0 +1,1 @@
+"""Models: modality encoders, a transformer backbone with LoRA and prompts, task heads."""

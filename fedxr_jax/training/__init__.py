@@ -1,0 +1,1 @@
+"""Host side: the XR problem, the run loop, checkpoints, logging."""
