@@ -15,6 +15,7 @@ A client's data is a pure function of (world, client id, split): a population
 of any size costs no memory, and a client's data does not depend on the cohort.
 """
 import dataclasses
+import functools
 from typing import Sequence
 
 import jax
@@ -67,38 +68,48 @@ def _normalize(x):
   return x / jnp.sqrt(jnp.mean(x ** 2, axis=axes, keepdims=True) + 1e-6)
 
 
-def _vision(key, k, shape):
-  coarse = jax.random.normal(key, (k, 4, 4, shape[2]))
+# Each renderer maps `u`, uniforms in (0, 1) of size `_needs(name, k, shape)`,
+# to [K, *shape]. One uniform draw feeds them all: every threefry call costs
+# XLA:CPU about half a second of compile time.
+_normal = jax.scipy.special.ndtri
+
+
+def _needs(name, k, shape):
+  return {'vision': k * 16 * shape[-1], 'audio': 3 * k,
+          'motion': 3 * k * shape[-1], 'gaze': 5 * k}[name]
+
+
+def _vision(u, k, shape):
+  """Smooth blobs: a random 4x4 pattern upsampled to the image size."""
+  coarse = _normal(u).reshape((k, 4, 4, shape[2]))
   return jax.image.resize(coarse, (k,) + tuple(shape), 'linear')
 
 
-def _audio(key, k, shape):
+def _audio(u, k, shape):
+  """A spectral band per class, gliding over time."""
   frames, bins = shape
-  kc, ks, kw = jax.random.split(key, 3)
-  center = jax.random.uniform(kc, (k, 1, 1), minval=0, maxval=bins)
-  slope = jax.random.uniform(ks, (k, 1, 1), minval=-0.5, maxval=0.5)
-  width = jax.random.uniform(kw, (k, 1, 1), minval=1.0, maxval=3.0)
+  center, slope, width = (u.reshape(3, k, 1, 1) * jnp.array(
+      [bins, 1.0, 2.0]).reshape(3, 1, 1, 1) + jnp.array(
+          [0.0, -0.5, 1.0]).reshape(3, 1, 1, 1))
   t = jnp.arange(frames)[None, :, None]
   b = jnp.arange(bins)[None, None, :]
   return jnp.exp(-0.5 * ((b - center - slope * t) / width) ** 2)
 
 
-def _motion(key, k, shape):
+def _motion(u, k, shape):
+  """An oscillation per IMU channel: class-specific frequency, phase, amplitude."""
   steps, channels = shape
-  kf, kp, ka = jax.random.split(key, 3)
-  freq = jax.random.uniform(kf, (k, 1, channels), minval=0.5, maxval=4.0)
-  phase = jax.random.uniform(kp, (k, 1, channels), maxval=2 * jnp.pi)
-  amp = jax.random.uniform(ka, (k, 1, channels), minval=0.3, maxval=1.0)
+  f, p, a = u.reshape(3, k, 1, channels)
+  freq, phase, amp = 0.5 + 3.5 * f, 2 * jnp.pi * p, 0.3 + 0.7 * a
   t = jnp.arange(steps)[None, :, None] / steps
   return amp * jnp.sin(2 * jnp.pi * freq * t + phase)
 
 
-def _gaze(key, k, shape):
+def _gaze(u, k, shape):
+  """A fixation drifting along a class-specific direction, and a pupil size."""
   steps, _ = shape
-  ks, kv, kp = jax.random.split(key, 3)
-  start = jax.random.normal(ks, (k, 1, 2))
-  velocity = jax.random.normal(kv, (k, 1, 2))
-  pupil = jax.random.normal(kp, (k, 1, 1))
+  z = _normal(u).reshape(k, 5)
+  start, velocity, pupil = z[:, None, 0:2], z[:, None, 2:4], z[:, None, 4:5]
   t = jnp.arange(steps)[None, :, None] / steps
   return jnp.concatenate([start + velocity * t,
                           jnp.broadcast_to(pupil, (k, steps, 1))], axis=-1)
@@ -109,15 +120,19 @@ RENDERERS = {'vision': _vision, 'audio': _audio, 'motion': _motion, 'gaze': _gaz
 
 def signatures(key, spec: XRSpec) -> dict:
   """{task: {modality: [K, *shape]}} class signatures for one key."""
-  out = {}
-  for ti, task in enumerate(spec.tasks):
+  pairs = [(task, modality) for task in spec.tasks
+           for modality in spec.task_modalities(task)]
+  sizes = [_needs(m, catalog.TASKS[t].num_classes, catalog.MODALITIES[m].shape)
+           for t, m in pairs]
+  u = jax.random.uniform(key, (sum(sizes),), minval=1e-6, maxval=1 - 1e-6)
+  out = {task: {} for task in spec.tasks}
+  offset = 0
+  for (task, modality), size in zip(pairs, sizes):
     k = catalog.TASKS[task].num_classes
-    out[task] = {}
-    for modality in spec.task_modalities(task):
-      mi = spec.modalities.index(modality)
-      sub = jax.random.fold_in(jax.random.fold_in(key, ti), mi)
-      shape = catalog.MODALITIES[modality].shape
-      out[task][modality] = _normalize(RENDERERS[modality](sub, k, shape))
+    shape = catalog.MODALITIES[modality].shape
+    out[task][modality] = _normalize(
+        RENDERERS[modality](u[offset:offset + size], k, shape))
+    offset += size
   return out
 
 
@@ -125,13 +140,14 @@ def signatures(key, spec: XRSpec) -> dict:
 # The world (shared by all clients) and per-client data.
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def make_world(key: jax.Array, spec: XRSpec) -> dict:
   """The source pytree the round reads client data from.
 
   Signatures and the style bank are rendered once here, so per-client
   generation is a few gathers and sums (cheap to run and to compile).
   """
-  devs = catalog.devices(spec.devices)
+  devs = [catalog.DEVICES[name] for name in spec.devices]
   has = np.array([[m in d.modalities for m in spec.modalities] for d in devs])
   steps = np.array([int(np.clip(round(spec.local_steps * d.compute_tier), 1,
                                 spec.local_steps)) for d in devs], np.int32)

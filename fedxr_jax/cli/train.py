@@ -1,0 +1,98 @@
+r"""fedxr-train: train a federated M3T foundation model on simulated XR clients.
+
+  fedxr-train                                   # the embedded default
+  fedxr-train --config=fedxr_jax/configs/default.py --workdir=runs/a \
+      --config.cohort_size=64 --config.num_rounds=100
+
+Re-running with the same --workdir resumes from the last checkpoint.
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from fedxr_jax.errors import FedXRError
+
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(__file__)),
+                               'configs', 'default.py')
+_WORKDIR = flags.DEFINE_string(
+    'workdir', os.path.join('runs', 'xr_default'),
+    'Where checkpoints, metrics.jsonl and plots go; an existing one resumes.')
+_PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar.')
+_CONFIG = None
+
+
+def _define_config_flag():
+  # ml_collections applies the --config.KEY=VALUE overrides while defining
+  # the flag, so a typo surfaces here rather than in flag parsing.
+  global _CONFIG
+  _CONFIG = config_flags.DEFINE_config_file(
+      'config', _DEFAULT_CONFIG, 'Run config file (ml_collections).',
+      lock_config=True)
+
+
+def _check_config_file(argv) -> None:
+  """Fails early, in one line, on a missing or unparsable --config file."""
+  path = _DEFAULT_CONFIG
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      path = arg.split('=', 1)[1]
+    elif arg == '--config' and i + 1 < len(argv):
+      path = argv[i + 1]
+  path = path.split(':', 1)[0]  # ml_collections allows FILE:ARG
+  if not os.path.isfile(path):
+    raise FedXRError(f'config file {path!r} does not exist')
+  try:
+    with open(path) as f:
+      compile(f.read(), path, 'exec')
+  except (OSError, SyntaxError, ValueError) as e:
+    raise FedXRError(f'config file {path!r} cannot be read: {type(e).__name__}: {e}')
+
+
+def _config_error(e: Exception) -> str:
+  overrides = [a for a in sys.argv[1:] if a.startswith('--config')]
+  if isinstance(e, (KeyError, AttributeError)):
+    key = str(e).strip('"\'')
+    return f'unknown config key {key!r} in {overrides}'
+  while e.__cause__ or e.__context__:
+    e = e.__cause__ or e.__context__
+  detail = ' '.join(str(e).split())
+  return f'cannot load the config: {type(e).__name__}: {detail}'
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  from fedxr_jax.training import loop  # after flags: keeps --help fast
+  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  try:
+    config = _CONFIG.value
+  except Exception as e:  # pylint: disable=broad-except
+    # A missing or broken config file fails when first read.
+    print(f'fedxr-train: error: {_config_error(e)}', file=sys.stderr)
+    sys.exit(2)
+  try:
+    loop.run(config, _WORKDIR.value, progress=_PROGRESS.value)
+  except FedXRError as e:
+    print(f'fedxr-train: error: {e}', file=sys.stderr)
+    sys.exit(2)
+
+
+def entry():
+  try:
+    _check_config_file(sys.argv[1:])
+    _define_config_flag()
+  except FedXRError as e:
+    print(f'fedxr-train: error: {e}', file=sys.stderr)
+    sys.exit(2)
+  except Exception as e:  # pylint: disable=broad-except
+    print(f'fedxr-train: error: {_config_error(e)}', file=sys.stderr)
+    sys.exit(2)
+  app.run(main)
+
+
+if __name__ == '__main__':
+  entry()

@@ -1,0 +1,25 @@
+"""A CPU-sized config for tests: seconds, not minutes."""
+from fedxr_jax.configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.num_rounds = 4
+  config.population_size = 24
+  config.cohort_size = 8
+  config.local_steps = 2
+  config.batch_size = 8
+  config.model.width = 16
+  config.model.depth = 1
+  config.model.num_heads = 2
+  config.model.mlp_width = 16
+  config.model.num_prompts = 2
+  config.model.lora_rank = 2
+  config.data.max_examples = 16
+  config.data.min_examples = 8
+  config.data.test_examples = 8
+  config.eval_every = 2
+  config.eval_unseen_clients = 8
+  config.checkpoint_every = 2
+  config.plot = False
+  return config

@@ -1,0 +1,109 @@
+"""run(config, workdir): the host loop around the compiled round."""
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from fedxr_jax.core import rng
+from fedxr_jax.training import checkpoint as checkpoint_lib
+from fedxr_jax.training import experiment as experiment_lib
+from fedxr_jax.training import metrics_log
+from fedxr_jax.training import report
+
+# Keys that may change when a run resumes; every other key must match.
+RESUMABLE_KEYS = ('num_rounds', 'eval_every', 'checkpoint_every',
+                  'max_checkpoints', 'plot')
+
+
+def eval_metrics(prefix: str, sums: dict, tasks) -> dict:
+  """Per-task accuracy and loss from summed eval stats (None: no labels)."""
+  sums = jax.tree.map(np.asarray, sums)
+  out, accs = {}, []
+  for t, name in enumerate(tasks):
+    count = float(sums['count'][t])
+    acc = float(sums['correct'][t]) / count if count else None
+    out[f'{prefix}/{name}/accuracy'] = acc
+    out[f'{prefix}/{name}/loss'] = float(sums['loss_sum'][t]) / count if count else None
+    if acc is not None:
+      accs.append(acc)
+  out[f'{prefix}/accuracy'] = float(np.mean(accs)) if accs else None
+  return out
+
+
+def run(config, workdir: str, progress: bool = True) -> list:
+  """Trains (or resumes) the federation described by `config` in `workdir`.
+
+  Returns the rows of metrics.jsonl. Everything is a pure function of the
+  config, so a resumed run ends exactly where an uninterrupted one does.
+  """
+  exp = experiment_lib.build(config)
+  os.makedirs(workdir, exist_ok=True)
+  immutable = [k for k in config.keys() if k not in RESUMABLE_KEYS]
+  checkpoint_lib.write_run_config(workdir, config.to_json(), immutable)
+  fed, world = exp.federation, exp.world
+
+  server, clients, frozen = jax.jit(fed.init)()
+  ckpts = checkpoint_lib.Checkpoints(os.path.join(workdir, 'checkpoints'),
+                                     config.max_checkpoints)
+  start = ckpts.latest_round() or 0
+  if start:
+    state = ckpts.restore(start, {'server': server, 'clients': clients})
+    server, clients = state['server'], state['clients']
+  log = metrics_log.MetricsLog(os.path.join(workdir, 'metrics.jsonl'), start)
+
+  round_fn = jax.jit(fed.round, donate_argnums=(0, 1))
+  evaluate = jax.jit(fed.evaluate,
+                     static_argnames=('split', 'personal_from_population'))
+  seed_key = jax.random.key(config.seed)
+  cohort_of = jax.jit(lambda r: rng.sample_cohort(
+      seed_key, r, config.population_size, config.cohort_size))
+  # Ids past the population are never sampled: new users.
+  unseen = jnp.arange(config.population_size,
+                      config.population_size + config.eval_unseen_clients)
+  tasks = exp.spec.tasks
+
+  if start >= config.num_rounds:
+    print(f'{workdir}: already trained {start} rounds (num_rounds='
+          f'{config.num_rounds}); raise --config.num_rounds to continue.')
+  bar = tqdm.tqdm(range(start, config.num_rounds), initial=start,
+                  total=config.num_rounds, desc='rounds', unit='round',
+                  disable=not progress, file=sys.stderr)
+  round_seconds = []
+  for r in bar:
+    t0 = time.perf_counter()
+    server, clients, metrics = round_fn(server, clients, frozen, world)
+    jax.block_until_ready(metrics)
+    round_seconds.append(time.perf_counter() - t0)
+    done = r + 1
+    if done % config.eval_every == 0 or done == config.num_rounds:
+      row = {'round': done}
+      row.update({k: float(v) for k, v in metrics.items()})
+      row.update(eval_metrics('eval', evaluate(
+          server, clients, frozen, world, cohort_of(r), 'test'), tasks))
+      if config.eval_unseen_clients:
+        row.update(eval_metrics('eval_unseen', evaluate(
+            server, clients, frozen, world, unseen, 'test',
+            personal_from_population=False), tasks))
+      log.append(row)
+      bar.set_postfix(loss=f"{row['train/loss']:.3f}",
+                      acc=f"{row['eval/accuracy'] or 0:.3f}")
+    if done % config.checkpoint_every == 0 or done == config.num_rounds:
+      ckpts.save(done, {'server': server, 'clients': clients})
+  bar.close()
+  ckpts.close()
+
+  if round_seconds:
+    # The first round includes compilation.
+    steady = round_seconds[1:] or round_seconds
+    print(f'{len(round_seconds)} rounds: first (with compile) '
+          f'{round_seconds[0]:.2f} s, then median {np.median(steady):.3f} s/round '
+          f'({config.cohort_size} clients x {config.local_steps} local steps)')
+  report.print_summary(log.rows, tasks)
+  if config.plot and log.rows:
+    path = report.plot_curves(log.rows, tasks, os.path.join(workdir, 'curves.png'))
+    print(f'curves: {path}')
+  return log.rows
