@@ -67,7 +67,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   from fedxr_jax.training import loop  # after flags: keeps --help fast
-  logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  if not any(a.startswith(('--verbosity', '-v')) for a in sys.argv[1:]):
+    # Orbax logs every save (INFO) and its own view of a damaged file (ERROR)
+    # through absl; our errors are one line on stderr. --verbosity=0 shows them.
+    logging.set_verbosity(logging.FATAL)
   try:
     config = _CONFIG.value
   except Exception as e:  # pylint: disable=broad-except
@@ -85,13 +88,19 @@ def entry():
   try:
     _check_config_file(sys.argv[1:])
     _define_config_flag()
+    # Parse here, not in app.run, so flag and config errors become one line.
+    app.define_help_flags()
+    remaining = flags.FLAGS(sys.argv)
+  except flags.Error as e:
+    print(f'fedxr-train: error: {e}', file=sys.stderr)
+    sys.exit(2)
   except FedXRError as e:
     print(f'fedxr-train: error: {e}', file=sys.stderr)
     sys.exit(2)
   except Exception as e:  # pylint: disable=broad-except
     print(f'fedxr-train: error: {_config_error(e)}', file=sys.stderr)
     sys.exit(2)
-  app.run(main)
+  app.run(main, flags_parser=lambda _: remaining)
 
 
 if __name__ == '__main__':
