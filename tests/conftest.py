@@ -8,9 +8,11 @@ from fedxr_jax.configs import test as test_config
 from fedxr_jax.core import compilation_cache
 
 # Many tests compile the same round; the persistent cache (shared by xdist
-# workers) compiles each program once per session.
-compilation_cache.enable(os.environ.get(
-    'FEDXR_TEST_CACHE', os.path.join(tempfile.gettempdir(), 'fedxr_jax_test_xla')))
+# workers and the CLI subprocesses, through the environment) compiles each
+# program once per session.
+os.environ.setdefault('FEDXR_XLA_CACHE',
+                      os.path.join(tempfile.gettempdir(), 'fedxr_jax_test_xla'))
+compilation_cache.enable(os.environ['FEDXR_XLA_CACHE'])
 
 
 @pytest.fixture

@@ -66,7 +66,9 @@ def _config_error(e: Exception) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  from fedxr_jax.training import loop  # after flags: keeps --help fast
+  from fedxr_jax.core import compilation_cache  # after flags: keeps --help fast
+  from fedxr_jax.training import loop
+  compilation_cache.enable()
   if not any(a.startswith(('--verbosity', '-v')) for a in sys.argv[1:]):
     # Orbax logs every save (INFO) and its own view of a damaged file (ERROR)
     # through absl; our errors are one line on stderr. --verbosity=0 shows them.
