@@ -1,0 +1,1 @@
+"""Coordination topologies: host-built communication graphs and jittable mixing."""
