@@ -16,9 +16,14 @@ def assert_trees_close(a, b, rtol, atol):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
 
 
-def run_rounds(federation, world, num_rounds):
-  server, clients, frozen = jax.jit(federation.init)()
-  round_fn = jax.jit(federation.round)
-  for _ in range(num_rounds):
-    server, clients, _ = round_fn(server, clients, frozen, world)
-  return server, clients
+def run_rounds(exp, num_rounds):
+  """Runs an experiment's federation for `num_rounds`; (server, clients, metrics)."""
+  fed = exp.federation
+  server, clients, frozen = jax.jit(fed.init)(exp.world)
+  round_fn = jax.jit(fed.round)
+  metrics = []
+  for r in range(num_rounds):
+    topo, _ = exp.layout(r)
+    server, clients, m = round_fn(server, clients, frozen, exp.world, topo)
+    metrics.append(m)
+  return server, clients, metrics

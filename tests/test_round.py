@@ -17,10 +17,11 @@ REASSOCIATION = dict(rtol=1e-5, atol=1e-6)
 def test_round_traces_once(config):
   exp = experiment.build(config)
   fed = exp.federation
-  server, clients, frozen = fed.init()
+  server, clients, frozen = fed.init(exp.world)
+  topo, _ = exp.layout(0)
   round_fn = jax.jit(chex.assert_max_traces(fed.round, n=1))
   for _ in range(3):
-    server, clients, metrics = round_fn(server, clients, frozen, exp.world)
+    server, clients, metrics = round_fn(server, clients, frozen, exp.world, topo)
   assert int(server.round) == 3
   assert np.isfinite(float(metrics['train/loss']))
 
@@ -41,8 +42,9 @@ def _full_batch_config(config):
 def test_fedavg_of_one_full_batch_step_is_a_centralized_gradient_step(config):
   exp = experiment.build(_full_batch_config(config))
   fed = exp.federation
-  server, clients, frozen = fed.init()
-  new_server, _, _ = jax.jit(fed.round)(server, clients, frozen, exp.world)
+  server, clients, frozen = fed.init(exp.world)
+  topo, _ = exp.layout(0)
+  new_server, _, _ = jax.jit(fed.round)(server, clients, frozen, exp.world, topo)
 
   from fedxr_jax.training import xr_problem
   problem = xr_problem.make_xr_problem(exp.spec, exp.model)
@@ -64,9 +66,10 @@ def test_module_no_client_holds_keeps_its_value(config):
   config.data.devices = ('ray_ban_meta',)
   exp = experiment.build(config)
   fed = exp.federation
-  server, clients, frozen = fed.init()
+  server, clients, frozen = fed.init(exp.world)
+  topo, _ = exp.layout(0)
   before = server.shared['encoders']['encoders']
-  after = jax.jit(fed.round)(server, clients, frozen, exp.world)[0]
+  after = jax.jit(fed.round)(server, clients, frozen, exp.world, topo)[0]
   after = after.shared['encoders']['encoders']
   assert_trees_equal(before['motion'], after['motion'])
   assert_trees_equal(before['gaze'], after['gaze'])
@@ -81,8 +84,9 @@ def test_head_of_task_without_labels_keeps_its_value(config):
   config.data.tasks = ('gesture', 'keyword')
   exp = experiment.build(config)
   fed = exp.federation
-  server, clients, frozen = fed.init()
-  after = jax.jit(fed.round)(server, clients, frozen, exp.world)[0]
+  server, clients, frozen = fed.init(exp.world)
+  topo, _ = exp.layout(0)
+  after = jax.jit(fed.round)(server, clients, frozen, exp.world, topo)[0]
   assert_trees_equal(server.shared['heads']['heads']['keyword'],
                      after.shared['heads']['heads']['keyword'])
   assert not np.allclose(server.shared['heads']['heads']['gesture']['kernel'],
@@ -93,20 +97,19 @@ def test_chunked_round_equals_unchunked(config):
   unchunked = experiment.build(config)
   config.chunk_size = 2
   chunked = experiment.build(config)
-  a, _ = run_rounds(unchunked.federation, unchunked.world, 2)
-  b, _ = run_rounds(chunked.federation, chunked.world, 2)
+  a, _, _ = run_rounds(unchunked, 2)
+  b, _, _ = run_rounds(chunked, 2)
   assert_trees_close(a.shared, b.shared, **REASSOCIATION)
 
 
 def test_same_seed_is_bit_identical_and_seeds_differ(config):
-  a, _ = run_rounds(experiment.build(config).federation,
-                    experiment.build(config).world, 2)
+  a, _, _ = run_rounds(experiment.build(config), 2)
   exp = experiment.build(config)
-  b, _ = run_rounds(exp.federation, exp.world, 2)
+  b, _, _ = run_rounds(exp, 2)
   assert_trees_equal(a.shared, b.shared)
   config.seed = 1
   exp = experiment.build(config)
-  c, _ = run_rounds(exp.federation, exp.world, 2)
+  c, _, _ = run_rounds(exp, 2)
   assert not np.allclose(a.shared['lora']['backbone']['block_0']['attn']['query']['lora_B'],
                          c.shared['lora']['backbone']['block_0']['attn']['query']['lora_B'])
 
@@ -117,9 +120,10 @@ def test_personal_trees_stay_with_their_clients(config):
   config.cohort_size = 4
   exp = experiment.build(config)
   fed = exp.federation
-  server, clients, frozen = fed.init()
+  server, clients, frozen = fed.init(exp.world)
+  topo, _ = exp.layout(0)
   assert 'heads' not in server.shared
-  new_server, new_clients, _ = jax.jit(fed.round)(server, clients, frozen, exp.world)
+  new_server, new_clients, _ = jax.jit(fed.round)(server, clients, frozen, exp.world, topo)
   cohort = np.asarray(rng.sample_cohort(jax.random.key(config.seed), 0, 12, 4))
   kernel = lambda c: c.personal['heads']['heads']['gesture']['kernel']
   changed = ~np.all(np.isclose(kernel(clients), kernel(new_clients)), axis=(1, 2))
@@ -130,8 +134,8 @@ def test_server_momentum_changes_the_update(config):
   plain = experiment.build(config)
   config.server_optimizer.momentum = 0.9
   momentum = experiment.build(config)
-  a, _ = run_rounds(plain.federation, plain.world, 2)
-  b, _ = run_rounds(momentum.federation, momentum.world, 2)
+  a, _, _ = run_rounds(plain, 2)
+  b, _, _ = run_rounds(momentum, 2)
   # Round 1 is identical (zero momentum), round 2 adds 0.9 x the first step.
   assert not np.allclose(a.shared['prompts']['prompts'], b.shared['prompts']['prompts'])
   assert isinstance(a, round_lib.ServerState)

@@ -15,11 +15,11 @@ from fedxr_jax.configs import test as test_config
 from fedxr_jax.training import experiment
 exp = experiment.build(test_config.get_config())
 assert (exp.mesh is not None) == (jax.device_count() > 1)
-server, _ = run_rounds(exp.federation, exp.world, 2)
+server, _, _ = run_rounds(exp, 2)
 if exp.mesh is not None:
   # The compiled round really is partitioned: it holds cross-device collectives.
-  s, c, f = exp.federation.init()
-  hlo = jax.jit(exp.federation.round).lower(s, c, f, exp.world).compile().as_text()
+  s, c, f = exp.federation.init(exp.world)
+  hlo = jax.jit(exp.federation.round).lower(s, c, f, exp.world, exp.layout(0)[0]).compile().as_text()
   assert any(op in hlo for op in ('all-reduce', 'all-gather', 'reduce-scatter')), 'no collectives'
 leaves = jax.tree_util.tree_leaves_with_path(server.shared)
 np.savez(sys.argv[1], **{jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves})

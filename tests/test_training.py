@@ -18,10 +18,13 @@ def _rows(workdir):
 
 def test_metrics_rows_hold_round_loss_and_task_accuracy(config, tmp_path):
   rows = loop.run(config, str(tmp_path), progress=False)
-  assert [r['round'] for r in rows] == [2, 4]
+  assert [r['round'] for r in rows] == [1, 2, 3, 4]   # costs every round
   assert _rows(tmp_path) == rows
+  assert ['eval/accuracy' in r for r in rows] == [False, True, False, True]
   for row in rows:
     assert np.isfinite(row['train/loss'])
+    assert row['comm/uplink_bits'] > 0 and row['cost/energy_j'] > 0
+  for row in rows[1::2]:
     for t in config.data.tasks:
       assert 0.0 <= row[f'eval/{t}/accuracy'] <= 1.0
       assert 0.0 <= row[f'eval_unseen/{t}/accuracy'] <= 1.0
@@ -79,6 +82,7 @@ def test_default_run_learns(tmp_path):
   last = rows[-1]
   assert last['round'] == config.num_rounds
   assert last['train/loss'] < rows[0]['train/loss']
+  assert 'eval/accuracy' in last
   for t in config.data.tasks:
     chance = 1.0 / catalog.TASKS[t].num_classes
     for prefix in ('eval', 'eval_unseen'):

@@ -43,7 +43,19 @@ def get_config():
       device_weights=(),           # empty: uniform over devices
       max_examples=48, min_examples=16, test_examples=32,
       dirichlet_alpha=0.5, style_scale=0.5, noise_std=1.0,
-      modality_dropout=0.1, task_keep_prob=1.0))
+      modality_dropout=0.1, task_keep_prob=1.0,
+      area_m=100.0, walk_m_per_round=0.0))
+
+  # Coordination topology (centralized | hierarchical | semi | decentralized | tree).
+  config.topology = ml_collections.ConfigDict(dict(
+      kind='centralized', graph='geometric', gamma=2, k2=2, num_clusters=4,
+      cluster_by='position', d2d_range_m=30.0, max_neighbors=8, er_prob=0.1,
+      degree=4, link_failure_prob=0.0, d2d_fallback='none'))
+  # Wireless channel of the cost model (DESIGN §4 defaults).
+  config.channel = ml_collections.ConfigDict(dict(
+      path_loss_db_at_1m=-30.0, path_loss_exponent=3.0, noise_dbm_per_hz=-174.0,
+      uplink_bandwidth_hz=1e6, downlink_bandwidth_hz=10e6, d2d_bandwidth_hz=8e6,
+      server_tx_power_dbm=30.0, backhaul_bps=1e9))
 
   config.eval_every = 10
   config.eval_unseen_clients = 64   # clients outside the population

@@ -1,13 +1,15 @@
 """The federated round as one pure function, compiled once per run.
 
-round(server, clients, frozen, source) -> (server, clients, metrics):
+round(server, clients, frozen, source, topo) -> (server, clients, metrics):
   1. sample the cohort from (seed, round); derive every client's key;
-  2. generate/gather each client's data and personal trees;
+  2. generate/gather each client's data, personal trees and start model;
   3. vmap (in chunks, sharded) local training over the cohort;
-  4. masked, example-weighted module aggregation of the shared trees;
+  4. masked, example-weighted module aggregation along the topology
+     (`topology.coordination`; `topo` holds this round's graph arrays);
   5. a server optimizer step on the pseudo-gradient; personal trees go back
      to their clients;
-  6. metrics reduced over the client axis.
+  6. metrics reduced over the client axis, and the round's communication,
+     latency and energy (`topology.costs`).
 """
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -24,6 +26,10 @@ from fedxr_jax.core import trees
 from fedxr_jax.core import vectorize
 from fedxr_jax.core.problem import FederatedProblem
 from fedxr_jax.errors import ConfigError
+from fedxr_jax.topology import coordination as coordination_lib
+
+# Device profile of a client whose problem does not describe one.
+DEFAULT_DEVICE = {'train_flops': 1e12, 'tx_power_dbm': 20.0, 'compute_power_w': 5.0}
 
 
 @flax.struct.dataclass
@@ -31,6 +37,7 @@ class ServerState:
   round: jax.Array   # int32 scalar: rounds completed
   shared: dict       # {role: tree} global copies of the shared trees
   opt_state: Any     # server optimizer state over `shared`
+  topology: Any      # coordination state (edge models, client models, ...)
 
 
 @flax.struct.dataclass
@@ -40,8 +47,8 @@ class ClientStates:
 
 class Federation(NamedTuple):
   """Pure functions of one federated run (jit them; see `training.loop`)."""
-  init: Callable        # key -> (server, clients, frozen)
-  round: Callable       # (server, clients, frozen, source) -> (server, clients, metrics)
+  init: Callable        # source -> (server, clients, frozen)
+  round: Callable       # (server, clients, frozen, source, topo) -> (server, clients, metrics)
   evaluate: Callable    # (server, clients, frozen, source, client_ids, split) -> sums
   plan: dict
 
@@ -51,8 +58,15 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
                      batch_size: int, client_optimizer: optax.GradientTransformation,
                      server_optimizer: optax.GradientTransformation,
                      chunk_size: int = 0, mesh: Optional[Mesh] = None,
-                     shuffle: bool = True) -> Federation:
-  """Builds the pure init / round / evaluate functions of a federation."""
+                     shuffle: bool = True,
+                     coordination: Optional[coordination_lib.Coordination] = None,
+                     cost_model: Optional[Callable] = None,
+                     flops_per_step: float = 0.0) -> Federation:
+  """Builds the pure init / round / evaluate functions of a federation.
+
+  `coordination` defaults to centralized aggregation; `cost_model`
+  (`topology.costs.make_cost_model`) adds comm/ and cost/ metrics.
+  """
   for name, value in (('population_size', population_size),
                       ('cohort_size', cohort_size), ('local_steps', local_steps),
                       ('batch_size', batch_size)):
@@ -68,6 +82,7 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
   shared_roles = plan_lib.roles_with(plan, plan_lib.SHARED)
   personal_roles = plan_lib.roles_with(plan, plan_lib.PERSONAL)
   seed_key = jax.random.key(seed)
+  coordination = coordination or coordination_lib.centralized()
   local_update = local_lib.make_local_update(
       problem.loss, client_optimizer, local_steps=local_steps,
       batch_size=batch_size, shuffle=shuffle)
@@ -75,38 +90,70 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
   def initial_params():
     return problem.init_params(rng.stream(seed_key, rng.INIT_STREAM))
 
-  def init(_=None):
+  def weight_template(source):
+    """{role: prefix tree of scalars}: the module structure of `shared`."""
+    weights = jax.eval_shape(lambda: problem.module_weights(
+        problem.client_data(source, jnp.int32(0), 'train')))
+    return {r: weights[r] for r in shared_roles}
+
+  def init(source):
     params = initial_params()
     shared = {r: params[r] for r in shared_roles}
     personal = {r: trees.broadcast_to_clients(params[r], population_size)
                 for r in personal_roles}
     frozen = {r: params[r] for r in frozen_roles}
     server = ServerState(round=jnp.zeros((), jnp.int32), shared=shared,
-                         opt_state=server_optimizer.init(shared))
+                         opt_state=server_optimizer.init(shared),
+                         topology=coordination.init(shared, weight_template(source)))
     return server, ClientStates(personal=personal), frozen
 
-  def round_fn(server, clients, frozen, source):
+  def payload_bits(weights, shared):
+    """Bits of the shared modules a client holds (positive weight)."""
+    total = 0.0
+    for r in shared:
+      bits = jax.tree.map(lambda w, sub: 8.0 * trees.tree_bytes(sub), weights[r], shared[r])
+      total = total + sum(jnp.where(w > 0, b, 0.0) for w, b in zip(
+          jax.tree.leaves(weights[r]), jax.tree.leaves(bits)))
+    return total
+
+  def round_fn(server, clients, frozen, source, topo):
     cohort = rng.sample_cohort(seed_key, server.round, population_size,
                                cohort_size)
     keys = rng.client_keys(rng.round_key(seed_key, server.round), cohort)
     personal = jax.tree.map(lambda x: x[cohort], clients.personal)
+    start = coordination.client_start(server.shared, server.topology, topo)
 
-    def client_fn(client_id, key, own):
+    def client_fn(client_id, key, own, start_i=None):
       data = problem.client_data(source, client_id, 'train')
-      trained, stats = local_update({**server.shared, **own}, frozen, data, key)
+      model = server.shared if start_i is None else start_i
+      trained, stats = local_update({**model, **own}, frozen, data, key)
+      weights = problem.module_weights(data)
+      device = {**DEFAULT_DEVICE, **data.get('device_profile', {})}
       stats['examples'] = data['num_examples'].astype(jnp.float32)
-      return trained, problem.module_weights(data), stats
+      stats['payload_bits'] = payload_bits(weights, server.shared)
+      stats['compute_s'] = stats['steps'] * flops_per_step / device['train_flops']
+      stats['compute_power_w'] = jnp.float32(device['compute_power_w'])
+      stats['tx_power_dbm'] = jnp.float32(device['tx_power_dbm'])
+      return trained, weights, stats
 
+    args = (cohort, keys, personal) + (() if start is None else (start,))
     trained, weights, stats = vectorize.map_clients(
-        client_fn, (cohort, keys, personal), chunk_size=chunk_size, mesh=mesh)
+        client_fn, args, chunk_size=chunk_size, mesh=mesh)
 
-    averaged = {r: trees.aggregate_modules(trained[r], weights[r], server.shared[r])
-                for r in shared_roles}
-    # Pseudo-gradient: the server descends along (global - average).
-    pseudo_grad = jax.tree.map(jnp.subtract, server.shared, averaged)
-    updates, opt_state = server_optimizer.update(pseudo_grad, server.opt_state,
-                                                 server.shared)
-    shared = optax.apply_updates(server.shared, updates)
+    target, topo_state, sync, topo_metrics = coordination.aggregate(
+        server.shared, server.topology, {r: trained[r] for r in shared_roles},
+        {r: weights[r] for r in shared_roles}, topo, server.round)
+    if coordination.uses_server_optimizer:
+      # Pseudo-gradient: the server descends along (global - target).
+      pseudo_grad = jax.tree.map(jnp.subtract, server.shared, target)
+      updates, opt_state = server_optimizer.update(pseudo_grad, server.opt_state,
+                                                   server.shared)
+      shared = trees.where_tree(sync, optax.apply_updates(server.shared, updates),
+                                server.shared)
+      opt_state = trees.where_tree(sync, opt_state, server.opt_state)
+    else:
+      shared, opt_state = target, server.opt_state
+    topo_state = coordination.after_server(shared, topo_state, sync)
     personal = {r: jax.tree.map(lambda all_, new: all_.at[cohort].set(new),
                                 clients.personal[r], trained[r])
                 for r in personal_roles}
@@ -115,13 +162,20 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
         'train/loss': jnp.sum(n * stats['loss']) / jnp.maximum(jnp.sum(n), 1.0),
         'train/examples': jnp.sum(n),
         'train/mean_local_steps': jnp.mean(stats['steps'].astype(jnp.float32)),
+        **topo_metrics,
     }
+    if cost_model is not None:
+      model_bits = 8.0 * sum(trees.tree_bytes(server.shared[r]) for r in shared_roles)
+      metrics.update(cost_model(
+          {**stats, 'model_bits': jnp.float32(model_bits)}, topo,
+          jax.random.fold_in(rng.round_key(seed_key, server.round), 0xC057),
+          server.round))
     server = ServerState(round=server.round + 1, shared=shared,
-                         opt_state=opt_state)
+                         opt_state=opt_state, topology=topo_state)
     return server, ClientStates(personal=personal), metrics
 
   def evaluate(server, clients, frozen, source, client_ids, split: str,
-               personal_from_population: bool = True):
+               personal_from_population: bool = True, per_client: bool = False):
     """Sums of `problem.eval_stats` over `client_ids` on their `split` data.
 
     Clients outside the population (never sampled) use the initial personal
@@ -133,15 +187,22 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
       fresh = {r: initial_params()[r] for r in personal_roles}
       personal = trees.broadcast_to_clients(fresh, client_ids.shape[0])
 
-    def client_fn(client_id, own):
+    models = server.topology.get('models') if isinstance(server.topology, dict) else None
+    if models is not None and personal_from_population:
+      # Decentralized: every client is evaluated with its own model.
+      own_models = jax.tree.map(lambda x: x[client_ids], models)
+    else:
+      own_models = trees.broadcast_to_clients(server.shared, client_ids.shape[0])
+
+    def client_fn(client_id, own, model):
       data = problem.client_data(source, client_id, split)
-      params = {**frozen, **server.shared, **own}
+      params = {**frozen, **model, **own}
       return problem.eval_stats(params, data)
 
-    stats = vectorize.map_clients(client_fn, (client_ids, personal),
+    stats = vectorize.map_clients(client_fn, (client_ids, personal, own_models),
                                   chunk_size=_eval_chunk(client_ids.shape[0], chunk_size),
                                   mesh=mesh)
-    return vectorize.sum_over_clients(stats)
+    return stats if per_client else vectorize.sum_over_clients(stats)
 
   return Federation(init=init, round=round_fn, evaluate=evaluate, plan=plan)
 

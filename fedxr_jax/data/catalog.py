@@ -3,6 +3,14 @@
 Sensor sets and task modalities are the paper's. `compute_tier` is a relative
 on-device training throughput (1.0 = Apple M2 class) used to give each device
 a local-step budget; the chip each tier rests on is named beside it.
+
+Radio and power (used by the cost model): transmit power 23 dBm for headsets
+and tethered devices (the 3GPP class-3 UE maximum; Wi-Fi 6 clients are at or
+below it), 13 dBm for glasses (Bluetooth LE / low-power Wi-Fi class); compute
+power while training 8 W headsets, 15 W tethered hosts, 1.5 W glasses
+(sustained SoC power of each class; assumptions, refined by the simulator
+issue). Training throughput = compute_tier x 3.6 TFLOP/s (Apple M2 GPU fp32
+peak) x 25% utilization.
 """
 import dataclasses
 import difflib
@@ -42,6 +50,21 @@ class Device:
   environments: tuple  # Table 1 "Typical Deployment Environment"
   compute_tier: float  # relative training throughput, see module docstring
   chip: str            # what the tier rests on
+
+  @property
+  def train_flops(self) -> float:
+    """Sustained training FLOP/s (see module docstring)."""
+    return self.compute_tier * 3.6e12 * 0.25
+
+  @property
+  def tx_power_dbm(self) -> float:
+    return 13.0 if self.kind == 'Smart Glasses' else 23.0
+
+  @property
+  def compute_power_w(self) -> float:
+    if self.kind == 'Smart Glasses':
+      return 1.5
+    return 15.0 if 'tethered' in self.chip or 'host' in self.chip else 8.0
 
   @property
   def modalities(self) -> tuple:

@@ -44,6 +44,8 @@ class XRSpec:
   noise_std: float = 1.0
   modality_dropout: float = 0.1   # per-sample probability a present sensor drops
   task_keep_prob: float = 1.0     # chance a client holds each feasible task
+  area_m: float = 100.0           # users live in a square of this side
+  walk_m_per_round: float = 0.0   # mobility: distance walked between rounds
 
   @property
   def num_classes(self) -> tuple:
@@ -159,6 +161,10 @@ def make_world(key: jax.Array, spec: XRSpec) -> dict:
       'device_modalities': jnp.asarray(has),
       'device_steps': jnp.asarray(steps),
       'device_logits': jnp.log(jnp.asarray(weights / weights.sum())),
+      'device_train_flops': jnp.asarray([d.train_flops for d in devs], jnp.float32),
+      'device_tx_power_dbm': jnp.asarray([d.tx_power_dbm for d in devs], jnp.float32),
+      'device_compute_power_w': jnp.asarray([d.compute_power_w for d in devs],
+                                            jnp.float32),
       'key': jax.random.key_data(jax.random.fold_in(key, 1)),
   }
 
@@ -217,6 +223,22 @@ def client_profile(world: dict, client_id, spec: XRSpec) -> dict:
   }
 
 
+def client_position(world: dict, client_id, round_idx, spec: XRSpec):
+  """Where a user is at a round, [2] meters in [0, area_m]^2.
+
+  Each user walks a circle of its own around a home point at
+  `walk_m_per_round` per round: mobility as a pure function of (client,
+  round), with no state to carry or checkpoint.
+  """
+  key = jax.random.fold_in(_client_key(world, client_id), 0x9051)
+  u = jax.random.uniform(key, (4,))
+  home = u[:2] * spec.area_m
+  radius = 0.05 * spec.area_m * (0.5 + u[2])
+  angle = 2 * jnp.pi * u[3] + round_idx * spec.walk_m_per_round / radius
+  pos = home + radius * jnp.stack([jnp.cos(angle), jnp.sin(angle)])
+  return jnp.clip(pos, 0.0, spec.area_m)
+
+
 def client_data(world: dict, client_id, split: str, spec: XRSpec) -> dict:
   """One client's examples of `split` ('train' or 'test'), fixed shapes."""
   profile = client_profile(world, client_id, spec)
@@ -256,7 +278,15 @@ def client_data(world: dict, client_id, split: str, spec: XRSpec) -> dict:
       'step_budget': profile['step_budget'],
       'task_mask': profile['task_mask'],
       'device': profile['device'],
+      'device_profile': device_profile(world, profile['device']),
   }
+
+
+def device_profile(world: dict, device) -> dict:
+  """Radio and compute of a device index, for the cost model."""
+  return {'train_flops': world['device_train_flops'][device],
+          'tx_power_dbm': world['device_tx_power_dbm'][device],
+          'compute_power_w': world['device_compute_power_w'][device]}
 
 
 def spec_from_config(data_config, local_steps: int) -> XRSpec:
@@ -273,4 +303,6 @@ def spec_from_config(data_config, local_steps: int) -> XRSpec:
       dirichlet_alpha=data_config.dirichlet_alpha,
       style_scale=data_config.style_scale, noise_std=data_config.noise_std,
       modality_dropout=data_config.modality_dropout,
-      task_keep_prob=data_config.task_keep_prob)
+      task_keep_prob=data_config.task_keep_prob,
+      area_m=data_config.get('area_m', 100.0),
+      walk_m_per_round=data_config.get('walk_m_per_round', 0.0))

@@ -10,6 +10,10 @@ from fedxr_jax.core import vectorize
 from fedxr_jax.data import synthetic
 from fedxr_jax.errors import ConfigError
 from fedxr_jax.models import m3t
+from fedxr_jax.topology import channel as channel_lib
+from fedxr_jax.topology import coordination as coordination_lib
+from fedxr_jax.topology import costs as costs_lib
+from fedxr_jax.topology import layout as layout_lib
 from fedxr_jax.training import xr_problem
 
 OPTIMIZERS = ('sgd', 'adam', 'yogi', 'adagrad')
@@ -24,6 +28,7 @@ class Experiment(NamedTuple):
   federation: round_lib.Federation
   world: dict
   mesh: Optional[jax.sharding.Mesh]
+  layout: layout_lib.RoundLayout   # per-round topology arrays (host)
 
 
 def make_optimizer(cfg, where: str) -> optax.GradientTransformation:
@@ -112,13 +117,47 @@ def build(config) -> Experiment:
   present = jax.eval_shape(problem.init_params, jax.random.key(0)).keys()
   plan = {role: mode for role, mode in plan.items() if role in present}
   mesh = vectorize.client_mesh() if jax.device_count() > 1 else None
+  world = synthetic.make_world(jax.random.fold_in(jax.random.key(config.seed), 7),
+                               spec)
+  topology = layout_lib.TopologySpec.from_config(config.topology)
+  layout = layout_lib.RoundLayout(topology, spec, world, seed=config.seed,
+                                  population=config.population_size,
+                                  cohort=config.cohort_size)
   federation = round_lib.build_federation(
       problem, plan, seed=config.seed,
       population_size=config.population_size, cohort_size=config.cohort_size,
       local_steps=config.local_steps, batch_size=config.batch_size,
       client_optimizer=make_optimizer(config.client_optimizer, 'client_optimizer'),
       server_optimizer=make_optimizer(config.server_optimizer, 'server_optimizer'),
-      chunk_size=config.chunk_size, mesh=mesh, shuffle=config.shuffle)
-  world = synthetic.make_world(jax.random.fold_in(jax.random.key(config.seed), 7),
-                               spec)
-  return Experiment(config, spec, model, federation, world, mesh)
+      chunk_size=config.chunk_size, mesh=mesh, shuffle=config.shuffle,
+      coordination=make_coordination(topology, config.population_size),
+      cost_model=costs_lib.make_cost_model(
+          topology.kind, channel_lib.Channel(**config.channel.to_dict()),
+          gamma=topology.gamma, k2=topology.k2, area_m=spec.area_m),
+      flops_per_step=training_flops_per_step(problem, world, config.batch_size))
+  return Experiment(config, spec, model, federation, world, mesh, layout)
+
+
+def make_coordination(topology: layout_lib.TopologySpec, population: int):
+  kind = topology.kind
+  if kind == 'centralized':
+    return coordination_lib.centralized()
+  if kind == 'tree':
+    return coordination_lib.spanning_tree()
+  if kind == 'hierarchical':
+    return coordination_lib.hierarchical(topology.num_clusters, topology.k2)
+  if kind == 'semi':
+    return coordination_lib.semi_decentralized(topology.gamma)
+  return coordination_lib.decentralized(population, topology.gamma)
+
+
+def training_flops_per_step(problem, world, batch_size: int) -> float:
+  """FLOPs of one local step (forward + backward), from XLA's cost analysis."""
+  params = jax.eval_shape(problem.init_params, jax.random.key(0))
+  data = jax.eval_shape(lambda: problem.client_data(world, jax.numpy.int32(0), 'train'))
+  batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((batch_size,) + x.shape[1:], x.dtype),
+                       data['examples'])
+  meta = {k: v for k, v in data.items() if k != 'examples'}
+  grad = jax.grad(lambda p, b, m: problem.loss(p, b, m)[0])
+  analysis = jax.jit(grad).lower(params, batch, meta).cost_analysis()
+  return float(analysis.get('flops', 0.0))

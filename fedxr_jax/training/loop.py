@@ -34,6 +34,15 @@ def eval_metrics(prefix: str, sums: dict, tasks) -> dict:
   return out
 
 
+def client_spread(per_client: dict) -> dict:
+  """Spread of per-client accuracy (mean over each client's tasks)."""
+  correct, count = np.asarray(per_client['correct']), np.asarray(per_client['count'])
+  held = count.sum(-1) > 0
+  acc = correct.sum(-1)[held] / count.sum(-1)[held]
+  return {'eval/client_accuracy_std': float(acc.std()) if acc.size else None,
+          'eval/client_accuracy_min': float(acc.min()) if acc.size else None}
+
+
 def run(config, workdir: str, progress: bool = True) -> list:
   """Trains (or resumes) the federation described by `config` in `workdir`.
 
@@ -46,7 +55,7 @@ def run(config, workdir: str, progress: bool = True) -> list:
   checkpoint_lib.write_run_config(workdir, config.to_json(), immutable)
   fed, world = exp.federation, exp.world
 
-  server, clients, frozen = jax.jit(fed.init)()
+  server, clients, frozen = jax.jit(fed.init)(world)
   ckpts = checkpoint_lib.Checkpoints(os.path.join(workdir, 'checkpoints'),
                                      config.max_checkpoints)
   start = ckpts.latest_round() or 0
@@ -56,8 +65,8 @@ def run(config, workdir: str, progress: bool = True) -> list:
   log = metrics_log.MetricsLog(os.path.join(workdir, 'metrics.jsonl'), start)
 
   round_fn = jax.jit(fed.round, donate_argnums=(0, 1))
-  evaluate = jax.jit(fed.evaluate,
-                     static_argnames=('split', 'personal_from_population'))
+  evaluate = jax.jit(fed.evaluate, static_argnames=(
+      'split', 'personal_from_population', 'per_client'))
   seed_key = jax.random.key(config.seed)
   cohort_of = jax.jit(lambda r: rng.sample_cohort(
       seed_key, r, config.population_size, config.cohort_size))
@@ -74,23 +83,27 @@ def run(config, workdir: str, progress: bool = True) -> list:
                   disable=not progress, file=sys.stderr)
   round_seconds = []
   for r in bar:
+    topo, graph_stats = exp.layout(r)
     t0 = time.perf_counter()
-    server, clients, metrics = round_fn(server, clients, frozen, world)
+    server, clients, metrics = round_fn(server, clients, frozen, world, topo)
     jax.block_until_ready(metrics)
     round_seconds.append(time.perf_counter() - t0)
     done = r + 1
+    row = {'round': done, **graph_stats}
+    row.update({k: float(v) for k, v in metrics.items()})
     if done % config.eval_every == 0 or done == config.num_rounds:
-      row = {'round': done}
-      row.update({k: float(v) for k, v in metrics.items()})
       row.update(eval_metrics('eval', evaluate(
           server, clients, frozen, world, cohort_of(r), 'test'), tasks))
       if config.eval_unseen_clients:
         row.update(eval_metrics('eval_unseen', evaluate(
             server, clients, frozen, world, unseen, 'test',
             personal_from_population=False), tasks))
-      log.append(row)
+      if exp.config.topology.kind == 'decentralized':
+        row.update(client_spread(evaluate(server, clients, frozen, world,
+                                          cohort_of(r), 'test', per_client=True)))
       bar.set_postfix(loss=f"{row['train/loss']:.3f}",
                       acc=f"{row['eval/accuracy'] or 0:.3f}")
+    log.append(row)
     if done % config.checkpoint_every == 0 or done == config.num_rounds:
       ckpts.save(done, {'server': server, 'clients': clients})
   bar.close()

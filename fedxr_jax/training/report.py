@@ -5,6 +5,7 @@ from fedxr_jax.data import catalog
 
 
 def print_summary(rows, tasks) -> None:
+  rows = [r for r in rows if 'eval/accuracy' in r]
   if not rows:
     return
   last = rows[-1]
@@ -22,9 +23,10 @@ def plot_curves(rows, tasks, path: str) -> str:
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
 
-  rounds = [r['round'] for r in rows]
   fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-  ax_loss.plot(rounds, [r['train/loss'] for r in rows], marker='o')
+  ax_loss.plot([r['round'] for r in rows], [r['train/loss'] for r in rows])
+  rows = [r for r in rows if 'eval/accuracy' in r]
+  rounds = [r['round'] for r in rows]
   ax_loss.set(xlabel='round', ylabel='train loss', title='training loss')
   for t in tasks:
     for prefix, style in (('eval', '-'), ('eval_unseen', '--')):
