@@ -148,3 +148,15 @@ def test_impossible_topologies_fail_clearly(config, change, message):
   with pytest.raises(ConfigError, match=message):
     exp = experiment.build(_config(config, **change))
     exp.layout(0)
+
+
+def test_semi_with_chunked_clients_and_personal_heads(config):
+  # Mixing works on chunked client axes and never touches personal trees.
+  config.plan.heads = 'personal'
+  cfg = _config(config, 'semi', graph='ring', gamma=2, num_clusters=2, cluster_by='id')
+  a, clients_a, _ = run_rounds(experiment.build(cfg), 2)
+  cfg.chunk_size = 4
+  b, clients_b, _ = run_rounds(experiment.build(cfg), 2)
+  assert 'heads' not in a.shared
+  assert_trees_close(a.shared, b.shared, **REASSOCIATION)
+  assert_trees_close(clients_a.personal, clients_b.personal, **REASSOCIATION)
