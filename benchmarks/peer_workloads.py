@@ -25,37 +25,71 @@ then R timed rounds, median s/round, `jax.block_until_ready`; the global train
 loss over all clients' data is computed after every round outside the timed
 region with the peers' evaluator (`jax_models.xent` in chunks of eval_chunk).
 
-  python benchmarks/peer_workloads.py --workload=mlp --clients=1024 --chunk_size=32
-  python benchmarks/peer_workloads.py --workload=lora --clients=256 --chunk_size=8 \
-      --model=fast
+  python benchmarks/peer_workloads.py --workload=mlp --clients=128 --check
+  python benchmarks/peer_workloads.py --workload=mlp --clients=1024 \
+      --chunk_size=32 --cpu_devices=2
+  python benchmarks/peer_workloads.py --workload=lora --clients=256 \
+      --chunk_size=4 --cpu_devices=2
   # several chunk sizes in one process (interleaved, same load):
   python benchmarks/peer_workloads.py --workload=mlp --clients=1024 \
       --sweep=0,16,32,64,128,256
 
-The last stdout line is one JSON object (also written to --out).
---check exits with status 1 if fedxr_jax's loss after any round differs from
-bare-jax's by more than --tol.
+The last stdout line is one JSON object (also written to --out); a table with
+the published peer figures (RESULTS.md) comes before it. --check exits with
+status 1 if fedxr_jax's loss after any round differs from bare-jax's by more
+than --tol.
 
-W2 `--model=fast` is the same model (same parameters, same function, gradients
-equal to ~1e-7) written for XLA:CPU: attention in [b, h, t, d] layout with a
-custom VJP made of batched matmuls, and custom VJPs for exact GELU (the
-backward reuses the forward's Phi(x)) and LayerNorm (the standard fused
-backward). `--xla_dots` picks how XLA:CPU runs dots for OUR round only
-(bare-jax keeps the defaults the peers ran with unless --bare_same_xla).
+Speed knobs (medians on the shared 2-core AVX-512 dev VM, 2026-11-24, each
+against bare-jax full vmap timed in the same process; ratio = ours / bare):
+  mlp C=1024: chunk 32 0.186 s (0.60); + --cpu_devices=2 0.114 s (0.53)
+  lora C=256: chunk 8 1.02 s (0.60); + --cpu_devices=2, chunk 4: 0.72 s (0.42)
+  * --chunk_size: clients per vmapped group (lax.map over groups); 16-128 for
+    mlp and 4-8 for lora beat the full vmap.
+  * --cpu_devices=2: fedxr_jax's client mesh over 2 XLA:CPU host devices, so
+    the two halves of each group run on separate threads. This is where most
+    of the gain over bare-jax comes from on an idle 2-core machine (it loses
+    when another process holds a core).
+  * --model=fast (W2 only): the same model (same parameters and function,
+    gradients equal to ~1e-8) with attention in [b, h, t, d] layout and a
+    custom VJP of batched matmuls, plus custom VJPs for exact GELU and
+    LayerNorm. 1.6x faster for one isolated vmapped step, but NOT faster
+    inside the round (XLA fuses the reference differently there); kept so the
+    measurement can be repeated. The default is the peers' math.
+  * --xla_dots: XLA:CPU's dot/fusion library for OUR round only (bare-jax
+    keeps the defaults the peers ran with unless --bare_same_xla); the
+    default (YNNPACK) was as fast as the alternatives inside the round.
 """
+import inspect
 import json
 import os
 import sys
 import time
 
-from absl import app
-from absl import flags
-from absl import logging
 
-import numpy as np
-import jax
-import jax.numpy as jnp
-import optax
+def _apply_cpu_devices_flag(argv):
+  """--cpu_devices=N must reach XLA before jax initializes its backends."""
+  n = 1
+  for i, a in enumerate(argv[1:], 1):
+    if a.startswith('--cpu_devices='):
+      n = int(a.split('=', 1)[1])
+    elif a == '--cpu_devices' and i + 1 < len(argv):
+      n = int(argv[i + 1])
+  if n > 1:
+    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                               ' --xla_force_host_platform_device_count=%d' % n).strip()
+
+
+_apply_cpu_devices_flag(sys.argv)
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+import numpy as np  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO not in sys.path:
@@ -63,6 +97,7 @@ if _REPO not in sys.path:
 
 from fedxr_jax.core.problem import FederatedProblem  # noqa: E402
 from fedxr_jax.core.round import build_federation  # noqa: E402
+from fedxr_jax.core import vectorize  # noqa: E402
 
 _PEERBENCH_CANDIDATES = (
     os.environ.get('PEERBENCH_DIR', ''),
@@ -90,6 +125,12 @@ _XLA_DOTS = flags.DEFINE_enum(
     'XLA:CPU dot/fusion library for the fedxr_jax round: default (YNNPACK '
     'fusions), eigen (YNNPACK off), ynn_individual_dot (YNNPACK for single '
     'dots only, no multi-op fusions).')
+_CPU_DEVICES = flags.DEFINE_integer(
+    'cpu_devices', 1, 'N > 1: expose N XLA:CPU devices '
+    '(--xla_force_host_platform_device_count) and pass fedxr_jax a client mesh '
+    'over them, so each vmapped group is split over N devices that run on '
+    'separate threads; the data is replicated on every device. bare-jax stays '
+    'on device 0.')
 _BARE_SAME_XLA = flags.DEFINE_bool(
     'bare_same_xla', False, 'Compile bare-jax with the same --xla_dots.')
 _BARE_CHUNK = flags.DEFINE_integer(
@@ -126,8 +167,9 @@ PUBLISHED = {
         ('flwr 1.41', 3.48, 294, 1.153),
     ],
 }
-# Published initial loss and loss after rounds 1..6 of bare-jax (RESULTS.md /
-# results-2026-11-23.json); used only when bare-jax is not run (--bare_chunk=-1).
+# Published bare-jax initial loss and loss after 6 rounds (RESULTS.md /
+# results-2026-11-23.json); reported only when bare-jax is not run here
+# (--bare_chunk=-1).
 PUBLISHED_LOSS = {('mlp', 128): (2.3714, 2.0556), ('mlp', 1024): (2.3756, 2.0951),
                   ('lora', 256): (1.3710, 1.1525)}
 
@@ -165,7 +207,7 @@ _INV_SQRT_2PI = 0.3989422804014327
 
 
 def _attention_fwd(q, k, v, scale):
-  """q, k, v: [B, H, T, D]; batch dims lead, every matmul contracts the last dim."""
+  """q, k, v: [B, H, T, D]: batch dims lead in every batched matmul."""
   s = jnp.einsum('bhqd,bhkd->bhqk', q, k) * scale
   s = s - jnp.max(s, -1, keepdims=True)
   e = jnp.exp(s)
@@ -275,15 +317,13 @@ class PeerWorkload:
       self.plan = {'base': 'frozen', 'lora': 'shared', 'heads': 'shared'}
       lg = M.lora_logits if model == 'reference' else make_fast_lora_logits(self.spec)
       self._logits = lambda p, x: lg({**p['lora'], **p['heads']}, p['base'], x)
-      self._ref_logits = lambda p, x: M.lora_logits(
-          {**p['lora'], **p['heads']}, p['base'], x)
     self._eval = jax.jit(lambda p, x, y: M.xent(self._peer_logits(p, x), y))
 
   def _peer_logits(self, p, x):
     """The peers' forward (jax_models), used for every reported loss."""
     if self.name == 'mlp':
       return self.models.mlp_logits(p['model'], x)
-    return self._ref_logits(p, x)
+    return self.models.lora_logits({**p['lora'], **p['heads']}, p['base'], x)
 
   def initial_params(self):
     if self.name == 'mlp':
@@ -341,25 +381,32 @@ class PeerWorkload:
 # ----------------------------------------------------------------------------
 class FedxrRunner:
 
-  def __init__(self, wl, chunk, xla_options):
+  def __init__(self, wl, chunk, xla_options, mesh=None):
     self.wl, self.chunk = wl, chunk
     w = wl.spec
+    self.source = wl.source
+    if mesh is not None:
+      self.source = jax.device_put(wl.source, NamedSharding(mesh, PartitionSpec()))
     self.fed = build_federation(
         wl.problem(), wl.plan, seed=0, population_size=wl.clients,
         cohort_size=wl.clients, local_steps=w['steps'], batch_size=w['batch'],
         client_optimizer=optax.sgd(w['lr']), server_optimizer=optax.sgd(1.0),
-        chunk_size=chunk, shuffle=False)
-    self.server, self.clients, self.frozen = self.fed.init()
+        chunk_size=chunk, shuffle=False, mesh=mesh)
+    # init(source) / round(server, clients, frozen, source[, topo]): the
+    # centralized topology ignores `topo`, so an empty tree is passed when the
+    # round takes one (older cores had init() and a 4-argument round).
+    self.server, self.clients, self.frozen = self.fed.init(self.source)
+    self.extra = ({},) if len(inspect.signature(self.fed.round).parameters) > 4 else ()
     jax.block_until_ready((self.server, self.frozen))
     t = time.perf_counter()
     self.compiled = jax.jit(self.fed.round, donate_argnums=(0, 1)).lower(
-        self.server, self.clients, self.frozen, wl.source).compile(
+        self.server, self.clients, self.frozen, self.source, *self.extra).compile(
             compiler_options=xla_options)
     self.compile_s = time.perf_counter() - t
 
   def step(self):
     self.server, self.clients, self.metrics = self.compiled(
-        self.server, self.clients, self.frozen, self.wl.source)
+        self.server, self.clients, self.frozen, self.source, *self.extra)
     jax.block_until_ready(self.server)
 
   def params(self):
@@ -369,7 +416,7 @@ class FedxrRunner:
     """Global loss through fedxr_jax's own `evaluate` (cross-check, untimed)."""
     ids = jnp.arange(self.wl.clients, dtype=jnp.int32)
     s = jax.jit(self.fed.evaluate, static_argnums=(5,))(
-        self.server, self.clients, self.frozen, self.wl.source, ids, 'train')
+        self.server, self.clients, self.frozen, self.source, ids, 'train')
     return float(s['loss_sum'] / s['count'])
 
 
@@ -425,11 +472,11 @@ def run_interleaved(runners, rounds):
   return out
 
 
-def autotune_chunk(wl, candidates, xla_options):
+def autotune_chunk(wl, candidates, xla_options, mesh):
   """Fastest chunk size: 1 warm-up + 2 rounds each on throw-away states."""
   best, trials = None, {}
   for k in candidates:
-    r = FedxrRunner(wl, k, xla_options)
+    r = FedxrRunner(wl, k, xla_options, mesh)
     r.step()
     ts = []
     for _ in range(2):
@@ -459,6 +506,11 @@ def main(argv):
   wl = PeerWorkload((common, jax_models, bare_jax), W, C, _MODEL.value)
   setup_s = time.perf_counter() - t0
   xla_opts = _XLA_OPTIONS[_XLA_DOTS.value]
+  mesh = None
+  if _CPU_DEVICES.value > 1:
+    if len(jax.devices()) < _CPU_DEVICES.value:
+      raise SystemExit('--cpu_devices=%d but jax sees %s' % (_CPU_DEVICES.value, jax.devices()))
+    mesh = vectorize.client_mesh(jax.devices()[:_CPU_DEVICES.value])
   init_loss, init_acc = wl.global_loss(wl.initial_params())
 
   # Model check (fast W2 only): loss and gradients of client 0's first batch.
@@ -482,16 +534,16 @@ def main(argv):
   t0 = time.perf_counter()
   if _CHUNK.value == 'auto':
     cands = _divisor_candidates(C, [int(k) for k in _SWEEP.value] or _AUTO_CANDIDATES[W])
-    chunk, trials = autotune_chunk(wl, cands, xla_opts)
+    chunk, trials = autotune_chunk(wl, cands, xla_opts, mesh)
     autotune = {'candidates': cands, 'min_s_of_2_rounds': trials, 'chosen': chunk,
                 'autotune_s': time.perf_counter() - t0}
   else:
     chunk = int(_CHUNK.value)
 
-  runners = {'fedxr': FedxrRunner(wl, chunk, xla_opts)}
+  runners = {'fedxr': FedxrRunner(wl, chunk, xla_opts, mesh)}
   sweep = [int(k) for k in _SWEEP.value if int(k) != chunk] if _CHUNK.value != 'auto' else []
   for k in sweep:
-    runners['fedxr_chunk%d' % k] = FedxrRunner(wl, k, xla_opts)
+    runners['fedxr_chunk%d' % k] = FedxrRunner(wl, k, xla_opts, mesh)
   if _BARE_CHUNK.value >= 0:
     runners['bare'] = BareRunner(wl, _BARE_CHUNK.value,
                                  xla_opts if _BARE_SAME_XLA.value else None)
@@ -514,6 +566,7 @@ def main(argv):
   result = {
       'framework': 'fedxr_jax', 'workload': W, 'clients': C,
       'chunk_size': chunk, 'model': wl.model, 'xla_dots': _XLA_DOTS.value,
+      'cpu_devices': _CPU_DEVICES.value,
       'local_steps': wl.spec['steps'], 'rounds_timed': _ROUNDS.value,
       **main_s,
       'init_loss': init_loss, 'init_acc': init_acc,
@@ -573,7 +626,7 @@ def print_table(result, runners, summary):
   W, C = result['workload'], result['clients']
   steps = result['local_steps']
   print('\n%s, %d clients x %d local steps per round' % (W, C, steps))
-  print('%-44s %11s %11s %14s %s' % ('run', 'med s/rnd', 'warm-up s', 'updates/s',
+  print('%-52s %10s %10s %11s %s' % ('run', 'med s/rnd', 'warm-up s', 'updates/s',
                                      'loss init->after each round'))
   for name in runners:
     s = summary(name)
@@ -582,15 +635,17 @@ def print_table(result, runners, summary):
           'vmap all' if not result['bare_jax_chunk'] else 'chunk %d' % result['bare_jax_chunk'])
     else:
       k = runners[name].chunk
-      label = 'fedxr_jax chunk %d, %s (this run)' % (k, result['model'])
-    print('%-44s %11.4f %11.2f %14.0f %.3f->%s' % (
+      label = 'fedxr_jax chunk %d, %s%s (this run)' % (
+          k, result['model'], ', %d devices' % result['cpu_devices']
+          if result['cpu_devices'] > 1 else '')
+    print('%-52s %10.4f %10.2f %11.0f %.3f->%s' % (
         label, s['median_s_per_round'], s['warmup_s'], s['client_updates_per_s'],
         result['init_loss'], ','.join('%.4f' % v for v in s['loss_after_round'])))
   pub = PUBLISHED.get((W, C))
   if pub:
     print('published peers (RESULTS.md, another 2-core machine, 2026-11-23):')
     for name, sec, ups, loss6 in pub:
-      print('  %-42s %11.4f %11s %14.0f loss after 6 rounds %.3f' % (name, sec, '', ups, loss6))
+      print('  %-50s %10.4f %10s %11.0f loss after 6 rounds %.3f' % (name, sec, '', ups, loss6))
   if 'bare_jax_median_s_per_round' in result:
     print('fedxr_jax / bare-jax (same run): %.3f   max |loss diff| over rounds: %.2e (%s)' % (
         result['ratio_vs_bare_jax'], result['max_loss_diff_vs_bare_jax'],
