@@ -123,6 +123,8 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
     personal = jax.tree.map(lambda x: x[cohort], clients.personal)
     start = coordination.client_start(server.shared, server.topology, topo)
 
+    streaming = coordination.from_sums is not None
+
     def client_fn(client_id, key, own, start_i=None):
       data = problem.client_data(source, client_id, 'train')
       model = server.shared if start_i is None else start_i
@@ -134,15 +136,25 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
       stats['compute_s'] = stats['steps'] * flops_per_step / device['train_flops']
       stats['compute_power_w'] = jnp.float32(device['compute_power_w'])
       stats['tx_power_dbm'] = jnp.float32(device['tx_power_dbm'])
-      return trained, weights, stats
+      shared_out = {r: trained[r] for r in shared_roles}
+      shared_weights = {r: weights[r] for r in shared_roles}
+      per_client = {'personal': {r: trained[r] for r in personal_roles}, 'stats': stats}
+      if streaming:   # summed over clients inside the chunk loop
+        return per_client, coordination_lib.weighted_terms(shared_out, shared_weights)
+      per_client.update(shared=shared_out, weights=shared_weights)
+      return per_client, {}
 
     args = (cohort, keys, personal) + (() if start is None else (start,))
-    trained, weights, stats = vectorize.map_clients(
-        client_fn, args, chunk_size=chunk_size, mesh=mesh)
-
-    target, topo_state, sync, topo_metrics = coordination.aggregate(
-        server.shared, server.topology, {r: trained[r] for r in shared_roles},
-        {r: weights[r] for r in shared_roles}, topo, server.round)
+    out, sums = vectorize.map_clients(client_fn, args, chunk_size=chunk_size, mesh=mesh)
+    stats = out['stats']
+    if streaming:
+      target, topo_state, sync, topo_metrics = (
+          coordination.from_sums(server.shared, sums), server.topology,
+          jnp.array(True), {})
+    else:
+      target, topo_state, sync, topo_metrics = coordination.aggregate(
+          server.shared, server.topology, out['shared'], out['weights'], topo,
+          server.round)
     if coordination.uses_server_optimizer:
       # Pseudo-gradient: the server descends along (global - target).
       pseudo_grad = jax.tree.map(jnp.subtract, server.shared, target)
@@ -155,7 +167,7 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
       shared, opt_state = target, server.opt_state
     topo_state = coordination.after_server(shared, topo_state, sync)
     personal = {r: jax.tree.map(lambda all_, new: all_.at[cohort].set(new),
-                                clients.personal[r], trained[r])
+                                clients.personal[r], out['personal'][r])
                 for r in personal_roles}
     n = stats['examples']
     metrics = {
@@ -197,11 +209,11 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
     def client_fn(client_id, own, model):
       data = problem.client_data(source, client_id, split)
       params = {**frozen, **model, **own}
-      return problem.eval_stats(params, data)
+      return problem.eval_stats(params, data), {}
 
-    stats = vectorize.map_clients(client_fn, (client_ids, personal, own_models),
-                                  chunk_size=_eval_chunk(client_ids.shape[0], chunk_size),
-                                  mesh=mesh)
+    stats, _ = vectorize.map_clients(client_fn, (client_ids, personal, own_models),
+                                     chunk_size=_eval_chunk(client_ids.shape[0], chunk_size),
+                                     mesh=mesh)
     return stats if per_client else vectorize.sum_over_clients(stats)
 
   return Federation(init=init, round=round_fn, evaluate=evaluate, plan=plan)

