@@ -38,8 +38,8 @@ class Coordination(NamedTuple):
   client_start: Callable
   # (shared, state, trained, weights, topo, round) ->
   #   (target, state, sync, metrics): the server optimizer steps towards
-  #   `target` only where `sync`.
-  aggregate: Callable
+  #   `target` only where `sync`. None when `from_sums` is set.
+  aggregate: Optional[Callable]
   # (new shared, state, sync) -> state, after the server step.
   after_server: Callable
   uses_server_optimizer: bool
@@ -50,22 +50,24 @@ class Coordination(NamedTuple):
   from_sums: Optional[Callable] = None
 
 
+def _expand(w, x):
+  """A module weight (leading axes of x only) shaped to broadcast against x."""
+  return w.reshape(w.shape + (1,) * (x.ndim - w.ndim))
+
+
 def _scale(weights, tree):
-  """w * x per module (weights: prefix tree of [C] leaves)."""
+  """w * x per module (weights: a prefix tree of `tree`)."""
   return jax.tree.map(
-      lambda w, sub: jax.tree.map(
-          lambda x: w.reshape(w.shape + (1,) * (x.ndim - w.ndim)) * x, sub),
-      weights, tree)
+      lambda w, sub: jax.tree.map(lambda x: _expand(w, x) * x, sub), weights, tree)
 
 
 def _ratio(num, den, fallback):
   """num / den per module, `fallback` where den = 0."""
+  def divide(d, n, f):
+    d = _expand(d, n)
+    return jnp.where(d > 0, n / jnp.where(d > 0, d, 1.0), f)
   return jax.tree.map(
-      lambda d, n_sub, f_sub: jax.tree.map(
-          lambda n, f: jnp.where(d.reshape(d.shape + (1,) * (n.ndim - d.ndim)) > 0,
-                                 n / jnp.where(d > 0, d, 1.0).reshape(
-                                     d.shape + (1,) * (n.ndim - d.ndim)), f),
-          n_sub, f_sub),
+      lambda d, n_sub, f_sub: jax.tree.map(lambda n, f: divide(d, n, f), n_sub, f_sub),
       den, num, fallback)
 
 
@@ -101,16 +103,11 @@ def weighted_terms(trained, weights):
 
 
 def centralized() -> Coordination:
-  def aggregate(shared, state, trained, weights, topo, round_idx):
-    del topo, round_idx
-    target = {r: trees.aggregate_modules(trained[r], weights[r], shared[r])
-              for r in shared}
-    return target, state, jnp.array(True), {}
-
+  """FedAvg with masked modules: sum_i w_i x_i / sum_i w_i, streamed over chunks."""
   def from_sums(shared, sums):
     return {r: _ratio(sums[r][0], sums[r][1], shared[r]) for r in shared}
 
-  return Coordination(_no_state, lambda *_: None, aggregate, _keep, True, from_sums)
+  return Coordination(_no_state, lambda *_: None, None, _keep, True, from_sums)
 
 
 def hierarchical(num_edges: int, k2: int) -> Coordination:
