@@ -32,16 +32,18 @@ def time_cohort(cohort: int, rounds: int, chunk: int) -> dict:
   config.population_size = max(4 * cohort, config.population_size)
   config.chunk_size = chunk if 0 < chunk < cohort else 0
   exp = experiment.build(config)
-  server, clients, frozen = jax.jit(exp.federation.init)()
+  server, clients, frozen = jax.jit(exp.federation.init)(exp.world)
   round_fn = jax.jit(exp.federation.round, donate_argnums=(0, 1))
   t0 = time.perf_counter()
-  server, clients, metrics = round_fn(server, clients, frozen, exp.world)
+  server, clients, metrics = round_fn(server, clients, frozen, exp.world,
+                                     exp.layout(0)[0])
   jax.block_until_ready(metrics)
   warmup = time.perf_counter() - t0
   times, steps = [], []
-  for _ in range(rounds):
+  for r in range(1, rounds + 1):
+    topo, _ = exp.layout(r)   # host-side, outside the timed region
     t0 = time.perf_counter()
-    server, clients, metrics = round_fn(server, clients, frozen, exp.world)
+    server, clients, metrics = round_fn(server, clients, frozen, exp.world, topo)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - t0)
     steps.append(float(metrics['train/mean_local_steps']) * cohort)

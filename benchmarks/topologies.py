@@ -35,6 +35,7 @@ _SPEED_CLIENTS = flags.DEFINE_integer('speed_clients', 4096,
                                       '0 to skip the gossip-vs-centralized timing.')
 _SPEED_ROUNDS = flags.DEFINE_integer('speed_rounds', 3, 'Timed rounds per variant.')
 _OUT = flags.DEFINE_string('out', 'runs/bench_topologies', 'Output folder.')
+_REPLOT = flags.DEFINE_bool('replot', False, 'Only redraw OUT/topologies.{md,png}.')
 
 
 def make_config(kind: str, clients: int):
@@ -103,6 +104,9 @@ def write_outputs(results, speed):
         f"{r['energy_j']:.2f} | {r['latency_s_per_round']:.3f} | "
         f"{r['uplink_bits'] / 1e6:.1f} | {r['downlink_bits'] / 1e6:.1f} | "
         f"{r['d2d_bits'] / 1e6:.1f} | {r['backhaul_bits'] / 1e6:.1f} |")
+  lines.append('')
+  lines.append('Accuracy: held-out data of participating users with the global model; '
+               'decentralized uses each client\'s own model (unseen users: the mean model).')
   if speed:
     lines.append('')
     lines.append(f"Round time at {speed['clients']} clients (median of "
@@ -117,6 +121,7 @@ def write_outputs(results, speed):
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
+  import matplotlib.ticker
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
   for ax, key, label in ((axes[0], 'energy_j', 'total device energy (J)'),
                          (axes[1], 'latency_s_per_round', 'mean round latency (s)')):
@@ -126,6 +131,7 @@ def write_outputs(results, speed):
                   xytext=(5, 5))
     ax.set(xlabel=label, ylabel='accuracy (participating users)')
     ax.set_xscale('log')
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
   fig.suptitle(f"{results[0]['clients']} XR clients, {results[0]['rounds']} rounds")
   fig.tight_layout()
   fig.savefig(os.path.join(_OUT.value, 'topologies.png'), dpi=100)
@@ -133,6 +139,11 @@ def write_outputs(results, speed):
 
 def main(argv):
   del argv
+  if _REPLOT.value:   # redraw table and plot from a saved topologies.json
+    with open(os.path.join(_OUT.value, 'topologies.json')) as f:
+      saved = json.load(f)
+    write_outputs(saved['results'], saved['speed'])
+    return
   results = []
   for kind in _KINDS.value:
     r = train(kind)
