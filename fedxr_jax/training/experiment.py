@@ -117,6 +117,9 @@ def build(config) -> Experiment:
   present = jax.eval_shape(problem.init_params, jax.random.key(0)).keys()
   plan = {role: mode for role, mode in plan.items() if role in present}
   mesh = vectorize.client_mesh() if jax.device_count() > 1 else None
+  if mesh is not None and config.eval_unseen_clients % mesh.size:
+    raise ConfigError(f'eval_unseen_clients={config.eval_unseen_clients} does not '
+                      f'split evenly over {mesh.size} devices')
   world = synthetic.make_world(jax.random.fold_in(jax.random.key(config.seed), 7),
                                spec)
   topology = layout_lib.TopologySpec.from_config(config.topology)
