@@ -1,4 +1,5 @@
 """fedxr-train: bad input exits non-zero with one clear line, no traceback."""
+import json
 import os
 import subprocess
 import sys
@@ -47,3 +48,17 @@ def test_corrupt_checkpoint_via_cli(tmp_path):
   assert 'Traceback' not in bad.stderr
   lines = [l for l in bad.stderr.splitlines() if l.strip()]
   assert len(lines) == 1 and 'corrupt or from another run' in lines[0], bad.stderr
+
+
+def test_host_devices_shards_and_matches_one_device(tmp_path):
+  rows = {}
+  for n in (1, 2):
+    result = _train(f'--config={TEST_CONFIG}', f'--host_devices={n}',
+                    workdir=tmp_path / str(n))
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / str(n) / 'metrics.jsonl') as f:
+      rows[n] = [json.loads(line) for line in f]
+  assert [r['round'] for r in rows[1]] == [r['round'] for r in rows[2]]
+  for a, b in zip(rows[1], rows[2]):
+    # Same math over 2 devices: float32 reassociation only.
+    assert a['train/loss'] == pytest.approx(b['train/loss'], rel=1e-5)

@@ -22,6 +22,10 @@ _WORKDIR = flags.DEFINE_string(
     'workdir', os.path.join('runs', 'xr_default'),
     'Where checkpoints, metrics.jsonl and plots go; an existing one resumes.')
 _PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar.')
+_HOST_DEVICES = flags.DEFINE_integer(
+    'host_devices', 1, 'Split the CPU into this many XLA devices and shard the '
+    'client axis over them (uses several cores in parallel). Results equal a '
+    '1-device run up to float32 rounding; resume with the same value.')
 _CONFIG = None
 
 
@@ -66,6 +70,13 @@ def _config_error(e: Exception) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if _HOST_DEVICES.value < 1:
+    print('fedxr-train: error: --host_devices must be >= 1', file=sys.stderr)
+    sys.exit(2)
+  if _HOST_DEVICES.value > 1:
+    # Read when JAX first initializes its CPU backend, which has not happened yet.
+    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                               f' --xla_force_host_platform_device_count={_HOST_DEVICES.value}')
   from fedxr_jax.core import compilation_cache  # after flags: keeps --help fast
   from fedxr_jax.training import loop
   compilation_cache.enable()
