@@ -87,3 +87,15 @@ def test_default_run_learns(tmp_path):
     chance = 1.0 / catalog.TASKS[t].num_classes
     for prefix in ('eval', 'eval_unseen'):
       assert last[f'{prefix}/{t}/accuracy'] > chance + 0.2, (prefix, t, last)
+
+
+def test_a_workdir_in_use_is_refused(config, tmp_path):
+  from fedxr_jax.training import checkpoint
+  held = checkpoint.lock_workdir(str(tmp_path))
+  try:
+    with pytest.raises(CheckpointError, match='in use by another'):
+      loop.run(config, str(tmp_path), progress=False)
+  finally:
+    held.close()
+  config.num_rounds = 1
+  assert loop.run(config, str(tmp_path), progress=False)[-1]['round'] == 1

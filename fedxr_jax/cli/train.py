@@ -95,6 +95,10 @@ def main(argv):
   except FedXRError as e:
     print(f'fedxr-train: error: {e}', file=sys.stderr)
     sys.exit(2)
+  except KeyboardInterrupt:
+    print(f'\nfedxr-train: interrupted; run the same command again to resume from the '
+          f'last checkpoint in {_WORKDIR.value}/checkpoints', file=sys.stderr)
+    sys.exit(130)
 
 
 def entry():

@@ -1,4 +1,5 @@
 """Orbax checkpoints of a run's state, restored against an abstract target."""
+import fcntl
 import json
 import os
 from typing import Any, Optional
@@ -77,3 +78,17 @@ def write_run_config(workdir: str, config_json: str, immutable_keys) -> None:
   with open(tmp, 'w') as f:
     f.write(json.dumps(new, indent=2, sort_keys=True))
   os.replace(tmp, path)
+
+
+def lock_workdir(workdir: str):
+  """An exclusive lock on the workdir, held while the returned file is open.
+
+  Two runs writing one workdir would interleave checkpoints and metrics.
+  """
+  handle = open(os.path.join(workdir, '.lock'), 'a+')
+  try:
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError:
+    handle.close()
+    raise CheckpointError(f'workdir {workdir} is in use by another fedxr-train run')
+  return handle

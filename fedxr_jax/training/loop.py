@@ -51,6 +51,14 @@ def run(config, workdir: str, progress: bool = True) -> list:
   """
   exp = experiment_lib.build(config)
   os.makedirs(workdir, exist_ok=True)
+  lock = checkpoint_lib.lock_workdir(workdir)
+  try:
+    return _run_locked(exp, config, workdir, progress)
+  finally:
+    lock.close()
+
+
+def _run_locked(exp, config, workdir: str, progress: bool) -> list:
   immutable = [k for k in config.keys() if k not in RESUMABLE_KEYS]
   checkpoint_lib.write_run_config(workdir, config.to_json(), immutable)
   fed, world = exp.federation, exp.world
