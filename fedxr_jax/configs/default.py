@@ -21,6 +21,8 @@ def get_config():
   config.chunk_size = 0           # 0: vmap the whole cohort at once
   config.shuffle = True           # shuffle each client's examples per round
 
+  # fedavg | fedprox (prox_mu) | scaffold; FedOpt = fedavg + a server optimizer.
+  config.algorithm = ml_collections.ConfigDict(dict(name='fedavg', prox_mu=0.0))
   config.client_optimizer = ml_collections.ConfigDict(
       dict(name='sgd', learning_rate=0.1, momentum=0.0))
   config.server_optimizer = ml_collections.ConfigDict(

@@ -31,10 +31,17 @@ def example_order(key, num_examples, max_examples, shuffle: bool):
 
 
 def make_local_update(loss_fn: Callable, optimizer: optax.GradientTransformation,
-                      *, local_steps: int, batch_size: int, shuffle: bool = True):
-  """Returns local_update(trainable, frozen, data, key) -> (trainable, stats)."""
+                      *, local_steps: int, batch_size: int, shuffle: bool = True,
+                      algorithm=None):
+  """Returns local_update(trainable, frozen, data, key, ...) -> (trainable, stats).
 
-  def local_update(trainable, frozen, data, key):
+  With an `algorithms.Algorithm`, the local loss gains its regularizer
+  (anchored at `anchor`, the shared trees the client started from) and the
+  gradients its correction (from the client's and the server's state).
+  """
+
+  def local_update(trainable, frozen, data, key, anchor=None, client_state=None,
+                   server_state=None):
     examples = data['examples']
     meta = problem_lib.client_meta(data)
     max_examples = jax.tree.leaves(examples)[0].shape[0]
@@ -43,7 +50,10 @@ def make_local_update(loss_fn: Callable, optimizer: optax.GradientTransformation
     order = example_order(key, num_examples, max_examples, shuffle)
 
     def objective(params, batch):
-      return loss_fn({**frozen, **params}, batch, meta)
+      loss, aux = loss_fn({**frozen, **params}, batch, meta)
+      if algorithm is not None:
+        loss = loss + algorithm.regularizer(params, anchor)
+      return loss, aux
 
     grad_fn = jax.value_and_grad(objective, has_aux=True)
 
@@ -52,6 +62,8 @@ def make_local_update(loss_fn: Callable, optimizer: optax.GradientTransformation
       idx = batch_indices(s, order, num_examples, batch_size)
       batch = jax.tree.map(lambda x: x[idx], examples)
       (loss, _), grads = grad_fn(params, batch)
+      if algorithm is not None:
+        grads = algorithm.correct_grads(grads, client_state, server_state)
       updates, new_opt_state = optimizer.update(grads, opt_state, params)
       new_params = optax.apply_updates(params, updates)
       active = s < budget

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
+from fedxr_jax import algorithms
 from fedxr_jax.core import local as local_lib
 from fedxr_jax.core import plan as plan_lib
 from fedxr_jax.core import rng
@@ -38,11 +39,13 @@ class ServerState:
   shared: dict       # {role: tree} global copies of the shared trees
   opt_state: Any     # server optimizer state over `shared`
   topology: Any      # coordination state (edge models, client models, ...)
+  algorithm: Any     # algorithm server state (e.g. SCAFFOLD's c)
 
 
 @flax.struct.dataclass
 class ClientStates:
   personal: dict     # {role: tree} personal trees stacked over the population
+  algorithm: Any     # algorithm client states stacked over the population
 
 
 class Federation(NamedTuple):
@@ -61,11 +64,13 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
                      shuffle: bool = True,
                      coordination: Optional[coordination_lib.Coordination] = None,
                      cost_model: Optional[Callable] = None,
-                     flops_per_step: float = 0.0) -> Federation:
+                     flops_per_step: float = 0.0,
+                     algorithm: Optional[algorithms.Algorithm] = None) -> Federation:
   """Builds the pure init / round / evaluate functions of a federation.
 
   `coordination` defaults to centralized aggregation; `cost_model`
-  (`topology.costs.make_cost_model`) adds comm/ and cost/ metrics.
+  (`topology.costs.make_cost_model`) adds comm/ and cost/ metrics;
+  `algorithm` (`algorithms.make_algorithm`) defaults to FedAvg.
   """
   for name, value in (('population_size', population_size),
                       ('cohort_size', cohort_size), ('local_steps', local_steps),
@@ -83,9 +88,10 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
   personal_roles = plan_lib.roles_with(plan, plan_lib.PERSONAL)
   seed_key = jax.random.key(seed)
   coordination = coordination or coordination_lib.centralized()
+  algorithm = algorithm or algorithms.ALGORITHMS['fedavg']()
   local_update = local_lib.make_local_update(
       problem.loss, client_optimizer, local_steps=local_steps,
-      batch_size=batch_size, shuffle=shuffle)
+      batch_size=batch_size, shuffle=shuffle, algorithm=algorithm)
 
   def initial_params():
     return problem.init_params(rng.stream(seed_key, rng.INIT_STREAM))
@@ -104,8 +110,11 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
     frozen = {r: params[r] for r in frozen_roles}
     server = ServerState(round=jnp.zeros((), jnp.int32), shared=shared,
                          opt_state=server_optimizer.init(shared),
-                         topology=coordination.init(shared, weight_template(source)))
-    return server, ClientStates(personal=personal), frozen
+                         topology=coordination.init(shared, weight_template(source)),
+                         algorithm=algorithm.init_server_state(shared))
+    client_algorithm = trees.broadcast_to_clients(algorithm.init_client_state(shared),
+                                                  population_size)
+    return server, ClientStates(personal=personal, algorithm=client_algorithm), frozen
 
   def payload_bits(weights, shared):
     """Bits of the shared modules a client holds (positive weight)."""
@@ -121,14 +130,18 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
                                cohort_size)
     keys = rng.client_keys(rng.round_key(seed_key, server.round), cohort)
     personal = jax.tree.map(lambda x: x[cohort], clients.personal)
+    algo_states = jax.tree.map(lambda x: x[cohort], clients.algorithm)
     start = coordination.client_start(server.shared, server.topology, topo)
 
     streaming = coordination.from_sums is not None
 
-    def client_fn(client_id, key, own, start_i=None):
+    def client_fn(client_id, key, own, algo_state, start_i=None):
       data = problem.client_data(source, client_id, 'train')
       model = server.shared if start_i is None else start_i
-      trained, stats = local_update({**model, **own}, frozen, data, key)
+      trained, stats = local_update({**model, **own}, frozen, data, key, model,
+                                    algo_state, server.algorithm)
+      new_algo_state = algorithm.update_client_state(algo_state, server.algorithm, model,
+                                                     trained, stats['steps'])
       weights = problem.module_weights(data)
       device = {**DEFAULT_DEVICE, **data.get('device_profile', {})}
       stats['examples'] = data['num_examples'].astype(jnp.float32)
@@ -138,13 +151,14 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
       stats['tx_power_dbm'] = jnp.float32(device['tx_power_dbm'])
       shared_out = {r: trained[r] for r in shared_roles}
       shared_weights = {r: weights[r] for r in shared_roles}
-      per_client = {'personal': {r: trained[r] for r in personal_roles}, 'stats': stats}
+      per_client = {'personal': {r: trained[r] for r in personal_roles}, 'stats': stats,
+                    'algorithm': new_algo_state}
       if streaming:   # summed over clients inside the chunk loop
         return per_client, coordination_lib.weighted_terms(shared_out, shared_weights)
       per_client.update(shared=shared_out, weights=shared_weights)
       return per_client, {}
 
-    args = (cohort, keys, personal) + (() if start is None else (start,))
+    args = (cohort, keys, personal, algo_states) + (() if start is None else (start,))
     out, sums = vectorize.map_clients(client_fn, args, chunk_size=chunk_size, mesh=mesh)
     stats = out['stats']
     if streaming:
@@ -169,6 +183,12 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
     personal = {r: jax.tree.map(lambda all_, new: all_.at[cohort].set(new),
                                 clients.personal[r], out['personal'][r])
                 for r in personal_roles}
+    mean_change = jax.tree.map(lambda new, old: jnp.mean(new - old, axis=0),
+                               out['algorithm'], algo_states)
+    algo_server = algorithm.update_server_state(
+        server.algorithm, mean_change, cohort_size / population_size)
+    algo_clients = jax.tree.map(lambda all_, new: all_.at[cohort].set(new),
+                                clients.algorithm, out['algorithm'])
     n = stats['examples']
     metrics = {
         'train/loss': jnp.sum(n * stats['loss']) / jnp.maximum(jnp.sum(n), 1.0),
@@ -182,9 +202,9 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
           {**stats, 'model_bits': jnp.float32(model_bits)}, topo,
           jax.random.fold_in(rng.round_key(seed_key, server.round), 0xC057),
           server.round))
-    server = ServerState(round=server.round + 1, shared=shared,
-                         opt_state=opt_state, topology=topo_state)
-    return server, ClientStates(personal=personal), metrics
+    server = ServerState(round=server.round + 1, shared=shared, opt_state=opt_state,
+                         topology=topo_state, algorithm=algo_server)
+    return server, ClientStates(personal=personal, algorithm=algo_clients), metrics
 
   def evaluate(server, clients, frozen, source, client_ids, split: str,
                personal_from_population: bool = True, per_client: bool = False):

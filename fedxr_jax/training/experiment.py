@@ -5,6 +5,7 @@ import jax
 import ml_collections
 import optax
 
+from fedxr_jax import algorithms
 from fedxr_jax.core import round as round_lib
 from fedxr_jax.core import vectorize
 from fedxr_jax.data import synthetic
@@ -137,8 +138,18 @@ def build(config) -> Experiment:
       cost_model=costs_lib.make_cost_model(
           topology.kind, channel_lib.Channel(**config.channel.to_dict()),
           gamma=topology.gamma, k2=topology.k2, area_m=spec.area_m),
-      flops_per_step=training_flops_per_step(problem, world, config.batch_size))
+      flops_per_step=training_flops_per_step(problem, world, config.batch_size),
+      algorithm=make_algorithm(config, topology.kind))
   return Experiment(config, spec, model, federation, world, mesh, layout)
+
+
+def make_algorithm(config, topology_kind: str):
+  algorithm = algorithms.make_algorithm(config.algorithm.name, config)
+  if algorithm.name == 'scaffold' and topology_kind != 'centralized':
+    raise ConfigError('not supported yet: algorithm.name=scaffold with '
+                      f'topology.kind={topology_kind} (its control variates assume '
+                      'a central server)')
+  return algorithm
 
 
 def make_coordination(topology: layout_lib.TopologySpec, population: int):
