@@ -160,3 +160,17 @@ def test_semi_with_chunked_clients_and_personal_heads(config):
   assert 'heads' not in a.shared
   assert_trees_close(a.shared, b.shared, **REASSOCIATION)
   assert_trees_close(clients_a.personal, clients_b.personal, **REASSOCIATION)
+
+
+def test_nearest_peer_graph_matches_brute_force():
+  from fedxr_jax.topology import layout
+  pos = np.random.default_rng(0).uniform(0, 100, (120, 2))
+  k, radius = 5, 20.0
+  d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+  np.fill_diagonal(d, np.inf)
+  near = [{j for j in np.argsort(d[i])[:k] if d[i, j] <= radius} for i in range(len(pos))]
+  expected = sorted((i, j) for i in range(len(pos)) for j in near[i]
+                    if i < j and i in near[j])
+  graph = layout.nearest_peer_graph(pos, radius, k)
+  assert sorted(map(tuple, graph.undirected_edges().tolist())) == expected
+  assert graph.degrees().max() <= k

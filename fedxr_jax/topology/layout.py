@@ -105,9 +105,13 @@ def nearest_peer_graph(pos: np.ndarray, radius: float, max_neighbors: int) -> gr
     return graphs.from_edge_list(n, [])
   k = min(max_neighbors, n - 1)
   dist, idx = spatial.cKDTree(pos).query(pos, k=k + 1, distance_upper_bound=radius)
-  near = [set(row[1:][np.isfinite(d[1:])].tolist()) for row, d in zip(idx, dist)]
-  pairs = [(i, j) for i in range(n) for j in near[i] if i < j and i in near[j]]
-  return graphs.from_edge_list(n, pairs)
+  src = np.repeat(np.arange(n), k)
+  dst, found = idx[:, 1:].ravel(), np.isfinite(dist[:, 1:]).ravel()
+  src, dst = src[found], dst[found]
+  # Keep i -> j only if j -> i was found too (each is among the other's nearest).
+  mutual = np.isin(src * n + dst, dst * n + src)
+  keep = mutual & (src < dst)
+  return graphs.from_edge_list(n, np.stack([src[keep], dst[keep]], axis=-1))
 
 
 class RoundLayout:
