@@ -54,6 +54,7 @@ class Federation(NamedTuple):
   round: Callable       # (server, clients, frozen, source, topo) -> (server, clients, metrics)
   evaluate: Callable    # (server, clients, frozen, source, client_ids, split) -> sums
   plan: dict
+  coordination: coordination_lib.Coordination
 
 
 def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
@@ -219,10 +220,9 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
       fresh = {r: initial_params()[r] for r in personal_roles}
       personal = trees.broadcast_to_clients(fresh, client_ids.shape[0])
 
-    models = server.topology.get('models') if isinstance(server.topology, dict) else None
-    if models is not None and personal_from_population:
-      # Decentralized: every client is evaluated with its own model.
-      own_models = jax.tree.map(lambda x: x[client_ids], models)
+    if coordination.own_models is not None and personal_from_population:
+      # e.g. decentralized: every client is evaluated with its own model.
+      own_models = coordination.own_models(server.topology, client_ids)
     else:
       own_models = trees.broadcast_to_clients(server.shared, client_ids.shape[0])
 
@@ -236,7 +236,8 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
                                      mesh=mesh)
     return stats if per_client else vectorize.sum_over_clients(stats)
 
-  return Federation(init=init, round=round_fn, evaluate=evaluate, plan=plan)
+  return Federation(init=init, round=round_fn, evaluate=evaluate, plan=plan,
+                    coordination=coordination)
 
 
 def _eval_chunk(num_clients: int, chunk_size: int) -> int:

@@ -58,10 +58,6 @@ def tree_bytes(tree: PyTree) -> int:
                  for x in jax.tree.leaves(tree)))
 
 
-def tree_size(tree: PyTree) -> int:
-  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
-
-
 def broadcast_to_clients(tree: PyTree, num_clients: int) -> PyTree:
   return jax.tree.map(
       lambda x: jnp.broadcast_to(x, (num_clients,) + x.shape), tree)

@@ -48,7 +48,7 @@ def map_clients(fn: Callable, args, *, chunk_size: int = 0,
   num_clients = jax.tree.leaves(args)[0].shape[0]
   check_layout(num_clients, chunk_size, mesh)
   batched = jax.vmap(fn)
-  total = lambda tree: jax.tree.map(lambda x: jnp.sum(x, axis=0), tree)
+  total = sum_over_clients
   if not chunk_size or chunk_size >= num_clients:
     per_client, summed = batched(*_constrain(args, mesh, P(CLIENT_AXIS)))
     return _constrain(per_client, mesh, P(CLIENT_AXIS)), total(summed)

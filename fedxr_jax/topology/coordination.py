@@ -48,6 +48,9 @@ class Coordination(NamedTuple):
   # and never calls `aggregate` (measured: W1 at 1024 clients 0.112 -> 0.072
   # s/round on 2 host devices).
   from_sums: Optional[Callable] = None
+  # Optional (state, client_ids) -> their own models stacked, for evaluation
+  # where clients keep models of their own (decentralized); None: the global one.
+  own_models: Optional[Callable] = None
 
 
 def _expand(w, x):
@@ -193,7 +196,11 @@ def decentralized(num_clients: int, gamma: int) -> Coordination:
         jax.tree.leaves(models), jax.tree.leaves(mean))) / num_clients
     return mean, {'models': models}, jnp.array(True), {'consensus/distance': distance}
 
-  return Coordination(init, client_start, aggregate, _keep, False)
+  def own_models(state, client_ids):
+    return jax.tree.map(lambda x: x[client_ids], state['models'])
+
+  return Coordination(init, client_start, aggregate, _keep, False,
+                      own_models=own_models)
 
 
 def spanning_tree() -> Coordination:

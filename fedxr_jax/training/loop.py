@@ -106,7 +106,7 @@ def _run_locked(exp, config, workdir: str, progress: bool) -> list:
         row.update(eval_metrics('eval_unseen', evaluate(
             server, clients, frozen, world, unseen, 'test',
             personal_from_population=False), tasks))
-      if exp.config.topology.kind == 'decentralized':
+      if fed.coordination.own_models is not None:
         row.update(client_spread(evaluate(server, clients, frozen, world,
                                           cohort_of(r), 'test', per_client=True)))
       bar.set_postfix(loss=f"{row['train/loss']:.3f}",
