@@ -343,7 +343,7 @@ class PeerWorkload:
       del key  # weights come from common.py, as for every peer
       return self.initial_params()
 
-    def client_data(source, client_id, split):
+    def client_data(source, client_id, split, round_idx=0):
       del split  # the peer benchmark evaluates on the training data
       return {'examples': {'x': source['x'][client_id], 'y': source['y'][client_id]},
               'num_examples': jnp.int32(n)}
@@ -353,7 +353,7 @@ class PeerWorkload:
       logits = self._logits(params, batch['x'])
       return xent(logits, batch['y'])[0], {}
 
-    def module_weights(data):
+    def module_weights(data, stats=None):
       w = data['num_examples'].astype(jnp.float32)
       return {r: w for r in self.plan}
 

@@ -18,8 +18,8 @@ LR, STEPS = 0.1, 3
 
 
 def _quadratic_problem():
-  def client_data(source, cid, split):
-    del split
+  def client_data(source, cid, split, round_idx=0):
+    del split, round_idx
     return {'examples': {'a': source['a'][cid][None], 'b': source['b'][cid][None]},
             'num_examples': jnp.int32(1)}
 
@@ -30,7 +30,7 @@ def _quadratic_problem():
 
   return FederatedProblem(
       init_params=lambda key: {'model': {'x': jnp.zeros(())}}, loss=loss,
-      client_data=client_data, module_weights=lambda data: {'model': jnp.float32(1.0)},
+      client_data=client_data, module_weights=lambda data, stats=None: {'model': jnp.float32(1.0)},
       eval_stats=lambda params, data: {})
 
 

@@ -45,12 +45,39 @@ def test_absent_modality_content_is_ignored():
 def test_roles_split_params_into_separate_trees():
   _, params, _, _ = _model_and_params()
   roles = trees.split_by_role(params, m3t.role_of)
-  assert set(roles) == set(m3t.ROLES)
-  lora_leaves = jax.tree_util.tree_leaves_with_path(roles['lora'])
-  assert lora_leaves and all('lora_' in jax.tree_util.keystr(p) for p, _ in lora_leaves)
+  assert set(roles) == {'base', 'lora_a', 'lora_b', 'prompts', 'encoders', 'heads'}
+  for role, name in (('lora_a', 'lora_A'), ('lora_b', 'lora_B')):
+    leaves = jax.tree_util.tree_leaves_with_path(roles[role])
+    assert leaves and all(jax.tree_util.keystr(p).endswith(f"['{name}']") for p, _ in leaves)
   assert set(roles['heads']['heads']) == {'a', 'b'}
   assert set(roles['encoders']['encoders']) == {'vision', 'motion', 'absent'}
   assert trees.merge_roles(*roles.values()) == jax.tree.map(lambda x: x, params)
+
+
+def test_optional_trees_get_roles_of_their_own():
+  _, params, _, _ = _model_and_params(num_user_prompts=1, adapter_dim=4, num_experts=3,
+                                      lora_residual=True)
+  roles = trees.split_by_role(params, m3t.role_of)
+  assert set(roles) == set(m3t.ROLES)
+  assert roles['experts']['backbone']['block_0']['moe']['w_in'].shape == (3, 8, 8)
+  assert 'mlp_in' not in roles['base']['backbone']['block_0']   # MoE replaces the MLP
+  assert set(roles['adapters']['backbone']['block_0']) == {'adapter_attn', 'adapter_mlp'}
+
+
+def test_adapters_and_user_prompts_start_as_identity_and_moe_routes_top_k():
+  model, params, x, mask = _model_and_params(adapter_dim=4)
+  plain_model, plain_params, _, _ = _model_and_params()
+  # Zero-initialised up-projections: with the same base, adapters change nothing.
+  shared = {k: v for k, v in params.items()}
+  out = model.apply({'params': shared}, x, mask)
+  ref = plain_model.apply({'params': plain_params}, x, mask)
+  for t in out:
+    np.testing.assert_allclose(out[t], ref[t], rtol=1e-5, atol=1e-6)
+  moe, moe_params, _, _ = _model_and_params(num_experts=4, expert_top_k=2)
+  _, state = moe.apply({'params': moe_params}, x, mask, mutable=['intermediates'])
+  routed = state['intermediates']['backbone']['block_0']['moe']['expert_tokens'][0]
+  num_tokens = 1 + 2 + 4 + 2   # CLS + prompts + 4 vision patches + 2 motion windows
+  np.testing.assert_array_equal(np.sum(routed, -1), 2 * num_tokens)   # top-2 per token
 
 
 def test_lora_starts_as_the_base_layer_and_adds_scaled_low_rank_update():
@@ -61,5 +88,6 @@ def test_lora_starts_as_the_base_layer_and_adds_scaled_low_rank_update():
   np.testing.assert_allclose(layer.apply({'params': p}, x), plain, rtol=1e-6)
   p = jax.tree.map(lambda v: v, p)
   p['lora_B'] = jnp.ones((2, 4))
-  expected = plain + (4.0 / 2) * (x @ p['lora_A']) @ p['lora_B']
+  assert p['lora_A'].shape == (2, 6)   # [rank, in]: rank leads in both factors
+  expected = plain + (4.0 / 2) * (x @ p['lora_A'].T) @ p['lora_B']
   np.testing.assert_allclose(layer.apply({'params': p}, x), expected, rtol=1e-5)

@@ -110,8 +110,8 @@ def test_same_seed_is_bit_identical_and_seeds_differ(config):
   config.seed = 1
   exp = experiment.build(config)
   c, _, _ = run_rounds(exp, 2)
-  assert not np.allclose(a.shared['lora']['backbone']['block_0']['attn']['query']['lora_B'],
-                         c.shared['lora']['backbone']['block_0']['attn']['query']['lora_B'])
+  assert not np.allclose(a.shared['lora_b']['backbone']['block_0']['attn']['query']['lora_B'],
+                         c.shared['lora_b']['backbone']['block_0']['attn']['query']['lora_B'])
 
 
 def test_personal_trees_stay_with_their_clients(config):

@@ -2,12 +2,49 @@
 
 The round owns the schedule (local scan, aggregation, server optimizer);
 an algorithm adds terms to the local objective, corrects local gradients,
-and keeps per-client and server state (e.g. SCAFFOLD's control variates),
-stacked over the population and checkpointed with the run.
+schedules which trees train at which local step, keeps per-client and server
+state (stacked over the population and checkpointed with the run), trains
+personal models beside the global one, and adapts the model a client is
+evaluated with.
 """
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
+import jax
 import jax.numpy as jnp
+
+
+class ServerUpdate(NamedTuple):
+  """What the server knows at the end of a round (see `update_server_state`)."""
+  mean_change: Any   # mean over the cohort of (new - old) client states
+  fraction: Any      # cohort size / population size
+  report: Any        # example-weighted mean of the cohort's `client_report`s
+  start: dict        # shared trees the round started from
+  round: Any         # int32 scalar: index of the round that just ran
+
+
+class ClientContext(NamedTuple):
+  """One client inside the round, for `personalize`, `client_report`, `eval_adapt`.
+
+  train(params, regularizer=None, objective=None, steps=None) -> (params, stats):
+      the client's local steps (its budget, or `steps`; same data and
+      optimizer) from `params`;
+  task_losses(params) -> [T] per-task loss on the client's training data;
+  example_grads(params) -> (gradients of single examples stacked [B, ...],
+      [B] mask of the valid ones);
+  predict(params, batch) -> {task: logits} (None if the problem has none);
+  loss(params, batch, meta) -> (loss, aux): the problem's loss.
+  `params` are trainable dicts {role: tree} (shared + personal roles; the
+  frozen trees are added inside), except for `loss`, which takes the full
+  dict as an objective does (`local.make_local_update`).
+  """
+  start: dict        # shared trees the client started from
+  trained: dict      # the client's trees after its local training
+  data: dict
+  train: Callable
+  task_losses: Callable
+  example_grads: Callable
+  predict: Optional[Callable]
+  loss: Callable
 
 
 class Algorithm(NamedTuple):
@@ -16,16 +53,29 @@ class Algorithm(NamedTuple):
   init_client_state: Callable
   # shared -> server state
   init_server_state: Callable
-  # (params, anchor) -> scalar added to the local loss; anchor = the shared
-  # trees the client started the round from.
+  # (params, anchor, client_state, server_state) -> scalar added to the local
+  # loss; anchor = the shared trees the client started the round from.
   regularizer: Callable
   # (grads, client_state, server_state) -> grads used by the local optimizer
   correct_grads: Callable
   # (client_state, server_state, anchor, trained, steps) -> new client state
   update_client_state: Callable
-  # (server_state, mean change of the cohort's client states, cohort / population)
-  #   -> new server state
+  # (server_state, ServerUpdate) -> new server state
   update_server_state: Callable
+  # Optional (step, roles) -> {role: bool}: the roles a local step updates (FedRep).
+  role_schedule: Optional[Callable] = None
+  # Optional (ClientContext, client_state, server_state) -> client_state:
+  # personal models trained beside the global one (Ditto, TAP stage 1).
+  personalize: Optional[Callable] = None
+  # Optional (ClientContext, server_state) -> tree, averaged over the cohort
+  # by examples into `ServerUpdate.report` (EWC's Fisher information).
+  client_report: Optional[Callable] = None
+  # Optional (global model, client_state) -> the model a population client is
+  # evaluated with (Ditto's and TAP's personal models).
+  eval_model: Optional[Callable] = None
+  # Optional (ClientContext, client_state) -> params: what a client does with
+  # its training data before it is evaluated (local fine-tuning, TAP stage 2).
+  eval_adapt: Optional[Callable] = None
 
 
 def no_state(shared):
@@ -33,8 +83,8 @@ def no_state(shared):
   return {}
 
 
-def no_regularizer(params, anchor):
-  del params, anchor
+def no_regularizer(params, anchor, client_state, server_state):
+  del params, anchor, client_state, server_state
   return jnp.zeros(())
 
 
@@ -48,6 +98,19 @@ def keep_client_state(client_state, server_state, anchor, trained, steps):
   return client_state
 
 
-def keep_server_state(server_state, mean_change, fraction):
-  del mean_change, fraction
+def keep_server_state(server_state, update):
+  del update
   return server_state
+
+
+def plain(name: str, **hooks) -> Algorithm:
+  """FedAvg's local training and server, plus the given hooks."""
+  return Algorithm(name, no_state, no_state, no_regularizer, keep_grads,
+                   keep_client_state, keep_server_state, **hooks)
+
+
+def squared_distance(params: dict, anchor: dict) -> jnp.ndarray:
+  """sum ||params[r] - anchor[r]||^2 over the roles of `anchor`."""
+  sq = [jnp.sum((p - a) ** 2) for p, a in zip(
+      jax.tree.leaves({r: params[r] for r in anchor}), jax.tree.leaves(anchor))]
+  return sum(sq, jnp.zeros(()))

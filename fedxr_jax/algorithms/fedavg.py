@@ -8,5 +8,4 @@ from fedxr_jax.algorithms import base
 
 def fedavg(config=None) -> base.Algorithm:
   del config
-  return base.Algorithm('fedavg', base.no_state, base.no_state, base.no_regularizer,
-                        base.keep_grads, base.keep_client_state, base.keep_server_state)
+  return base.plain('fedavg')

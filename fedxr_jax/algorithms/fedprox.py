@@ -1,7 +1,4 @@
 """FedProx (Li et al. 2020): local loss + mu/2 ||x - w||^2 over the shared trees."""
-import jax
-import jax.numpy as jnp
-
 from fedxr_jax.algorithms import base
 from fedxr_jax.errors import ConfigError
 
@@ -11,10 +8,8 @@ def fedprox(config) -> base.Algorithm:
   if mu < 0:
     raise ConfigError(f'algorithm.prox_mu must be >= 0, got {mu}')
 
-  def regularizer(params, anchor):
-    sq = [jnp.sum((p - a) ** 2) for p, a in zip(
-        jax.tree.leaves({r: params[r] for r in anchor}), jax.tree.leaves(anchor))]
-    return 0.5 * mu * sum(sq, jnp.zeros(()))
+  def regularizer(params, anchor, client_state, server_state):
+    del client_state, server_state
+    return 0.5 * mu * base.squared_distance(params, anchor)
 
-  return base.Algorithm('fedprox', base.no_state, base.no_state, regularizer,
-                        base.keep_grads, base.keep_client_state, base.keep_server_state)
+  return base.plain('fedprox')._replace(regularizer=regularizer)

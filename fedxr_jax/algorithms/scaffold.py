@@ -31,8 +31,9 @@ def scaffold(config) -> base.Algorithm:
     # A client that ran no step learned nothing about its drift.
     return jax.tree.map(lambda n, o: jnp.where(steps > 0, n, o), new, client_state)
 
-  def update_server_state(server_state, mean_change, fraction):
-    return jax.tree.map(lambda c, d: c + fraction * d, server_state, mean_change)
+  def update_server_state(server_state, update):
+    return jax.tree.map(lambda c, d: c + update.fraction * d, server_state,
+                        update.mean_change)
 
   return base.Algorithm('scaffold', zeros, zeros, base.no_regularizer, correct_grads,
                         update_client_state, update_server_state)

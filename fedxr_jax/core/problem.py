@@ -3,16 +3,22 @@
 The round never looks inside a model or a dataset: it sees a
 `FederatedProblem`, a bundle of pure functions over explicit pytrees.
 
-Client data (`client_data(...)`) is a dict with at least
+Client data (`client_data(source, client_id, split, round_idx)`) is a dict
+with at least
   'examples':     a pytree whose leaves have a leading example axis [N, ...],
                   with valid examples first;
   'num_examples': int scalar, the valid examples (<= N);
 and optionally
-  'step_budget':  int scalar, local steps this client can afford this round.
+  'step_budget':  int scalar, local steps this client can afford this round;
+  'available':    bool scalar; False: the client sits this round out (no
+                  steps, no weight in any aggregate, nothing sent);
+  'trainable':    {role: bool scalar}; False: the client cannot train that
+                  tree (e.g. not enough memory): it stays fixed and carries
+                  no aggregation weight.
 Everything else in it (task masks, device ids, ...) is per-client metadata
 handed to `loss` unchanged.
 """
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 
@@ -22,15 +28,23 @@ PyTree = Any
 class FederatedProblem(NamedTuple):
   # key -> {role: tree}; roles such as 'base', 'lora', 'prompts', 'heads'.
   init_params: Callable[[jax.Array], dict]
-  # (params {role: tree}, batch of examples [B, ...], client meta) -> (loss, aux)
+  # (params {role: tree}, batch of examples [B, ...], client meta) -> (loss, aux).
+  # aux may be a dict with 'per_task' [T] losses (used by task-aware
+  # personalization) and 'sums' (e.g. tokens routed to each expert), which
+  # local training adds over its steps.
   loss: Callable[[dict, PyTree, dict], tuple]
-  # (source, client_id, split) -> client data; `split` is a static string.
-  client_data: Callable[[PyTree, jax.Array, str], dict]
-  # client data -> {role: prefix tree of scalar weights}: each weight leaf is
-  # one module, averaged only over clients that give it positive weight.
-  module_weights: Callable[[dict], dict]
+  # (source, client_id, split, round_idx=0) -> client data; `split` is a
+  # static string; data may change with the round (drift, task arrival).
+  client_data: Callable[..., dict]
+  # (client data, local training stats or None) -> {role: prefix tree of
+  # weights}: each weight leaf is one module (or, with extra axes, one weight
+  # per slice of the module's leading axes), averaged only over clients that
+  # give it positive weight.
+  module_weights: Callable[..., dict]
   # (params, client data) -> {name: array} of sums, added over clients.
   eval_stats: Callable[[dict, dict], dict]
+  # Optional (params, batch) -> {task: logits}, for distillation (TAP).
+  predict: Optional[Callable] = None
 
 
 def client_meta(data: dict) -> dict:

@@ -22,6 +22,7 @@ from jax.sharding import Mesh
 from fedxr_jax import algorithms
 from fedxr_jax.core import local as local_lib
 from fedxr_jax.core import plan as plan_lib
+from fedxr_jax.core import problem as problem_lib
 from fedxr_jax.core import rng
 from fedxr_jax.core import trees
 from fedxr_jax.core import vectorize
@@ -48,6 +49,19 @@ class ClientStates:
   algorithm: Any     # algorithm client states stacked over the population
 
 
+class AggregationRule(NamedTuple):
+  """Model-specific changes to aggregation (e.g. `algorithms.lora_rules`).
+
+  reweight(weights, trained, data) -> weights of one client's shared trees;
+  client_terms(trained, weights, data) -> a tree summed over the cohort;
+  fold(shared, target, sums) -> shared, after the server step (where the
+  round syncs), e.g. the exact-LoRA residual folded into the base.
+  """
+  reweight: Optional[Callable] = None
+  client_terms: Optional[Callable] = None
+  fold: Optional[Callable] = None
+
+
 class Federation(NamedTuple):
   """Pure functions of one federated run (jit them; see `training.loop`)."""
   init: Callable        # source -> (server, clients, frozen)
@@ -66,12 +80,14 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
                      coordination: Optional[coordination_lib.Coordination] = None,
                      cost_model: Optional[Callable] = None,
                      flops_per_step: float = 0.0,
-                     algorithm: Optional[algorithms.Algorithm] = None) -> Federation:
+                     algorithm: Optional[algorithms.Algorithm] = None,
+                     aggregation_rule: Optional['AggregationRule'] = None) -> Federation:
   """Builds the pure init / round / evaluate functions of a federation.
 
   `coordination` defaults to centralized aggregation; `cost_model`
   (`topology.costs.make_cost_model`) adds comm/ and cost/ metrics;
-  `algorithm` (`algorithms.make_algorithm`) defaults to FedAvg.
+  `algorithm` (`algorithms.make_algorithm`) defaults to FedAvg;
+  `aggregation_rule` changes how shared trees are combined (LoRA rules).
   """
   for name, value in (('population_size', population_size),
                       ('cohort_size', cohort_size), ('local_steps', local_steps),
@@ -90,17 +106,18 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
   seed_key = jax.random.key(seed)
   coordination = coordination or coordination_lib.centralized()
   algorithm = algorithm or algorithms.ALGORITHMS['fedavg']()
+  rule = aggregation_rule or AggregationRule()
   local_update = local_lib.make_local_update(
       problem.loss, client_optimizer, local_steps=local_steps,
-      batch_size=batch_size, shuffle=shuffle, algorithm=algorithm)
+      batch_size=batch_size, shuffle=shuffle)
 
   def initial_params():
     return problem.init_params(rng.stream(seed_key, rng.INIT_STREAM))
 
   def weight_template(source):
-    """{role: prefix tree of scalars}: the module structure of `shared`."""
+    """{role: prefix tree of weights}: the module structure of `shared`."""
     weights = jax.eval_shape(lambda: problem.module_weights(
-        problem.client_data(source, jnp.int32(0), 'train')))
+        problem.client_data(source, jnp.int32(0), 'train', jnp.int32(0)), None))
     return {r: weights[r] for r in shared_roles}
 
   def init(source):
@@ -118,13 +135,43 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
     return server, ClientStates(personal=personal, algorithm=client_algorithm), frozen
 
   def payload_bits(weights, shared):
-    """Bits of the shared modules a client holds (positive weight)."""
+    """Bits of the shared modules (or module slices) a client holds (weight > 0)."""
     total = 0.0
     for r in shared:
       bits = jax.tree.map(lambda w, sub: 8.0 * trees.tree_bytes(sub), weights[r], shared[r])
-      total = total + sum(jnp.where(w > 0, b, 0.0) for w, b in zip(
+      total = total + sum(jnp.mean((w > 0).astype(jnp.float32)) * b for w, b in zip(
           jax.tree.leaves(weights[r]), jax.tree.leaves(bits)))
     return total
+
+  def client_context(data, key, frozen, start, trained):
+    """The `algorithms.ClientContext` of one client (see algorithms.base)."""
+    meta = problem_lib.client_meta(data)
+
+    def train(params, regularizer=None, objective=None, steps=None):
+      budget = data.get('step_budget', local_steps) if steps is None else steps
+      return local_update(params, frozen, {**data, 'step_budget': budget},
+                          jax.random.fold_in(key, 0x7E41),
+                          regularizer=regularizer, objective=objective,
+                          role_active=algorithm.role_schedule)
+
+    def task_losses(params):
+      return problem.loss({**frozen, **params}, data['examples'], meta)[1]['per_task']
+
+    def example_grads(params):
+      """Per-example gradients of the first `batch_size` valid examples."""
+      first = jax.tree.map(lambda x: x[:batch_size], data['examples'])
+      one = lambda p, ex: problem.loss(
+          {**frozen, **p}, jax.tree.map(lambda x: x[None], ex), meta)[0]
+      grads = jax.vmap(jax.grad(one), in_axes=(None, 0))(params, first)
+      valid = jnp.arange(jax.tree.leaves(first)[0].shape[0]) < data['num_examples']
+      return grads, valid
+
+    predict = None
+    if problem.predict is not None:
+      predict = lambda params, batch: problem.predict({**frozen, **params}, batch)
+    return algorithms.ClientContext(start=start, trained=trained, data=data, train=train,
+                                    task_losses=task_losses, example_grads=example_grads,
+                                    predict=predict, loss=problem.loss)
 
   def round_fn(server, clients, frozen, source, topo):
     cohort = rng.sample_cohort(seed_key, server.round, population_size,
@@ -137,34 +184,63 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
     streaming = coordination.from_sums is not None
 
     def client_fn(client_id, key, own, algo_state, start_i=None):
-      data = problem.client_data(source, client_id, 'train')
+      data = problem.client_data(source, client_id, 'train', server.round)
+      available = jnp.asarray(data.get('available', True))
+      data = {**data, 'step_budget': jnp.where(
+          available, data.get('step_budget', local_steps), 0)}
       model = server.shared if start_i is None else start_i
-      trained, stats = local_update({**model, **own}, frozen, data, key, model,
-                                    algo_state, server.algorithm)
+      trained, stats = local_update(
+          {**model, **own}, frozen, data, key,
+          regularizer=lambda p: algorithm.regularizer(p, model, algo_state,
+                                                      server.algorithm),
+          correct_grads=lambda g: algorithm.correct_grads(g, algo_state,
+                                                          server.algorithm),
+          role_active=algorithm.role_schedule)
       new_algo_state = algorithm.update_client_state(algo_state, server.algorithm, model,
                                                      trained, stats['steps'])
-      weights = problem.module_weights(data)
+      ctx = client_context(data, key, frozen, model, trained)
+      if algorithm.personalize is not None:
+        new_algo_state = algorithm.personalize(ctx, new_algo_state, server.algorithm)
+      new_algo_state = trees.where_tree(available, new_algo_state, algo_state)
+
+      weights = problem.module_weights(data, stats)
+      trainable = data.get('trainable', {})
+      weights = {r: jax.tree.map(
+          lambda w: w * (available & trainable.get(r, True)).astype(w.dtype), weights[r])
+          for r in weights}
+      shared_out = {r: trained[r] for r in shared_roles}
+      shared_weights = {r: weights[r] for r in shared_roles}
+      if rule.reweight is not None:
+        shared_weights = rule.reweight(shared_weights, shared_out, data)
       device = {**DEFAULT_DEVICE, **data.get('device_profile', {})}
-      stats['examples'] = data['num_examples'].astype(jnp.float32)
-      stats['payload_bits'] = payload_bits(weights, server.shared)
+      examples = data['num_examples'].astype(jnp.float32) * available
+      stats = {k: v for k, v in stats.items() if k != 'sums'}
+      stats['examples'] = examples
+      stats['available'] = available.astype(jnp.float32)
+      stats['payload_bits'] = payload_bits(shared_weights, server.shared)
       stats['compute_s'] = stats['steps'] * flops_per_step / device['train_flops']
       stats['compute_power_w'] = jnp.float32(device['compute_power_w'])
       stats['tx_power_dbm'] = jnp.float32(device['tx_power_dbm'])
-      shared_out = {r: trained[r] for r in shared_roles}
-      shared_weights = {r: weights[r] for r in shared_roles}
       per_client = {'personal': {r: trained[r] for r in personal_roles}, 'stats': stats,
                     'algorithm': new_algo_state}
+      summed = {}
       if streaming:   # summed over clients inside the chunk loop
-        return per_client, coordination_lib.weighted_terms(shared_out, shared_weights)
-      per_client.update(shared=shared_out, weights=shared_weights)
-      return per_client, {}
+        summed['aggregate'] = coordination_lib.weighted_terms(shared_out, shared_weights)
+      else:
+        per_client.update(shared=shared_out, weights=shared_weights)
+      if algorithm.client_report is not None:
+        report = algorithm.client_report(ctx, server.algorithm)
+        summed['report'] = (jax.tree.map(lambda x: examples * x, report), examples)
+      if rule.client_terms is not None:
+        summed['rule'] = rule.client_terms(shared_out, shared_weights, data)
+      return per_client, summed
 
     args = (cohort, keys, personal, algo_states) + (() if start is None else (start,))
     out, sums = vectorize.map_clients(client_fn, args, chunk_size=chunk_size, mesh=mesh)
     stats = out['stats']
     if streaming:
       target, topo_state, sync, topo_metrics = (
-          coordination.from_sums(server.shared, sums), server.topology,
+          coordination.from_sums(server.shared, sums['aggregate']), server.topology,
           jnp.array(True), {})
     else:
       target, topo_state, sync, topo_metrics = coordination.aggregate(
@@ -180,14 +256,21 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
       opt_state = trees.where_tree(sync, opt_state, server.opt_state)
     else:
       shared, opt_state = target, server.opt_state
+    if rule.fold is not None:
+      shared = trees.where_tree(sync, rule.fold(shared, target, sums['rule']), shared)
     topo_state = coordination.after_server(shared, topo_state, sync)
     personal = {r: jax.tree.map(lambda all_, new: all_.at[cohort].set(new),
                                 clients.personal[r], out['personal'][r])
                 for r in personal_roles}
     mean_change = jax.tree.map(lambda new, old: jnp.mean(new - old, axis=0),
                                out['algorithm'], algo_states)
-    algo_server = algorithm.update_server_state(
-        server.algorithm, mean_change, cohort_size / population_size)
+    report = None
+    if algorithm.client_report is not None:
+      total, count = sums['report']
+      report = jax.tree.map(lambda x: x / jnp.maximum(count, 1e-9), total)
+    algo_server = algorithm.update_server_state(server.algorithm, algorithms.ServerUpdate(
+        mean_change=mean_change, fraction=cohort_size / population_size, report=report,
+        start=server.shared, round=server.round))
     algo_clients = jax.tree.map(lambda all_, new: all_.at[cohort].set(new),
                                 clients.algorithm, out['algorithm'])
     n = stats['examples']
@@ -195,6 +278,7 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
         'train/loss': jnp.sum(n * stats['loss']) / jnp.maximum(jnp.sum(n), 1.0),
         'train/examples': jnp.sum(n),
         'train/mean_local_steps': jnp.mean(stats['steps'].astype(jnp.float32)),
+        'train/participation': jnp.mean(stats['available']),
         **topo_metrics,
     }
     if cost_model is not None:
@@ -212,28 +296,41 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
     """Sums of `problem.eval_stats` over `client_ids` on their `split` data.
 
     Clients outside the population (never sampled) use the initial personal
-    trees, as a new user would.
+    trees and a fresh algorithm state made from the current global model, as
+    a new user would.
     """
+    num = client_ids.shape[0]
     if personal_from_population:
       personal = jax.tree.map(lambda x: x[client_ids], clients.personal)
+      algo_states = jax.tree.map(lambda x: x[client_ids], clients.algorithm)
     else:
       fresh = {r: initial_params()[r] for r in personal_roles}
-      personal = trees.broadcast_to_clients(fresh, client_ids.shape[0])
+      personal = trees.broadcast_to_clients(fresh, num)
+      algo_states = trees.broadcast_to_clients(
+          algorithm.init_client_state(server.shared), num)
 
     if coordination.own_models is not None and personal_from_population:
       # e.g. decentralized: every client is evaluated with its own model.
       own_models = coordination.own_models(server.topology, client_ids)
     else:
-      own_models = trees.broadcast_to_clients(server.shared, client_ids.shape[0])
+      own_models = trees.broadcast_to_clients(server.shared, num)
+    keys = rng.client_keys(rng.round_key(rng.stream(seed_key, rng.EVAL_STREAM),
+                                         server.round), client_ids)
 
-    def client_fn(client_id, own, model):
-      data = problem.client_data(source, client_id, split)
-      params = {**frozen, **model, **own}
-      return problem.eval_stats(params, data), {}
+    def client_fn(client_id, key, own, model, algo_state):
+      data = problem.client_data(source, client_id, split, server.round)
+      params = {**model, **own}
+      if algorithm.eval_model is not None and personal_from_population:
+        params = {**params, **algorithm.eval_model(model, algo_state)}
+      if algorithm.eval_adapt is not None:
+        train_data = problem.client_data(source, client_id, 'train', server.round)
+        ctx = client_context(train_data, key, frozen, model, params)
+        params = algorithm.eval_adapt(ctx, algo_state)
+      return problem.eval_stats({**frozen, **params}, data), {}
 
-    stats, _ = vectorize.map_clients(client_fn, (client_ids, personal, own_models),
-                                     chunk_size=_eval_chunk(client_ids.shape[0], chunk_size),
-                                     mesh=mesh)
+    stats, _ = vectorize.map_clients(client_fn, (client_ids, keys, personal, own_models,
+                                                 algo_states),
+                                     chunk_size=_eval_chunk(num, chunk_size), mesh=mesh)
     return stats if per_client else vectorize.sum_over_clients(stats)
 
   return Federation(init=init, round=round_fn, evaluate=evaluate, plan=plan,

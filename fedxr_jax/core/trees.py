@@ -28,15 +28,25 @@ def merge_roles(*trees: Mapping) -> dict:
   return traverse_util.unflatten_dict(flat)
 
 
+def expand_weight(w, x):
+  """A module weight over the leading axes of `x`, shaped to broadcast against it.
+
+  A scalar weight (per client: [C]) covers a whole module; a weight with
+  more axes ([C, E], e.g. tokens routed to each of E stacked experts, or one
+  weight per LoRA rank) weighs each slice along `x`'s leading axes.
+  """
+  return w.reshape(w.shape + (1,) * (x.ndim - w.ndim))
+
+
 def masked_weighted_mean(stacked: PyTree, weights: jax.Array,
                          fallback: PyTree) -> PyTree:
-  """sum_i w_i x_i / sum_i w_i over the leading axis; `fallback` if sum w = 0."""
-  total = jnp.sum(weights)
+  """sum_i w_i x_i / sum_i w_i over the leading axis; `fallback` where sum w = 0."""
+  total = jnp.sum(weights, axis=0)
   safe = jnp.where(total > 0, total, 1.0)
 
   def mean(x, old):
-    avg = jnp.tensordot(weights, x, axes=1) / safe
-    return jnp.where(total > 0, avg, old).astype(old.dtype)
+    avg = jnp.sum(expand_weight(weights, x) * x, axis=0) / expand_weight(safe, old)
+    return jnp.where(expand_weight(total, old) > 0, avg, old).astype(old.dtype)
 
   return jax.tree.map(mean, stacked, fallback)
 

@@ -1,32 +1,45 @@
-"""Dense layers with a low-rank adapter: y = x W + b + (alpha / r) (x A) B."""
+"""Dense layers with a low-rank adapter: y = x (W + R) + b + (alpha / r) (x A^T) B.
+
+A is stored [rank, in] and B [rank, out], so the rank is the leading axis
+of both factors: per-rank module weights (heterogeneous ranks, zero-padded
+to r_max) weigh one slice of each factor along that axis.
+"""
 from typing import Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 LORA_PREFIX = 'lora_'
 
 
 class LoRADense(nn.Module):
-  """A frozen-able dense layer with optional LoRA factors `lora_A`, `lora_B`.
+  """A dense layer with optional LoRA factors `lora_A`, `lora_B`.
 
   The factors are ordinary params whose names start with `lora_`, so the
-  role split (`models.m3t.role_of`) puts them in their own `lora` tree.
+  role split (`models.m3t.role_of`) puts them in trees of their own.
   B starts at zero: the adapted layer equals the base layer at init.
+  With `residual`, a dense `lora_R` [in, out] (zeros, never trained by
+  clients) carries what exact LoRA aggregation folds into the base.
   """
   features: int
   rank: int = 0
   alpha: float = 1.0
+  residual: bool = False
 
   @nn.compact
   def __call__(self, x):
     y = nn.Dense(self.features, name='dense')(x)
     if self.rank > 0:
-      a = self.param(LORA_PREFIX + 'A', nn.initializers.lecun_normal(),
-                     (x.shape[-1], self.rank))
+      a = self.param(LORA_PREFIX + 'A', nn.initializers.lecun_normal(in_axis=1, out_axis=0),
+                     (self.rank, x.shape[-1]))
       b = self.param(LORA_PREFIX + 'B', nn.initializers.zeros,
                      (self.rank, self.features))
-      y = y + (self.alpha / self.rank) * ((x @ a) @ b)
+      y = y + (self.alpha / self.rank) * ((x @ a.T) @ b)
+      if self.residual:
+        r = self.param(LORA_PREFIX + 'R', nn.initializers.zeros,
+                       (x.shape[-1], self.features))
+        y = y + x @ jax.lax.stop_gradient(r)
     return y
 
 
@@ -36,6 +49,7 @@ class SelfAttention(nn.Module):
   lora_rank: int = 0
   lora_alpha: float = 1.0
   lora_targets: Sequence[str] = ('query', 'value')
+  lora_residual: bool = False
 
   @nn.compact
   def __call__(self, x, key_mask):
@@ -44,7 +58,7 @@ class SelfAttention(nn.Module):
 
     def proj(name):
       rank = self.lora_rank if name in self.lora_targets else 0
-      return LoRADense(width, rank, self.lora_alpha, name=name)
+      return LoRADense(width, rank, self.lora_alpha, self.lora_residual, name=name)
 
     # [..., heads, tokens, head_dim]: batch dims leading, contraction last,
     # the layout XLA:CPU runs as plain batched matmuls (4x faster here).

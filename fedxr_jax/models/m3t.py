@@ -8,8 +8,16 @@ A missing modality's tokens are replaced by that modality's learned "absent"
 token; only its first position stays visible to attention, so the backbone
 sees one "this sensor is missing" signal per absent modality.
 
-Parameter trees by role (see `role_of`): `base` (backbone, frozen in PEFT),
-`lora`, `prompts`, `encoders` (modality encoders and absent tokens), `heads`.
+Parameter trees by role (see `role_of`), each with its own tuning mode:
+  base          the backbone (frozen in PEFT, shared in full tuning)
+  lora_a/lora_b LoRA factors A [r, in] and B [r, out] on attention projections
+  lora_residual exact-aggregation residual folded into the base (optional)
+  prompts       prompt tokens shared by all users
+  user_prompts  extra prompt tokens for shared+personal prompt tuning
+  adapters      bottleneck adapters after attention and MLP (optional)
+  experts       Mixture-of-Experts MLPs and their top-k gate (optional)
+  encoders      modality encoders and absent tokens
+  heads         one head per task
 """
 from typing import Mapping, Sequence
 
@@ -21,15 +29,23 @@ import numpy as np
 from fedxr_jax.core import trees
 from fedxr_jax.models.lora import LORA_PREFIX, LoRADense, SelfAttention
 
-ROLES = ('base', 'lora', 'prompts', 'encoders', 'heads')
+ROLES = ('base', 'lora_a', 'lora_b', 'lora_residual', 'prompts', 'user_prompts',
+         'adapters', 'experts', 'encoders', 'heads')
+LORA_ROLES = {LORA_PREFIX + 'A': 'lora_a', LORA_PREFIX + 'B': 'lora_b',
+              LORA_PREFIX + 'R': 'lora_residual'}
 
 
 def role_of(path: tuple) -> str:
   """The parameter tree a param belongs to, from its path in the param dict."""
-  if any(str(p).startswith(LORA_PREFIX) for p in path):
-    return 'lora'
-  return {'prompts': 'prompts', 'encoders': 'encoders',
-          'heads': 'heads'}.get(path[0], 'base')
+  names = [str(p) for p in path]
+  if names[-1] in LORA_ROLES:
+    return LORA_ROLES[names[-1]]
+  if any(n.startswith('adapter_') for n in names):
+    return 'adapters'
+  if 'moe' in names:
+    return 'experts'
+  return {'prompts': 'prompts', 'user_prompts': 'user_prompts', 'encoders': 'encoders',
+          'heads': 'heads'}.get(names[0], 'base')
 
 
 def tokenize(x: jax.Array, token_shape: Sequence[int]) -> jax.Array:
@@ -107,21 +123,80 @@ class Heads(nn.Module):
     return {t: nn.Dense(k, name=t)(features) for t, k in self.tasks.items()}
 
 
+class Adapter(nn.Module):
+  """Bottleneck adapter (Houlsby et al. 2019): x + up(gelu(down(x))); identity at init."""
+  dim: int
+
+  @nn.compact
+  def __call__(self, x):
+    h = nn.gelu(nn.Dense(self.dim, name='down')(x))
+    return x + nn.Dense(x.shape[-1], kernel_init=nn.initializers.zeros, name='up')(h)
+
+
+class MoEMLP(nn.Module):
+  """Mixture-of-Experts MLP with a learned top-k gate (Shazeer et al. 2017).
+
+  Experts are stacked [E, ...] so each is one slice of the `experts` tree
+  (aggregated with the tokens routed to it). Every expert runs densely and
+  the gate zeroes all but the top k per token: at E <= 8 and these widths
+  dense is faster than dispatch under vmap, and it keeps shapes static.
+  Sows per-example tokens routed to each expert and mean gate probabilities
+  (for routed-token weights, activation counts and the balance loss).
+  """
+  num_experts: int
+  top_k: int
+  mlp_width: int
+
+  @nn.compact
+  def __call__(self, x, token_mask):
+    width, e = x.shape[-1], self.num_experts
+    init = nn.initializers.lecun_normal(batch_axis=(0,))
+    w_in = self.param('w_in', init, (e, width, self.mlp_width))
+    b_in = self.param('b_in', nn.initializers.zeros, (e, self.mlp_width))
+    w_out = self.param('w_out', init, (e, self.mlp_width, width))
+    b_out = self.param('b_out', nn.initializers.zeros, (e, width))
+    probs = nn.softmax(nn.Dense(e, name='gate')(x), axis=-1)        # [..., T, E]
+    top_p, top_i = jax.lax.top_k(probs, self.top_k)
+    routed = jnp.sum(jax.nn.one_hot(top_i, e, dtype=x.dtype), axis=-2)   # [..., T, E]
+    combine = jnp.sum(jax.nn.one_hot(top_i, e, dtype=x.dtype)
+                      * (top_p / jnp.sum(top_p, -1, keepdims=True))[..., None], axis=-2)
+    h = nn.gelu(jnp.einsum('...td,edh->...teh', x, w_in) + b_in)
+    out = jnp.einsum('...teh,ehd->...ted', h, w_out) + b_out
+    live = token_mask[..., None].astype(x.dtype)
+    self.sow('intermediates', 'expert_tokens', jnp.sum(routed * live, axis=-2))
+    self.sow('intermediates', 'gate_probs', jnp.sum(probs * live, axis=-2)
+             / jnp.maximum(jnp.sum(live, axis=-2), 1.0))
+    return jnp.einsum('...te,...ted->...td', combine, out)
+
+
 class Block(nn.Module):
   num_heads: int
   mlp_width: int
   lora_rank: int
   lora_alpha: float
   lora_targets: Sequence[str]
+  lora_residual: bool = False
+  adapter_dim: int = 0
+  num_experts: int = 0
+  expert_top_k: int = 2
 
   @nn.compact
   def __call__(self, x, key_mask):
     h = nn.LayerNorm(name='norm_attn')(x)
-    x = x + SelfAttention(self.num_heads, self.lora_rank, self.lora_alpha,
-                          tuple(self.lora_targets), name='attn')(h, key_mask)
+    h = SelfAttention(self.num_heads, self.lora_rank, self.lora_alpha,
+                      tuple(self.lora_targets), self.lora_residual, name='attn')(h, key_mask)
+    if self.adapter_dim:
+      h = Adapter(self.adapter_dim, name='adapter_attn')(h)
+    x = x + h
     h = nn.LayerNorm(name='norm_mlp')(x)
-    h = nn.gelu(LoRADense(self.mlp_width, name='mlp_in')(h))
-    return x + LoRADense(x.shape[-1], name='mlp_out')(h)
+    if self.num_experts:
+      h = MoEMLP(self.num_experts, self.expert_top_k, self.mlp_width, name='moe')(h, key_mask)
+    else:
+      h = nn.gelu(LoRADense(self.mlp_width, name='mlp_in')(h))
+      h = LoRADense(x.shape[-1], name='mlp_out')(h)
+    if self.adapter_dim:
+      h = Adapter(self.adapter_dim, name='adapter_mlp')(h)
+    return x + h
 
 
 class Backbone(nn.Module):
@@ -131,6 +206,10 @@ class Backbone(nn.Module):
   lora_rank: int
   lora_alpha: float
   lora_targets: Sequence[str]
+  lora_residual: bool = False
+  adapter_dim: int = 0
+  num_experts: int = 0
+  expert_top_k: int = 2
 
   @nn.compact
   def __call__(self, tokens, key_mask):
@@ -141,7 +220,8 @@ class Backbone(nn.Module):
         [jnp.ones(key_mask.shape[:-1] + (1,), bool), key_mask], axis=-1)
     for i in range(self.depth):
       x = Block(self.num_heads, self.mlp_width, self.lora_rank, self.lora_alpha,
-                self.lora_targets, name=f'block_{i}')(x, key_mask)
+                self.lora_targets, self.lora_residual, self.adapter_dim,
+                self.num_experts, self.expert_top_k, name=f'block_{i}')(x, key_mask)
     return nn.LayerNorm(name='norm_out')(x[..., 0, :])
 
 
@@ -157,20 +237,26 @@ class M3TModel(nn.Module):
   lora_rank: int = 4
   lora_alpha: float = 8.0
   lora_targets: Sequence[str] = ('query', 'value')
+  lora_residual: bool = False     # exact LoRA aggregation (FedEx residual)
+  num_user_prompts: int = 0       # shared+personal prompt tuning
+  adapter_dim: int = 0            # 0: no adapters
+  num_experts: int = 0            # 0: dense MLPs; else a MoE MLP per block
+  expert_top_k: int = 2
 
   @nn.compact
   def __call__(self, x: Mapping[str, jax.Array], modality_mask: jax.Array):
     tokens, key_mask = Encoders(self.modalities, self.width, name='encoders')(
         x, modality_mask)
-    if self.num_prompts:
-      prompts = self.param('prompts', nn.initializers.normal(0.02),
-                           (self.num_prompts, self.width))
-      prompts = jnp.broadcast_to(prompts, tokens.shape[:-2] + prompts.shape)
-      tokens = jnp.concatenate([prompts, tokens], axis=-2)
-      key_mask = jnp.concatenate(
-          [jnp.ones(key_mask.shape[:-1] + (self.num_prompts,), bool), key_mask],
-          axis=-1)
+    for name, count in (('user_prompts', self.num_user_prompts),
+                        ('prompts', self.num_prompts)):
+      if count:
+        prompts = self.param(name, nn.initializers.normal(0.02), (count, self.width))
+        prompts = jnp.broadcast_to(prompts, tokens.shape[:-2] + prompts.shape)
+        tokens = jnp.concatenate([prompts, tokens], axis=-2)
+        key_mask = jnp.concatenate(
+            [jnp.ones(key_mask.shape[:-1] + (count,), bool), key_mask], axis=-1)
     features = Backbone(self.depth, self.num_heads, self.mlp_width,
                         self.lora_rank, self.lora_alpha, tuple(self.lora_targets),
-                        name='backbone')(tokens, key_mask)
+                        self.lora_residual, self.adapter_dim, self.num_experts,
+                        self.expert_top_k, name='backbone')(tokens, key_mask)
     return Heads(self.tasks, name='heads')(features)

@@ -53,9 +53,7 @@ class Coordination(NamedTuple):
   own_models: Optional[Callable] = None
 
 
-def _expand(w, x):
-  """A module weight (leading axes of x only) shaped to broadcast against x."""
-  return w.reshape(w.shape + (1,) * (x.ndim - w.ndim))
+_expand = trees.expand_weight
 
 
 def _scale(weights, tree):
@@ -121,7 +119,7 @@ def hierarchical(num_edges: int, k2: int) -> Coordination:
   """
   def init(shared, weight_template):
     return {'edges': trees.broadcast_to_clients(shared, num_edges),
-            'pending': {r: jax.tree.map(lambda w: jnp.zeros((num_edges,), jnp.float32),
+            'pending': {r: jax.tree.map(lambda w: jnp.zeros((num_edges,) + w.shape, jnp.float32),
                                         weight_template[r]) for r in shared}}
 
   def client_start(shared, state, topo):
@@ -232,7 +230,7 @@ def spanning_tree() -> Coordination:
       roots = (parent < 0).astype(jnp.float32)
       total_num = jax.tree.map(
           lambda x: jnp.tensordot(roots, x, axes=1), num)
-      total_den = jax.tree.map(lambda d: jnp.sum(roots * d), den)
+      total_den = jax.tree.map(lambda d: jnp.tensordot(roots, d, axes=1), den)
       target[r] = _ratio(total_num, total_den, shared[r])
     return target, state, jnp.array(True), {}
 

@@ -1,5 +1,7 @@
 """The synthetic XR federation and the M3T model as a `FederatedProblem`."""
 import functools
+import inspect
+from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +24,34 @@ def task_losses(logits: dict, labels, mask, tasks):
   return jnp.stack(losses), jnp.stack(counts)
 
 
-def make_xr_problem(spec: synthetic.XRSpec, model: m3t.M3TModel) -> FederatedProblem:
+def make_xr_problem(spec: synthetic.XRSpec, model: m3t.M3TModel, *,
+                    device_lora_ranks: Sequence[int] = (),
+                    balance_coef: float = 0.01,
+                    client_data_fn: Optional[Callable] = None) -> FederatedProblem:
+  """The M3T model on a federation described by `spec`.
+
+  device_lora_ranks: LoRA rank of each of `spec.devices` (heterogeneous
+  ranks, zero-padded to the model's rank): a client trains and uses only its
+  first r_i rank components, and gives the others zero aggregation weight.
+  balance_coef: weight of the MoE load-balancing loss (Switch Transformer).
+  client_data_fn: (source, client_id, split, round_idx) -> client data;
+  default: the synthetic generator.
+  """
   tasks = spec.tasks
+  r_max = model.lora_rank
+  ranks = jnp.asarray(device_lora_ranks or (r_max,) * len(spec.devices), jnp.int32)
+  moe = model.num_experts > 0
+  client_data_fn = client_data_fn or functools.partial(_synthetic_client_data, spec=spec)
+
+  def client_data(source, client_id, split, round_idx=0):
+    data = client_data_fn(source, client_id, split, round_idx)
+    if device_lora_ranks:
+      data['lora_rank'] = ranks[data['device']]
+    return data
+
+  def rank_mask(meta):
+    rank = meta.get('lora_rank', r_max)
+    return (jnp.arange(r_max) < rank).astype(jnp.float32)
 
   def init_params(key):
     x = {m: jnp.zeros((1,) + shape) for m, (shape, _) in
@@ -32,21 +60,43 @@ def make_xr_problem(spec: synthetic.XRSpec, model: m3t.M3TModel) -> FederatedPro
     params = model.init(key, x, mask)['params']
     return trees.split_by_role(params, m3t.role_of)
 
-  def apply(params, examples):
+  def apply(params, examples, meta):
+    """(logits {task: [B, K]}, per-example MoE routing {block: [B, E]} pairs)."""
+    if 'lora_rank' in meta:   # a client of rank r_i sees only its first r_i ranks
+      mask = rank_mask(meta)
+      params = {**params, **{r: jax.tree.map(lambda x: x * trees.expand_weight(mask, x),
+                                             params[r])
+                             for r in ('lora_a', 'lora_b') if r in params}}
     variables = {'params': trees.merge_roles(*params.values())}
-    return model.apply(variables, examples['x'], examples['modality_mask'])
+    if not moe:
+      return model.apply(variables, examples['x'], examples['modality_mask']), {}
+    logits, state = model.apply(variables, examples['x'], examples['modality_mask'],
+                                mutable=['intermediates'])
+    blocks = state['intermediates']['backbone']
+    routing = {b: (v['moe']['expert_tokens'][0], v['moe']['gate_probs'][0])
+               for b, v in blocks.items()}
+    return logits, routing
 
   def label_mask(examples, task_mask):
     return examples['example_mask'][:, None] & task_mask[None, :]
 
   def loss(params, batch, meta):
     """Mean over the client's tasks of each task's mean cross-entropy."""
-    per_task, _ = task_losses(apply(params, batch), batch['y'],
-                              label_mask(batch, meta['task_mask']), tasks)
+    logits, routing = apply(params, batch, meta)
+    per_task, _ = task_losses(logits, batch['y'], label_mask(batch, meta['task_mask']),
+                              tasks)
     active = meta['task_mask'].astype(per_task.dtype)
-    return jnp.sum(per_task * active) / jnp.maximum(jnp.sum(active), 1.0), per_task
+    total = jnp.sum(per_task * active) / jnp.maximum(jnp.sum(active), 1.0)
+    valid = batch['example_mask'].astype(jnp.float32)[:, None]
+    sums = {}
+    if moe:
+      tokens = {b: jnp.sum(t * valid, axis=0) for b, (t, _) in routing.items()}
+      sums['expert_tokens'] = tokens
+      total = total + balance_coef * sum(
+          _balance_loss(tokens[b], p, valid) for b, (_, p) in routing.items())
+    return total, {'per_task': per_task, 'sums': sums}
 
-  def module_weights(data):
+  def module_weights(data, stats=None):
     ex = data['examples']
     valid = ex['example_mask']
     n = jnp.sum(valid).astype(jnp.float32)
@@ -55,27 +105,66 @@ def make_xr_problem(spec: synthetic.XRSpec, model: m3t.M3TModel) -> FederatedPro
     labeled = jnp.sum(label_mask(ex, data['task_mask']), axis=0).astype(jnp.float32)
     encoders = {m: present[i] for i, m in enumerate(spec.modalities)}
     encoders['absent'] = {m: absent[i] for i, m in enumerate(spec.modalities)}
-    return {
+    # Heterogeneous ranks: one weight per rank slice (zero past the client's rank).
+    lora = n * rank_mask(data) if device_lora_ranks else n
+    weights = {
         'encoders': {'encoders': encoders},
         'heads': {'heads': {t: labeled[i] for i, t in enumerate(tasks)}},
-        'lora': n, 'prompts': n, 'base': n,
+        'lora_a': lora, 'lora_b': lora,
+        # Clients never change the residual: exact aggregation sets it.
+        'lora_residual': jnp.zeros(()),
+        'prompts': n, 'user_prompts': n, 'adapters': n, 'base': n,
     }
+    if moe:
+      weights['experts'] = {'backbone': {}}
+      for i in range(model.depth):
+        block = f'block_{i}'
+        if stats is None:
+          routed = jnp.ones((model.num_experts,))
+        else:   # tokens routed to each expert during local training
+          routed = stats['sums']['expert_tokens'][block]
+        weights['experts']['backbone'][block] = {'moe': {
+            'gate': n, 'w_in': routed, 'b_in': routed, 'w_out': routed, 'b_out': routed}}
+    return weights
 
   def eval_stats(params, data):
     ex = data['examples']
-    logits = apply(params, ex)
+    logits, routing = apply(params, ex, data)
     mask = label_mask(ex, data['task_mask'])
     per_task, counts = task_losses(logits, ex['y'], mask, tasks)
     correct = jnp.stack([
         jnp.sum((jnp.argmax(logits[name], -1) == ex['y'][:, t]) & mask[:, t])
         for t, name in enumerate(tasks)]).astype(jnp.float32)
-    return {'correct': correct, 'count': counts, 'loss_sum': per_task * counts}
+    stats = {'correct': correct, 'count': counts, 'loss_sum': per_task * counts}
+    if moe:   # tokens each task's examples route to each expert: [T, L, E]
+      routed = jnp.stack([routing[f'block_{i}'][0] for i in range(model.depth)], 1)
+      stats['expert_tokens'] = jnp.einsum('nt,nle->tle', mask.astype(jnp.float32), routed)
+    return stats
+
+  def predict(params, batch):
+    return apply(params, batch, {})[0]
 
   return FederatedProblem(
-      init_params=init_params, loss=loss,
-      client_data=functools.partial(_client_data, spec=spec),
-      module_weights=module_weights, eval_stats=eval_stats)
+      init_params=init_params, loss=loss, client_data=client_data,
+      module_weights=module_weights, eval_stats=eval_stats, predict=predict)
 
 
-def _client_data(world, client_id, split, spec):
+def _balance_loss(routed, probs, valid):
+  """Switch-Transformer load balance E * sum_e f_e P_e for one block.
+
+  routed: tokens sent to each expert [E] (summed over the batch); probs:
+  per-example mean gate probabilities [B, E]; valid: [B, 1] example mask.
+  """
+  num_experts = routed.shape[-1]
+  fraction = routed / jnp.maximum(jnp.sum(routed), 1.0)
+  mean_prob = jnp.sum(probs * valid, axis=0) / jnp.maximum(jnp.sum(valid), 1.0)
+  return num_experts * jnp.sum(fraction * mean_prob)
+
+
+def _synthetic_client_data(world, client_id, split, round_idx, spec):
+  if _SYNTHETIC_TAKES_ROUND:
+    return synthetic.client_data(world, client_id, split, spec, round_idx=round_idx)
   return synthetic.client_data(world, client_id, split, spec)
+
+
+_SYNTHETIC_TAKES_ROUND = 'round_idx' in inspect.signature(synthetic.client_data).parameters

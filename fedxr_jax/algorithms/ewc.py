@@ -1,0 +1,56 @@
+"""EWC for federated continual learning (Kirkpatrick et al. 2017).
+
+Local loss + lambda/2 sum_k F_k (theta_k - theta*_k)^2 over the shared trees.
+Every round clients report the diagonal empirical Fisher (mean squared
+per-example gradient) at the model they received; the server averages it
+by examples. When the round before a task boundary (`ewc_rounds`: rounds at
+which new tasks arrive) ends, the server consolidates: theta* <- that
+round's start model and F <- F + its Fisher (online EWC, gamma = 1), both
+taken at the same point, one round before the boundary.
+"""
+import jax
+import jax.numpy as jnp
+
+from fedxr_jax.algorithms import base
+from fedxr_jax.errors import ConfigError
+
+
+def ewc(config) -> base.Algorithm:
+  a = config.algorithm
+  lam = float(a.ewc_lambda)
+  boundaries = tuple(int(r) for r in a.ewc_rounds)
+  if lam < 0:
+    raise ConfigError(f'algorithm.ewc_lambda must be >= 0, got {lam}')
+  if not boundaries or any(r < 1 for r in boundaries):
+    raise ConfigError('algorithm.name=ewc needs algorithm.ewc_rounds: the rounds '
+                      f'(>= 1) at which new tasks arrive, got {boundaries}')
+
+  def init_server_state(shared):
+    zeros = jax.tree.map(jnp.zeros_like, shared)
+    return {'anchor': shared, 'fisher': zeros}
+
+  def regularizer(params, anchor, client_state, server_state):
+    del anchor, client_state
+    terms = [jnp.sum(f * (p - a) ** 2) for p, a, f in zip(
+        jax.tree.leaves({r: params[r] for r in server_state['anchor']}),
+        jax.tree.leaves(server_state['anchor']), jax.tree.leaves(server_state['fisher']))]
+    return 0.5 * lam * sum(terms, jnp.zeros(()))
+
+  def client_report(ctx, server_state):
+    del server_state
+    own = {r: v for r, v in ctx.trained.items() if r not in ctx.start}
+    grads, valid = ctx.example_grads({**ctx.start, **own})
+    count = jnp.maximum(jnp.sum(valid), 1)
+    w = valid.astype(jnp.float32)
+    return jax.tree.map(lambda g: jnp.tensordot(w, g ** 2, axes=1) / count,
+                        {r: grads[r] for r in ctx.start})
+
+  def update_server_state(server_state, update):
+    consolidate = jnp.isin(update.round + 1, jnp.asarray(boundaries))
+    new = {'anchor': update.start,
+           'fisher': jax.tree.map(jnp.add, server_state['fisher'], update.report)}
+    return jax.tree.map(lambda n, o: jnp.where(consolidate, n, o), new, server_state)
+
+  return base.plain('ewc')._replace(
+      init_server_state=init_server_state, regularizer=regularizer,
+      client_report=client_report, update_server_state=update_server_state)

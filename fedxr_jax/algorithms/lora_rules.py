@@ -1,0 +1,103 @@
+"""How LoRA factors are aggregated (`--config.lora.rule`).
+
+Factors are the trees `lora_a` (A [r, in]) and `lora_b` (B [r, out]) of
+`models.lora.LoRADense`; the adapted layer is W + s A^T B with s = alpha / r.
+
+  fedit  A and B averaged separately (Zhang et al. 2024): inexact, since
+         mean(A)^T mean(B) != mean(A^T B) when clients differ
+  ffa    FFA-LoRA (Sun et al. 2024): A frozen at its random init, B averaged
+  fedsa  FedSA-LoRA (Guo et al. 2025): A averaged, each client keeps its B
+  exact  FedEx-LoRA (Singhal et al. 2025): FedIT plus the residual
+         s (sum_i p_i A_i^T B_i - mean(A)^T mean(B)) folded into the frozen
+         base (the `lora_residual` tree), so the global model is exactly
+         W + s sum_i p_i A_i^T B_i, as FLoRA's stacking gives
+
+Heterogeneous ranks (`lora.device_ranks`) are zero-padded to r_max: a client
+of rank r_i holds only the first r_i slices of A and B, so each rank slice is
+averaged over the clients that hold it (`training.xr_problem`). HetLoRA's
+sparsity-weighted aggregation (Cho et al. 2024) optionally scales a client's
+LoRA weight by ||s A_i^T B_i||_F.
+"""
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+from flax import traverse_util
+
+from fedxr_jax.core import plan as plan_lib
+from fedxr_jax.core import round as round_lib
+from fedxr_jax.core import trees
+from fedxr_jax.errors import ConfigError
+
+RULES = ('fedit', 'ffa', 'fedsa', 'exact')
+
+
+def plan_modes(rule: str, lora_mode: str) -> dict:
+  """Modes of the trees lora_a, lora_b, lora_residual for a rule."""
+  if rule not in RULES:
+    raise ConfigError(f'lora.rule={rule!r} is not one of {RULES}')
+  if rule != 'fedit' and lora_mode != plan_lib.SHARED:
+    raise ConfigError(f'lora.rule={rule} needs plan.lora=shared, got {lora_mode!r}')
+  return {
+      'fedit': {'lora_a': lora_mode, 'lora_b': lora_mode},
+      'ffa': {'lora_a': plan_lib.FROZEN, 'lora_b': plan_lib.SHARED},
+      'fedsa': {'lora_a': plan_lib.SHARED, 'lora_b': plan_lib.PERSONAL},
+      'exact': {'lora_a': plan_lib.SHARED, 'lora_b': plan_lib.SHARED,
+                'lora_residual': plan_lib.SHARED},
+  }[rule]
+
+
+def _layers(tree: dict) -> dict:
+  """{layer path: leaf} of a lora_a / lora_b / lora_residual tree."""
+  return {path[:-1]: leaf for path, leaf in traverse_util.flatten_dict(tree).items()}
+
+
+def products(a_tree: dict, b_tree: dict, scale: float) -> dict:
+  """{layer path: s A^T B} for matching factor trees."""
+  a, b = _layers(a_tree), _layers(b_tree)
+  return {p: scale * a[p].T @ b[p] for p in a}
+
+
+def _scalar_weight(w):
+  """The LoRA weight of a client as one number (per-rank weights: their max)."""
+  return jnp.max(w) if w.ndim else w
+
+
+def make_rule(rule: str, *, scale: float, hetlora_weights: bool = False,
+              heterogeneous: bool = False) -> Optional[round_lib.AggregationRule]:
+  """The round's AggregationRule for `rule` (None: plain masked averaging)."""
+  if rule == 'exact' and heterogeneous:
+    raise ConfigError('not supported yet: lora.rule=exact with lora.device_ranks '
+                      '(heterogeneous ranks)')
+  reweight = client_terms = fold = None
+
+  if hetlora_weights:
+    def reweight(weights, trained, data):
+      mask = (jnp.arange(jax.tree.leaves(trained['lora_a'])[0].shape[0])
+              < data.get('lora_rank', 1 << 30)).astype(jnp.float32)
+      masked = {r: jax.tree.map(lambda x: x * trees.expand_weight(mask, x), trained[r])
+                for r in ('lora_a', 'lora_b')}
+      norm = jnp.sqrt(sum(jnp.sum(d ** 2) for d in products(
+          masked['lora_a'], masked['lora_b'], scale).values()))
+      return {**weights, **{r: jax.tree.map(lambda w: w * norm, weights[r])
+                            for r in ('lora_a', 'lora_b') if r in weights}}
+
+  if rule == 'exact':
+    def client_terms(trained, weights, data):
+      del data
+      w = _scalar_weight(jax.tree.leaves(weights['lora_b'])[0])
+      prods = products(trained['lora_a'], trained['lora_b'], scale)
+      return {'product': jax.tree.map(lambda d: w * d, prods), 'weight': w}
+
+    def fold(shared, target, sums):
+      total = sums['weight']
+      mean_product = jax.tree.map(lambda d: d / jnp.maximum(total, 1e-12), sums['product'])
+      averaged = products(target['lora_a'], target['lora_b'], scale)
+      flat = traverse_util.flatten_dict(shared['lora_residual'])
+      folded = {path: jnp.where(total > 0, r + mean_product[path[:-1]] - averaged[path[:-1]], r)
+                for path, r in flat.items()}
+      return {**shared, 'lora_residual': traverse_util.unflatten_dict(folded)}
+
+  if reweight is None and client_terms is None:
+    return None
+  return round_lib.AggregationRule(reweight=reweight, client_terms=client_terms, fold=fold)
