@@ -11,3 +11,7 @@ class ConfigError(FedXRError, ValueError):
 
 class CheckpointError(FedXRError):
   """A checkpoint could not be read (corrupt, truncated, or from another run)."""
+
+
+class DataError(FedXRError):
+  """A data archive or file is missing, corrupt, unsafe, or not the pinned one."""

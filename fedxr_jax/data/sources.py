@@ -1,0 +1,157 @@
+"""What a run trains on: `config.data.source` -> (spec, source, client_data).
+
+  synthetic          the on-device synthetic XR federation (data/synthetic.py)
+  hapt               UCI HAPT smartphone IMU, 30 users (data/real/hapt.py)
+  digits             sklearn 8x8 digits (data/real/digits.py)
+  basic_motions, pickup_gesture, japanese_vowels
+                     aeon's bundled time series (data/real/aeon_sets.py)
+  tfds:<name>        any TFDS dataset with an 'image' (or 'x') and a 'label'
+                     feature, read as array_record (downloads when needed)
+
+A real dataset is split into population_size + eval_unseen_clients clients:
+its users when it has them (`data.partition='natural'`), else a Dirichlet
+label partition (`'dirichlet'`, `data.dirichlet_alpha`); the clients past
+the population are the unseen users of evaluation. Each client holds out
+`data.holdout_fraction` of its examples for testing.
+"""
+import functools
+import re
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedxr_jax.data import synthetic
+from fedxr_jax.data.real import aeon_sets
+from fedxr_jax.data.real import dataset as dataset_lib
+from fedxr_jax.data.real import digits
+from fedxr_jax.data.real import federated
+from fedxr_jax.data.real import hapt
+from fedxr_jax.data.real import partition as partition_lib
+from fedxr_jax.errors import ConfigError
+from fedxr_jax.errors import DataError
+from fedxr_jax.errors import FedXRError
+
+LOADERS = {
+    'hapt': hapt.load,
+    'digits': digits.load,
+    **{name: functools.partial(aeon_sets.load, name) for name in aeon_sets.SETS},
+}
+SOURCES = ('synthetic',) + tuple(LOADERS) + ('tfds:<name>',)
+PARTITIONS = ('auto', 'natural', 'dirichlet')
+_TFDS_PREFIX = 'tfds:'
+
+
+def make_data(config) -> tuple:
+  """(spec, source pytree, client_data(source, client_id, split, round_idx)).
+
+  client_data is None for the synthetic source: `xr_problem.make_xr_problem`
+  generates it (its default).
+  """
+  d = config.data
+  name = d.get('source', 'synthetic')
+  if name == 'synthetic':
+    spec = synthetic.spec_from_config(d, config.local_steps)
+    world = synthetic.make_world(jax.random.fold_in(jax.random.key(config.seed), 7), spec)
+    return spec, world, None
+  validate(config)
+  dataset = load_dataset(name, d.get('archive', ''))
+  clients = make_partition(dataset, config)
+  spec, source = federated.federate(
+      dataset, clients, holdout_fraction=d.get('holdout_fraction', 0.2),
+      seed=config.seed, local_steps=config.local_steps,
+      area_m=d.get('area_m', 100.0), walk_m_per_round=d.get('walk_m_per_round', 0.0))
+  return spec, jax.tree.map(jnp.asarray, source), federated.client_data
+
+
+def validate(config) -> None:
+  """Checks the real-data keys before any data is read; raises ConfigError."""
+  d = config.data
+  if d.get('partition', 'auto') not in PARTITIONS:
+    raise ConfigError(f'data.partition={d.partition!r} is not one of {PARTITIONS}')
+  if not 0.0 < d.get('holdout_fraction', 0.2) < 1.0:
+    raise ConfigError(f'data.holdout_fraction must be in (0, 1), got {d.holdout_fraction}')
+  if config.topology.kind == 'semi' and config.topology.cluster_by == 'device':
+    raise ConfigError("not supported yet: topology.cluster_by='device' with "
+                      f'data.source={d.source!r} (every client is one device class)')
+
+
+def load_dataset(name: str, archive: str = '') -> dataset_lib.Dataset:
+  if name.startswith(_TFDS_PREFIX):
+    return load_tfds(name[len(_TFDS_PREFIX):])
+  if name not in LOADERS:
+    raise ConfigError(f'data.source={name!r} is not one of {SOURCES}')
+  return LOADERS[name](archive or None)
+
+
+def make_partition(dataset: dataset_lib.Dataset, config) -> list:
+  """Example indices of population_size + eval_unseen_clients clients."""
+  d = config.data
+  kind = d.get('partition', 'auto')
+  if kind not in PARTITIONS:
+    raise ConfigError(f'data.partition={kind!r} is not one of {PARTITIONS}')
+  pop, unseen = config.population_size, config.eval_unseen_clients
+  if kind == 'auto':
+    kind = 'natural' if dataset.users is not None else 'dirichlet'
+  if kind == 'dirichlet':
+    return partition_lib.dirichlet(dataset.y, pop + unseen, d.dirichlet_alpha, config.seed)
+  if dataset.users is None:
+    raise ConfigError(f"data.source={d.source!r} has no user ids; use "
+                      "data.partition='dirichlet'")
+  clients = partition_lib.natural(dataset.users)
+  if len(clients) != pop + unseen:
+    raise ConfigError(f'data.source={d.source!r} has {len(clients)} users (natural '
+                      f'clients): need population_size + eval_unseen_clients = '
+                      f'{len(clients)}, got {pop} + {unseen}')
+  return clients
+
+
+def default_token_shape(shape: tuple) -> tuple:
+  """A 4x4 patch grid for images [H, W, C], 8 windows for series [T, F]."""
+  if len(shape) == 3 and shape[0] % 4 == 0 and shape[1] % 4 == 0:
+    return (shape[0] // 4, shape[1] // 4, shape[2])
+  if len(shape) == 2 and shape[0] % 8 == 0:
+    return (shape[0] // 8, shape[1])
+  raise ConfigError(f'no default token shape for inputs of shape {shape}: need '
+                    '[H, W, C] with H, W divisible by 4 or [T, F] with T divisible by 8')
+
+
+def load_tfds(name: str, data_dir: Optional[str] = None, chunk: int = 1024) -> dataset_lib.Dataset:
+  """The 'train' split of a TFDS dataset, read as array_record."""
+  # Imported here: TFDS costs a second of import time synthetic runs skip.
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from fedxr_jax.data.real import tfds_builders  # pylint: disable=g-import-not-at-top
+  data_dir = data_dir or tfds_builders.default_data_dir()
+  try:   # the import above registered the fedxr_* builders
+    source = tfds.data_source(name, split='train', data_dir=data_dir,
+                              builder_kwargs={'file_format': tfds_builders.FILE_FORMAT})
+  except FedXRError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    # Unknown names, no network, a builder that needs TensorFlow: one line.
+    first_line = (str(e).strip().splitlines() or [''])[0][:300]
+    hint = (f' (needed to prepare {name}: install it, or prepare the dataset as '
+            f'array_record elsewhere and copy it under {data_dir})'
+            if isinstance(e, ImportError) else '')
+    raise DataError(f'tfds cannot load {name!r}: {type(e).__name__}: {first_line}'
+                    f'{hint}') from e
+  features = source.dataset_info.features
+  key = next((k for k in ('image', 'x') if k in features), None)
+  if key is None or 'label' not in features:
+    raise ConfigError(f"tfds:{name} needs an 'image' (or 'x') and a 'label' feature; "
+                      f'it has {sorted(features.keys())}')
+  records = [r for start in range(0, len(source), chunk)
+             for r in source.__getitems__(range(start, min(start + chunk, len(source))))]
+  x = np.stack([np.asarray(r[key]) for r in records])
+  x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+  users = (np.asarray([r['user'] for r in records], np.int32)
+           if 'user' in features else None)
+  groups = (np.asarray([r['group'] for r in records], np.int64)
+            if 'group' in features else None)
+  label = re.sub(r'\W', '_', name)
+  return dataset_lib.Dataset(
+      name=label, task=label, modality='vision' if x.ndim == 4 else 'motion',
+      x=x, y=np.asarray([r['label'] for r in records], np.int32),
+      class_names=tuple(features['label'].names), token_shape=default_token_shape(x.shape[1:]),
+      users=users if users is not None and users.min() >= 0 else None, groups=groups)
