@@ -7,6 +7,7 @@ import optax
 import pytest
 
 from fedxr_jax import algorithms
+from fedxr_jax.core import local as local_lib
 from fedxr_jax.core.problem import FederatedProblem
 from fedxr_jax.core.round import build_federation
 from fedxr_jax.errors import ConfigError
@@ -17,11 +18,12 @@ A, B = np.array([1.0, 3.0]), np.array([2.0, -1.0])   # f_i(x) = a_i/2 (x - b_i)^
 LR, STEPS = 0.1, 3
 
 
-def _quadratic_problem():
+def _quadratic_problem(available=(True, True)):
   def client_data(source, cid, split, round_idx=0):
     del split, round_idx
     return {'examples': {'a': source['a'][cid][None], 'b': source['b'][cid][None]},
-            'num_examples': jnp.int32(1)}
+            'num_examples': jnp.int32(1),
+            'available': jnp.asarray(available)[cid]}
 
   def loss(params, batch, meta):
     del meta
@@ -30,16 +32,18 @@ def _quadratic_problem():
 
   return FederatedProblem(
       init_params=lambda key: {'model': {'x': jnp.zeros(())}}, loss=loss,
-      client_data=client_data, module_weights=lambda data, stats=None: {'model': jnp.float32(1.0)},
+      client_data=client_data, module_weights=lambda data, stats=None: {
+          'model': jnp.float32(1.0)},
       eval_stats=lambda params, data: {})
 
 
-def _run(name, rounds, prox_mu=0.0):
+def _run(name, rounds, available=(True, True), **algorithm_config):
   config = ml_collections.ConfigDict(dict(
-      algorithm=dict(name=name, prox_mu=prox_mu),
+      local_steps=STEPS,
+      algorithm=dict(name=name, **{'prox_mu': 0.0, **algorithm_config}),
       client_optimizer=dict(name='sgd', learning_rate=LR, momentum=0.0)))
   fed = build_federation(
-      _quadratic_problem(), {'model': 'shared'}, seed=0, population_size=2,
+      _quadratic_problem(available), {'model': 'shared'}, seed=0, population_size=2,
       cohort_size=2, local_steps=STEPS, batch_size=1, client_optimizer=optax.sgd(LR),
       server_optimizer=optax.sgd(1.0), shuffle=False,
       algorithm=algorithms.make_algorithm(name, config))
@@ -48,6 +52,12 @@ def _run(name, rounds, prox_mu=0.0):
   for _ in range(rounds):
     server, clients, _ = jax.jit(fed.round)(server, clients, frozen, source, {})
   return server, clients
+
+
+def _local_sgd(x, i, extra_grad=lambda x: 0.0):
+  for _ in range(STEPS):
+    x -= LR * (A[i] * (x - B[i]) + extra_grad(x))
+  return x
 
 
 def test_scaffold_matches_hand_computation():
@@ -105,3 +115,58 @@ def test_unsupported_combinations_fail_clearly(config):
   config.population_size = config.cohort_size
   with pytest.raises(ConfigError, match='not supported yet'):
     experiment.build(config)
+
+
+
+def test_unavailable_client_sits_the_round_out():
+  server, _ = _run('fedavg', 1, available=(True, False))
+  np.testing.assert_allclose(server.shared['model']['x'], _local_sgd(0.0, 0), rtol=1e-6)
+
+
+def test_ditto_personal_models_match_hand_computation_and_leave_fedavg_alone():
+  lam, w = 0.5, 0.0
+  v = [0.0, 0.0]
+  for _ in range(2):
+    v = [_local_sgd(v[i], i, lambda x, w=w: lam * (x - w)) for i in range(2)]
+    w = float(np.mean([_local_sgd(w, i) for i in range(2)]))
+  server, clients = _run('ditto', 2, ditto_lambda=lam)
+  np.testing.assert_allclose(clients.algorithm['personal']['model']['x'], v, rtol=1e-5)
+  plain, _ = _run('fedavg', 2)
+  assert_trees_equal(plain.shared, server.shared)
+
+
+def test_ewc_consolidates_fisher_and_anchor_then_pulls_towards_them():
+  lam = 2.0
+  server, _ = _run('ewc', 1, ewc_lambda=lam, ewc_rounds=(1,))
+  # Round 0 starts at x = 0: per-example gradient a_i (0 - b_i), squared and
+  # averaged over the two (one-example) clients.
+  fisher = np.mean([(A[i] * (0.0 - B[i])) ** 2 for i in range(2)])
+  np.testing.assert_allclose(server.algorithm['fisher']['model']['x'], fisher, rtol=1e-6)
+  np.testing.assert_allclose(server.algorithm['anchor']['model']['x'], 0.0)
+  w1 = float(server.shared['model']['x'])
+  server2, _ = _run('ewc', 2, ewc_lambda=lam, ewc_rounds=(1,))
+  expected = np.mean([_local_sgd(w1, i, lambda x: lam * fisher * (x - 0.0))
+                      for i in range(2)])
+  np.testing.assert_allclose(server2.shared['model']['x'], expected, rtol=1e-5)
+  # Before the boundary nothing is consolidated.
+  early, _ = _run('ewc', 1, ewc_lambda=lam, ewc_rounds=(5,))
+  np.testing.assert_array_equal(early.algorithm['fisher']['model']['x'], 0.0)
+
+
+def test_fedrep_trains_heads_first_then_the_body():
+  config = ml_collections.ConfigDict(dict(
+      local_steps=3, plan={'heads': 'personal'},
+      algorithm=dict(name='fedrep', fedrep_head_steps=2)))
+  schedule = algorithms.make_algorithm('fedrep', config).role_schedule
+  loss = lambda p, batch, meta: ((p['heads']['h'] * p['body']['b'] - 1.0) ** 2, {})
+  data = {'examples': {'x': jnp.zeros((1,))}, 'num_examples': jnp.int32(1)}
+  out, _ = local_lib.make_local_update(loss, optax.sgd(0.1), local_steps=3, batch_size=1,
+                                       shuffle=False)(
+      {'heads': {'h': jnp.float32(1.0)}, 'body': {'b': jnp.float32(0.5)}}, {}, data,
+      jax.random.key(0), role_active=schedule)
+  h, b = 1.0, 0.5
+  for _ in range(2):            # head steps: d/dh (hb - 1)^2 = 2 (hb - 1) b
+    h -= 0.1 * 2 * (h * b - 1) * b
+  b -= 0.1 * 2 * (h * b - 1) * h   # one body step
+  np.testing.assert_allclose(out['heads']['h'], h, rtol=1e-6)
+  np.testing.assert_allclose(out['body']['b'], b, rtol=1e-6)

@@ -47,14 +47,14 @@ def plan_modes(rule: str, lora_mode: str) -> dict:
   }[rule]
 
 
-def _layers(tree: dict) -> dict:
+def layers(tree: dict) -> dict:
   """{layer path: leaf} of a lora_a / lora_b / lora_residual tree."""
   return {path[:-1]: leaf for path, leaf in traverse_util.flatten_dict(tree).items()}
 
 
 def products(a_tree: dict, b_tree: dict, scale: float) -> dict:
   """{layer path: s A^T B} for matching factor trees."""
-  a, b = _layers(a_tree), _layers(b_tree)
+  a, b = layers(a_tree), layers(b_tree)
   return {p: scale * a[p].T @ b[p] for p in a}
 
 

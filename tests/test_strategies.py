@@ -1,0 +1,249 @@
+"""Local tuning strategies and LoRA aggregation rules on the XR federation."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from fedxr_jax import algorithms
+from fedxr_jax.algorithms import lora_rules
+from fedxr_jax.core import rng
+from fedxr_jax.core import trees
+from fedxr_jax.errors import ConfigError
+from fedxr_jax.training import experiment
+from helpers import assert_trees_equal, run_rounds
+
+
+def _full_cohort(config):
+  config.population_size = config.cohort_size = 8
+  return config
+
+
+def _client_weights(exp, ids):
+  """Valid training examples of each client: its LoRA aggregation weight."""
+  data = jax.vmap(lambda c: exp.problem.client_data(exp.world, c, 'train', 0))(
+      jnp.asarray(ids))
+  avail = np.asarray(data.get('available', np.ones(len(ids), bool)))
+  return np.asarray(data['num_examples'], np.float64) * avail
+
+
+def _products(a_tree, b_tree, scale):
+  return lora_rules.products(a_tree, b_tree, scale)
+
+
+def test_exact_lora_equals_the_average_of_products_and_differs_from_fedit(config):
+  config = _full_cohort(config)
+  scale = config.model.lora_alpha / config.model.lora_rank
+  # Per-client factors: the same first round with LoRA kept personal.
+  config.plan.lora = 'personal'
+  exp = experiment.build(config)
+  _, personal, _ = run_rounds(exp, 1)
+  weights = _client_weights(exp, np.arange(8))
+  p = weights / weights.sum()
+  per_client = [_products(jax.tree.map(lambda x: x[i], personal.personal['lora_a']),
+                          jax.tree.map(lambda x: x[i], personal.personal['lora_b']), scale)
+                for i in range(8)]
+  expected = {k: sum(p[i] * np.asarray(per_client[i][k]) for i in range(8))
+              for k in per_client[0]}
+
+  config.plan.lora = 'shared'
+  config.lora.rule = 'exact'
+  exact, _, _ = run_rounds(experiment.build(config), 1)
+  averaged = _products(exact.shared['lora_a'], exact.shared['lora_b'], scale)
+  residual = lora_rules.layers(exact.shared['lora_residual'])
+  for k in expected:
+    effective = np.asarray(averaged[k]) + np.asarray(residual[k])
+    np.testing.assert_allclose(effective, expected[k], rtol=1e-4, atol=1e-7)
+    gap = np.abs(np.asarray(averaged[k]) - expected[k]).max()
+    assert gap > 1e-3 * np.abs(expected[k]).max() > 0   # FedIT's product is inexact
+
+
+def test_ffa_lora_never_changes_a(config):
+  config.lora.rule = 'ffa'
+  exp = experiment.build(config)
+  fed = exp.federation
+  server, clients, frozen = jax.jit(fed.init)(exp.world)
+  init = exp.problem.init_params(rng.stream(jax.random.key(config.seed),
+                                                       rng.INIT_STREAM))
+  assert 'lora_a' not in server.shared and fed.plan['lora_a'] == 'frozen'
+  assert_trees_equal(frozen['lora_a'], init['lora_a'])
+  server, _, _ = run_rounds(exp, 2)
+  assert np.abs(np.asarray(jax.tree.leaves(server.shared['lora_b'])[0])).max() > 0
+
+
+def test_fedsa_lora_shares_a_and_keeps_b_personal(config):
+  config.lora.rule = 'fedsa'
+  exp = experiment.build(config)
+  server, clients, _ = run_rounds(exp, 1)
+  assert 'lora_b' not in server.shared and 'lora_a' in server.shared
+  b = np.asarray(jax.tree.leaves(clients.personal['lora_b'])[0])
+  cohort = np.asarray(rng.sample_cohort(jax.random.key(config.seed), 0,
+                                        config.population_size, config.cohort_size))
+  trained = b[cohort]
+  assert not np.allclose(trained[0], trained[1])          # each client its own B
+  others = np.setdiff1d(np.arange(config.population_size), cohort)
+  np.testing.assert_array_equal(b[others], 0.0)            # untouched: still B = 0
+
+
+def test_rule_needs_shared_lora_and_exact_needs_a_server(config):
+  config.lora.rule = 'fedsa'
+  config.plan.lora = 'personal'
+  with pytest.raises(ConfigError, match='needs plan.lora=shared'):
+    experiment.build(config)
+  config.plan.lora = 'shared'
+  config.lora.rule = 'exact'
+  config.topology.kind = 'semi'
+  with pytest.raises(ConfigError, match='not supported yet: lora.rule=exact'):
+    experiment.build(config)
+  config.topology.kind = 'centralized'
+  config.lora.rule = 'exact'
+  config.lora.device_ranks = (1,) * len(config.data.devices)
+  with pytest.raises(ConfigError, match='heterogeneous'):
+    experiment.build(config)
+
+
+def test_heterogeneous_ranks_train_only_each_clients_first_ranks(config):
+  assert config.model.lora_rank == 2
+  config.lora.device_ranks = (1,) * len(config.data.devices)
+  exp = experiment.build(config)
+  _, _, frozen = jax.jit(exp.federation.init)(exp.world)
+  init = exp.problem.init_params(rng.stream(jax.random.key(config.seed),
+                                                       rng.INIT_STREAM))
+  server, _, _ = run_rounds(exp, 2)
+  for role in ('lora_a', 'lora_b'):
+    for new, old in zip(jax.tree.leaves(server.shared[role]), jax.tree.leaves(init[role])):
+      np.testing.assert_array_equal(new[1], old[1])   # nobody holds rank slice 1
+  assert np.abs(np.asarray(jax.tree.leaves(server.shared['lora_b'])[0][0])).max() > 0
+  # Mixed ranks: each rank slice is weighted by the clients that hold it.
+  config.lora.device_ranks = (1, 2) + (2,) * (len(config.data.devices) - 2)
+  exp = experiment.build(config)
+  data = exp.problem.client_data(exp.world, jnp.int32(0), 'train', 0)
+  w = exp.problem.module_weights(data, None)['lora_a']
+  n = float(jnp.sum(data['examples']['example_mask']))
+  rank = int(config.lora.device_ranks[int(data['device'])])
+  np.testing.assert_array_equal(w, n * (np.arange(2) < rank))
+
+
+def test_hetlora_weights_scale_by_the_product_norm():
+  rule = lora_rules.make_rule('fedit', scale=2.0, hetlora_weights=True)
+  a = {'l': {'lora_A': jnp.array([[1.0, 0.0], [0.0, 1.0]])}}
+  b = {'l': {'lora_B': jnp.array([[3.0], [4.0]])}}
+  w = rule.reweight({'lora_a': jnp.float32(5.0), 'lora_b': jnp.float32(5.0)},
+                    {'lora_a': a, 'lora_b': b}, {'lora_rank': 1})
+  # Rank 1: only A[0] and B[0] count: ||2 * [1, 0]^T [3]||_F = 6.
+  np.testing.assert_allclose(w['lora_a'], 30.0)
+  np.testing.assert_allclose(w['lora_b'], 30.0)
+
+
+def test_personal_trees_are_never_communicated(config):
+  for role in ('base', 'encoders', 'prompts'):
+    config.plan[role] = 'frozen'
+  config.plan.lora = 'frozen'
+  config.plan.heads = 'personal'
+  config.plan.base = 'frozen'
+  config.plan.prompts = 'shared'
+  exp = experiment.build(config)
+  server, _, metrics = run_rounds(exp, 1)
+  assert set(server.shared) == {'prompts'}
+  width, prompts = config.model.width, config.model.num_prompts
+  examples = np.asarray(metrics[0]['train/examples'])
+  holders = config.cohort_size if examples > 0 else 0
+  np.testing.assert_allclose(metrics[0]['comm/uplink_bits'],
+                             holders * 8 * 4 * width * prompts)
+
+
+def test_moe_routed_tokens_sum_to_top_k_times_tokens(config):
+  config.model.num_experts = 4
+  config.model.expert_top_k = 2
+  exp = experiment.build(config)
+  problem = exp.problem
+  server, clients, frozen = jax.jit(exp.federation.init)(exp.world)
+  data = problem.client_data(exp.world, jnp.int32(3), 'test', 0)
+  params = {**frozen, **server.shared,
+            **jax.tree.map(lambda x: x[3], clients.personal)}
+  stats = problem.eval_stats(params, data)
+  ex = data['examples']
+  mods = exp.spec.model_modalities()
+  per_mod = np.array([np.prod([s // t for s, t in zip(shape, tok)])
+                      for shape, tok in mods.values()])
+  present = np.asarray(ex['modality_mask'])
+  tokens = 1 + config.model.num_prompts + (present * per_mod + ~present).sum(-1)
+  labelled = np.asarray(ex['example_mask'])[:, None] & np.asarray(data['task_mask'])[None]
+  for t in range(len(exp.spec.tasks)):
+    expected = 2 * float(np.sum(tokens * labelled[:, t]))
+    np.testing.assert_allclose(np.asarray(stats['expert_tokens'][t]).sum(-1), expected,
+                               rtol=1e-6)
+  server, _, _ = run_rounds(exp, 1)   # trains, with token-weighted experts
+
+
+def test_experts_are_averaged_by_routed_tokens():
+  stacked = jnp.array([[[1.0], [10.0]], [[4.0], [20.0]]])     # [C=2, E=2, 1]
+  routed = jnp.array([[2.0, 0.0], [1.0, 0.0]])                 # expert 1: no tokens
+  out = trees.masked_weighted_mean(stacked, routed, jnp.array([[7.0], [7.0]]))
+  np.testing.assert_allclose(out, [[(2 * 1 + 4) / 3], [7.0]])
+
+
+def test_local_finetuning_changes_evaluation_only(config):
+  exp = experiment.build(config)
+  plain, plain_clients, _ = run_rounds(exp, 1)
+  config.algorithm.name = 'local_ft'
+  config.algorithm.finetune_steps = 2
+  ft_exp = experiment.build(config)
+  ft, ft_clients, _ = run_rounds(ft_exp, 1)
+  assert_trees_equal(plain.shared, ft.shared)
+  _, _, frozen = jax.jit(exp.federation.init)(exp.world)
+  ids = jnp.arange(8)
+  train_loss = lambda e, s, c: np.asarray(jax.jit(
+      e.federation.evaluate, static_argnums=(5,))(s, c, frozen, e.world, ids,
+                                                  'train')['loss_sum']).sum()
+  # Fine-tuning on a client's own training data lowers its training loss.
+  assert train_loss(ft_exp, ft, ft_clients) < train_loss(exp, plain, plain_clients)
+
+
+def test_tap_swaps_heads_where_the_global_model_wins():
+  config = ml_collections.ConfigDict(dict(
+      local_steps=4, plan={'heads': 'shared'}, data={'tasks': ('t0', 't1')},
+      algorithm=dict(name='tap', tap_margin=0.1, tap_distill_lambda=1.0,
+                     finetune_steps=2)))
+  tap = algorithms.make_algorithm('tap', config)
+  glob = {'heads': {'heads': {'t0': jnp.float32(1.0), 't1': jnp.float32(1.0)}},
+          'lora_b': jnp.float32(1.0)}
+  pers = jax.tree.map(lambda x: x * 0.0, glob)
+  # Global losses [0.5, 2.0] vs personal [1.0, 1.0]: t0 goes global; the body
+  # stays personal (mean 1.25 + 0.1 > 1.0).
+  losses = lambda p: jnp.where(p['lora_b'] > 0.5, jnp.array([0.5, 2.0]),
+                               jnp.array([1.0, 1.0]))
+  ctx = algorithms.ClientContext(
+      start=glob, trained=glob, data={'task_mask': jnp.array([True, True])},
+      train=lambda p, **kw: (p, {}), task_losses=losses, example_grads=None,
+      predict=None, loss=None)
+  new = tap.personalize(ctx, {'personal': pers}, {})['personal']
+  assert float(new['heads']['heads']['t0']) == 1.0
+  assert float(new['heads']['heads']['t1']) == 0.0
+  assert float(new['lora_b']) == 0.0
+  # A task the client does not hold is never swapped.
+  ctx = ctx._replace(data={'task_mask': jnp.array([False, True])})
+  new = tap.personalize(ctx, {'personal': pers}, {})['personal']
+  assert float(new['heads']['heads']['t0']) == 0.0
+
+
+@pytest.mark.slow
+def test_every_strategy_runs_a_round(config):
+  """Prompt (personal, shared+personal), adapters, MoE, full tuning, Ditto, TAP."""
+  variants = [
+      dict(plan=dict(prompts='personal')),
+      dict(model=dict(num_user_prompts=2), plan=dict(user_prompts='personal')),
+      dict(model=dict(adapter_dim=4, lora_rank=0), plan=dict(adapters='shared')),
+      dict(model=dict(num_experts=3, expert_top_k=1, lora_rank=0),
+           plan=dict(experts='shared')),
+      dict(plan=dict(base='shared')),
+      dict(algorithm=dict(name='ditto')),
+      dict(algorithm=dict(name='tap', finetune_steps=1)),
+  ]
+  for variant in variants:
+    c = config.copy_and_resolve_references()
+    for block, values in variant.items():
+      c[block].update(values)
+    exp = experiment.build(c)
+    server, clients, metrics = run_rounds(exp, 1)
+    assert np.isfinite(float(metrics[0]['train/loss'])), variant
