@@ -34,6 +34,8 @@ _ROUNDS = flags.DEFINE_integer('rounds', 30, 'Rounds per variant.')
 _VARIANTS = flags.DEFINE_list('variants', [], 'Variants to run (default: all).')
 _OUT = flags.DEFINE_string('out', 'runs/bench_strategies', 'Output folder.')
 _REPLOT = flags.DEFINE_bool('replot', False, 'Only redraw from OUT/strategies.json.')
+_MERGE = flags.DEFINE_bool('merge', False, 'Add/replace these variants in an existing '
+                           'OUT/strategies.json instead of starting a new one.')
 
 # name -> (strategy, config overrides {block: {key: value}})
 VARIANTS = {
@@ -41,6 +43,7 @@ VARIANTS = {
     'lora_ffa': ('LoRA', dict(lora=dict(rule='ffa'))),
     'lora_fedsa': ('LoRA', dict(lora=dict(rule='fedsa'))),
     'lora_exact': ('LoRA', dict(lora=dict(rule='exact'))),
+    'lora_flora': ('LoRA', dict(lora=dict(rule='flora'))),
     # Glasses (Ray-Ban Meta, Vuzix Blade 2) rank 1, XReal 2, headsets 4.
     'lora_hetrank': ('LoRA', dict(lora=dict(device_ranks=(4, 4, 4, 1, 2, 1)))),
     'lora_hetlora': ('LoRA', dict(lora=dict(device_ranks=(4, 4, 4, 1, 2, 1),
@@ -174,11 +177,16 @@ def main(argv):
   if unknown:
     raise app.UsageError(f'unknown variants {unknown}; known: {list(VARIANTS)}')
   results = []
+  path = os.path.join(_OUT.value, 'strategies.json')
+  if _MERGE.value and os.path.exists(path):
+    with open(path) as f:
+      results = [r for r in json.load(f) if r['variant'] not in names]
   for name in names:
     r = run_variant(name)
     print(json.dumps(r), flush=True)
     results.append(r)
-  write_outputs(results)
+  order = list(VARIANTS)
+  write_outputs(sorted(results, key=lambda r: order.index(r['variant'])))
 
 
 if __name__ == '__main__':

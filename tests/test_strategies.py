@@ -47,14 +47,22 @@ def test_exact_lora_equals_the_average_of_products_and_differs_from_fedit(config
               for k in per_client[0]}
 
   config.plan.lora = 'shared'
-  config.lora.rule = 'exact'
-  exact, _, _ = run_rounds(experiment.build(config), 1)
-  averaged = _products(exact.shared['lora_a'], exact.shared['lora_b'], scale)
-  residual = lora_rules.layers(exact.shared['lora_residual'])
+  fedit = None
+  for rule in ('exact', 'flora'):
+    config.lora.rule = rule
+    server, _, _ = run_rounds(experiment.build(config), 1)
+    averaged = _products(server.shared['lora_a'], server.shared['lora_b'], scale)
+    residual = lora_rules.layers(server.shared['lora_residual'])
+    for k in expected:
+      effective = np.asarray(averaged[k]) + np.asarray(residual[k])
+      np.testing.assert_allclose(effective, expected[k], rtol=1e-4, atol=1e-7)
+    if rule == 'exact':
+      fedit = averaged   # FedEx keeps FedIT's factors
+    else:                # FLoRA restarts the adapter: all of it is in the base
+      for b in jax.tree.leaves(server.shared['lora_b']):
+        np.testing.assert_array_equal(b, 0.0)
   for k in expected:
-    effective = np.asarray(averaged[k]) + np.asarray(residual[k])
-    np.testing.assert_allclose(effective, expected[k], rtol=1e-4, atol=1e-7)
-    gap = np.abs(np.asarray(averaged[k]) - expected[k]).max()
+    gap = np.abs(np.asarray(fedit[k]) - expected[k]).max()
     assert gap > 1e-3 * np.abs(expected[k]).max() > 0   # FedIT's product is inexact
 
 

@@ -10,7 +10,11 @@ Factors are the trees `lora_a` (A [r, in]) and `lora_b` (B [r, out]) of
   exact  FedEx-LoRA (Singhal et al. 2025): FedIT plus the residual
          s (sum_i p_i A_i^T B_i - mean(A)^T mean(B)) folded into the frozen
          base (the `lora_residual` tree), so the global model is exactly
-         W + s sum_i p_i A_i^T B_i, as FLoRA's stacking gives
+         W + s sum_i p_i A_i^T B_i
+  flora  FLoRA (Wang et al. 2024): the stacked product s sum_i p_i A_i^T B_i
+         folded into the base, then LoRA restarts (B = 0; A keeps its
+         average, which with B = 0 adds nothing): the same exact global
+         model, but each round's adapter starts from zero
 
 Heterogeneous ranks (`lora.device_ranks`) are zero-padded to r_max: a client
 of rank r_i holds only the first r_i slices of A and B, so each rank slice is
@@ -29,7 +33,8 @@ from fedxr_jax.core import round as round_lib
 from fedxr_jax.core import trees
 from fedxr_jax.errors import ConfigError
 
-RULES = ('fedit', 'ffa', 'fedsa', 'exact')
+RULES = ('fedit', 'ffa', 'fedsa', 'exact', 'flora')
+EXACT_RULES = ('exact', 'flora')
 
 
 def plan_modes(rule: str, lora_mode: str) -> dict:
@@ -43,6 +48,8 @@ def plan_modes(rule: str, lora_mode: str) -> dict:
       'ffa': {'lora_a': plan_lib.FROZEN, 'lora_b': plan_lib.SHARED},
       'fedsa': {'lora_a': plan_lib.SHARED, 'lora_b': plan_lib.PERSONAL},
       'exact': {'lora_a': plan_lib.SHARED, 'lora_b': plan_lib.SHARED,
+                'lora_residual': plan_lib.SHARED},
+      'flora': {'lora_a': plan_lib.SHARED, 'lora_b': plan_lib.SHARED,
                 'lora_residual': plan_lib.SHARED},
   }[rule]
 
@@ -66,8 +73,8 @@ def _scalar_weight(w):
 def make_rule(rule: str, *, scale: float, hetlora_weights: bool = False,
               heterogeneous: bool = False) -> Optional[round_lib.AggregationRule]:
   """The round's AggregationRule for `rule` (None: plain masked averaging)."""
-  if rule == 'exact' and heterogeneous:
-    raise ConfigError('not supported yet: lora.rule=exact with lora.device_ranks '
+  if rule in EXACT_RULES and heterogeneous:
+    raise ConfigError(f'not supported yet: lora.rule={rule} with lora.device_ranks '
                       '(heterogeneous ranks)')
   reweight = client_terms = fold = None
 
@@ -82,7 +89,7 @@ def make_rule(rule: str, *, scale: float, hetlora_weights: bool = False,
       return {**weights, **{r: jax.tree.map(lambda w: w * norm, weights[r])
                             for r in ('lora_a', 'lora_b') if r in weights}}
 
-  if rule == 'exact':
+  if rule in EXACT_RULES:
     def client_terms(trained, weights, data):
       del data
       w = _scalar_weight(jax.tree.leaves(weights['lora_b'])[0])
@@ -92,11 +99,19 @@ def make_rule(rule: str, *, scale: float, hetlora_weights: bool = False,
     def fold(shared, target, sums):
       total = sums['weight']
       mean_product = jax.tree.map(lambda d: d / jnp.maximum(total, 1e-12), sums['product'])
-      averaged = products(target['lora_a'], target['lora_b'], scale)
+      held = total > 0
       flat = traverse_util.flatten_dict(shared['lora_residual'])
-      folded = {path: jnp.where(total > 0, r + mean_product[path[:-1]] - averaged[path[:-1]], r)
-                for path, r in flat.items()}
-      return {**shared, 'lora_residual': traverse_util.unflatten_dict(folded)}
+      if rule == 'exact':   # FedEx: keep the averaged factors, fold what they miss
+        averaged = products(target['lora_a'], target['lora_b'], scale)
+        folded = {p: jnp.where(held, r + mean_product[p[:-1]] - averaged[p[:-1]], r)
+                  for p, r in flat.items()}
+        return {**shared, 'lora_residual': traverse_util.unflatten_dict(folded)}
+      # FLoRA: fold the whole product and restart the adapter from B = 0.
+      folded = {p: jnp.where(held, r + mean_product[p[:-1]], r) for p, r in flat.items()}
+      restarted = jax.tree.map(lambda b: jnp.where(held, jnp.zeros_like(b), b),
+                               shared['lora_b'])
+      return {**shared, 'lora_residual': traverse_util.unflatten_dict(folded),
+              'lora_b': restarted}
 
   if reweight is None and client_terms is None:
     return None
