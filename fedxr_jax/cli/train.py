@@ -14,10 +14,9 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from fedxr_jax.cli import common
 from fedxr_jax.errors import FedXRError
 
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(__file__)),
-                               'configs', 'default.py')
 _WORKDIR = flags.DEFINE_string(
     'workdir', os.path.join('runs', 'xr_default'),
     'Where checkpoints, metrics.jsonl and plots go; an existing one resumes.')
@@ -34,37 +33,8 @@ def _define_config_flag():
   # the flag, so a typo surfaces here rather than in flag parsing.
   global _CONFIG
   _CONFIG = config_flags.DEFINE_config_file(
-      'config', _DEFAULT_CONFIG, 'Run config file (ml_collections).',
+      'config', common.DEFAULT_CONFIG, 'Run config file (ml_collections).',
       lock_config=True)
-
-
-def _check_config_file(argv) -> None:
-  """Fails early, in one line, on a missing or unparsable --config file."""
-  path = _DEFAULT_CONFIG
-  for i, arg in enumerate(argv):
-    if arg.startswith('--config='):
-      path = arg.split('=', 1)[1]
-    elif arg == '--config' and i + 1 < len(argv):
-      path = argv[i + 1]
-  path = path.split(':', 1)[0]  # ml_collections allows FILE:ARG
-  if not os.path.isfile(path):
-    raise FedXRError(f'config file {path!r} does not exist')
-  try:
-    with open(path) as f:
-      compile(f.read(), path, 'exec')
-  except (OSError, SyntaxError, ValueError) as e:
-    raise FedXRError(f'config file {path!r} cannot be read: {type(e).__name__}: {e}')
-
-
-def _config_error(e: Exception) -> str:
-  overrides = [a for a in sys.argv[1:] if a.startswith('--config')]
-  if isinstance(e, (KeyError, AttributeError)):
-    key = str(e).strip('"\'')
-    return f'unknown config key {key!r} in {overrides}'
-  while e.__cause__ or e.__context__:
-    e = e.__cause__ or e.__context__
-  detail = ' '.join(str(e).split())
-  return f'cannot load the config: {type(e).__name__}: {detail}'
 
 
 def main(argv):
@@ -88,7 +58,7 @@ def main(argv):
     config = _CONFIG.value
   except Exception as e:  # pylint: disable=broad-except
     # A missing or broken config file fails when first read.
-    print(f'fedxr-train: error: {_config_error(e)}', file=sys.stderr)
+    print(f'fedxr-train: error: {common.config_error(e)}', file=sys.stderr)
     sys.exit(2)
   try:
     loop.run(config, _WORKDIR.value, progress=_PROGRESS.value)
@@ -103,7 +73,7 @@ def main(argv):
 
 def entry():
   try:
-    _check_config_file(sys.argv[1:])
+    common.check_config_file(sys.argv[1:])
     _define_config_flag()
     # Parse here, not in app.run, so flag and config errors become one line.
     app.define_help_flags()
@@ -115,7 +85,7 @@ def entry():
     print(f'fedxr-train: error: {e}', file=sys.stderr)
     sys.exit(2)
   except Exception as e:  # pylint: disable=broad-except
-    print(f'fedxr-train: error: {_config_error(e)}', file=sys.stderr)
+    print(f'fedxr-train: error: {common.config_error(e)}', file=sys.stderr)
     sys.exit(2)
   app.run(main, flags_parser=lambda _: remaining)
 

@@ -1,0 +1,205 @@
+"""fedxr-pretrain: the public split, orbax save/load, a frozen pretrained base."""
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from fedxr_jax.configs import default as default_config
+from fedxr_jax.configs import test as test_config
+from fedxr_jax.errors import CheckpointError, ConfigError
+from fedxr_jax.training import experiment
+from fedxr_jax.training import pretrain
+from fedxr_jax.training import pretrained
+from helpers import assert_trees_equal
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEST_CONFIG = os.path.join(REPO, 'fedxr_jax', 'configs', 'test.py')
+SETTINGS = pretrain.Settings(steps=15, public_clients=4, batch_size=8,
+                             users_per_batch=4, learning_rate=1e-2)
+
+
+@pytest.fixture(scope='module')
+def result():
+  return pretrain.pretrain(test_config.get_config(), SETTINGS)
+
+
+@pytest.fixture(scope='module')
+def saved(result, tmp_path_factory):
+  """A pretrained checkpoint of the test config and its metadata."""
+  directory = str(tmp_path_factory.mktemp('pretrain') / 'base')
+  meta = pretrain.save(test_config.get_config(), directory, SETTINGS, result)
+  return directory, meta
+
+
+def _config(directory, **model):
+  config = test_config.get_config()
+  config.model.pretrained = directory
+  config.model.update(model)
+  return config
+
+
+def _on_disk(directory, role):
+  """A role tree read with plain orbax, independently of pretrained.load."""
+  return ocp.StandardCheckpointer().restore(
+      os.path.join(directory, pretrained.PARAMS_DIR, role))
+
+
+def _with_pretrained(config):
+  return pretrained.with_pretrained(pretrain.make_setup(config).problem, config)
+
+
+def test_metadata_records_the_run(saved):
+  _, meta = saved
+  assert sorted(meta['roles']) == ['base', 'encoders', 'heads']   # no PEFT trees
+  assert meta['steps'] == 15 and meta['model']['width'] == 16
+  assert np.isfinite(meta['final_loss'])
+  for acc in meta['public_accuracy'].values():
+    assert 0.0 <= acc <= 1.0
+
+
+def test_federated_run_starts_from_the_saved_base_and_keeps_it_frozen(saved):
+  directory, _ = saved
+  exp = experiment.build(_config(directory))   # plan: base frozen, encoders shared
+  server, clients, frozen = jax.jit(exp.federation.init)(exp.world)
+  base, encoders = _on_disk(directory, 'base'), _on_disk(directory, 'encoders')
+  assert_trees_equal(frozen['base'], base)
+  assert_trees_equal(server.shared['encoders'], encoders)
+  # The scratch run of the same seed starts from another (random) base.
+  scratch = experiment.build(test_config.get_config())
+  _, _, scratch_frozen = jax.jit(scratch.federation.init)(scratch.world)
+  assert not np.array_equal(scratch_frozen['base']['backbone']['cls'],
+                            base['backbone']['cls'])
+
+  topo, _ = exp.layout(0)
+  after, after_clients, _ = jax.jit(exp.federation.round, donate_argnums=(0, 1))(
+      server, clients, frozen, exp.world, topo)
+  assert 'base' not in after.shared and 'base' not in after_clients.personal
+  assert_trees_equal(frozen['base'], base)
+  # The round trained: the (shared) pretrained encoders moved.
+  moved = jax.tree.map(lambda a, b: not np.array_equal(a, b),
+                       jax.device_get(after.shared['encoders']), encoders)
+  assert any(jax.tree.leaves(moved))
+
+
+@pytest.mark.parametrize('change, message', [
+    (dict(width=32), 'model.width=16 there, 32 here'),
+    # Same shapes (query/key/value kernels are [width, width]), other meaning.
+    (dict(num_heads=4), 'model.num_heads=2 there, 4 here'),
+])
+def test_a_different_model_is_refused(saved, change, message):
+  directory, _ = saved
+  with pytest.raises(ConfigError, match=message):
+    experiment.build(_config(directory, **change))
+
+
+def test_base_transfers_to_other_tasks_but_heads_do_not(saved):
+  directory, _ = saved
+  config = _config(directory, pretrained_roles=('base',))
+  config.data.tasks = ('gesture', 'intent')
+  params = jax.jit(_with_pretrained(config).init_params)(jax.random.key(1))
+  assert_trees_equal(params['base'], _on_disk(directory, 'base'))
+  config.model.pretrained_roles = ('base', 'heads')
+  with pytest.raises(ConfigError, match='data.tasks'):
+    _with_pretrained(config)
+
+
+@pytest.mark.parametrize('roles, message', [
+    ((), 'pretrained_roles is empty'),
+    (('base', 'prompts'), r"\['prompts'\] are PEFT trees"),
+    (('experts',), r"this model has no \['experts'\]"),   # not a MoE model
+])
+def test_bad_pretrained_roles(saved, roles, message):
+  with pytest.raises(ConfigError, match=message):
+    _with_pretrained(_config(saved[0], pretrained_roles=roles))
+
+
+def test_missing_or_corrupt_checkpoint_is_a_clear_error(saved, tmp_path):
+  with pytest.raises(ConfigError, match='does not exist'):
+    _with_pretrained(_config(str(tmp_path / 'nowhere')))
+
+  broken = str(tmp_path / 'broken')
+  shutil.copytree(saved[0], broken)
+  damaged = 0
+  for root, _, files in os.walk(os.path.join(broken, pretrained.PARAMS_DIR)):
+    for name in files:
+      with open(os.path.join(root, name), 'wb') as f:
+        f.write(b'\x00garbage')
+      damaged += 1
+  assert damaged
+  with pytest.raises(CheckpointError, match='is corrupt'):
+    _with_pretrained(_config(broken))
+
+  with open(os.path.join(broken, pretrained.METADATA_FILE), 'w') as f:
+    f.write('{"format": "fedxr-pre')
+  with pytest.raises(CheckpointError, match='pretrained.json is corrupt'):
+    _with_pretrained(_config(broken))
+  os.remove(os.path.join(broken, pretrained.METADATA_FILE))
+  with pytest.raises(CheckpointError, match='not a complete fedxr-pretrain output'):
+    _with_pretrained(_config(broken))
+
+
+@pytest.mark.parametrize('get_config', [test_config.get_config,
+                                        default_config.get_config])
+def test_public_split_is_disjoint_from_population_and_unseen_users(get_config):
+  config = get_config()
+  ids = pretrain.public_client_ids(config, 1000)
+  federated = np.arange(config.population_size + config.eval_unseen_clients)
+  assert len(np.unique(ids)) == 1000
+  assert not np.intersect1d(ids, federated).size
+  # A population large enough to reach the public ids is refused.
+  config.population_size = pretrain.PUBLIC_FIRST_ID
+  with pytest.raises(ConfigError, match='reaches the public pretraining ids'):
+    pretrain.public_client_ids(config, 1)
+
+
+@pytest.mark.parametrize('change, message', [
+    (dict(model=dict(pretrained='/some/base')), 'model.pretrained is set'),
+    (dict(data=dict(source='digits')), "data.source='digits' has none"),
+])
+def test_pretraining_refuses_configs_it_cannot_serve(change, message):
+  config = test_config.get_config()
+  for block, values in change.items():
+    config[block].update(values)
+  with pytest.raises(ConfigError, match=message):
+    pretrain.pretrain(config, SETTINGS)
+
+
+def test_pretraining_lowers_the_loss_on_a_fixed_batch(result):
+  config = test_config.get_config()
+  setup = pretrain.make_setup(config)
+  pool = pretrain.make_pool(setup, pretrain.public_client_ids(config, 4))
+  batch = pretrain.sample_batch(pool, jax.random.key(123), users=4,
+                                examples_per_user=8)
+  before = pretrain.batch_loss(setup.problem, result.initial_params, batch)
+  after = pretrain.batch_loss(setup.problem, result.params, batch)
+  assert float(after) < float(before)
+  # Only non-PEFT trees were trained: prompts (and LoRA) are still at init.
+  assert_trees_equal(result.params['prompts'], result.initial_params['prompts'])
+
+
+def _cli(*args):
+  return subprocess.run(
+      [sys.executable, '-m', 'fedxr_jax.cli.pretrain', f'--config={TEST_CONFIG}',
+       '--progress=false', *args],
+      capture_output=True, text=True, cwd=REPO, timeout=600)
+
+
+def test_cli_pretrains_saves_and_refuses_a_taken_output_dir(tmp_path):
+  out = str(tmp_path / 'out')
+  flags = ['--steps=2', '--public_clients=4', '--batch_size=8', '--users_per_batch=4']
+  ok = _cli(f'--output_dir={out}', *flags)
+  assert ok.returncode == 0, ok.stderr
+  assert 'public test accuracy' in ok.stdout
+  assert pretrained.read_metadata(out)['steps'] == 2
+  for args, message in (([f'--output_dir={out}', *flags], 'is not empty'),
+                        ([f'--output_dir={tmp_path / "b"}', '--batch_size=10',
+                          '--users_per_batch=4'], 'not a multiple')):
+    bad = _cli(*args)
+    assert bad.returncode != 0
+    lines = [l for l in bad.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and message in lines[0], bad.stderr
