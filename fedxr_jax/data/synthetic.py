@@ -1,30 +1,41 @@
 """A synthetic XR federation generated on device from keys.
 
-Every example has a latent state: one class per task. Each modality renders
-the classes of the tasks that use it (paper Table 2) as a structured signal
-(image blobs, spectral bands, IMU oscillations, gaze trajectories), summed,
-so several modalities reveal the same latent and fusion under missing inputs
-is learnable. Clients differ by
-  - device (paper Table 1): which sensors exist, and a local-step budget;
-  - user style: a per-user random mix of a bank of structured deformations
-    of every class signature, and a per-modality gain (personalization
-    matters);
-  - label skew: per-task class priors from a Dirichlet;
-  - size: a number of valid examples in [min_examples, max_examples].
-A client's data is a pure function of (world, client id, split): a population
-of any size costs no memory, and a client's data does not depend on the cohort.
+Every example has a latent state: a class per task, the user's environment
+and the round. Each modality renders
+  - the classes of the tasks it carries (paper Table 2, plus the sensors the
+    paper's scenarios add: `catalog.Task.carriers`) as structured signals
+    (image blobs, spectral bands, IMU oscillations, gaze drifts, depth
+    layouts, fingertip paths, heat patterns, EEG rhythms), summed, so
+    several modalities reveal the same latent and fusion under missing
+    inputs is learnable;
+  - the user's style: a per-user mix of a bank of deformations of every
+    class signature, and a per-modality gain (personalization matters);
+  - the environment's background (home, office, industrial, ...), so a
+    model must generalize across contexts;
+  - the round's drift (lighting, noise, sensor degradation).
+Clients differ by device (Table 1 sensors and hardware) and environment,
+drawn jointly; label skew (Dirichlet class priors per task); size; style;
+and the SHIFT knobs of `shift.py`. A client's data is a pure function of
+(world, client id, split, round): a population of any size costs no memory
+(10^6 clients: tests/test_synthetic.py), and a client's data does not
+depend on the cohort.
 """
 import dataclasses
 import functools
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from fedxr_jax.data import catalog
+from fedxr_jax.data import environments as environments_lib
+from fedxr_jax.data import modalities as modalities_lib
+from fedxr_jax.data import renderers
+from fedxr_jax.data import shift
+from fedxr_jax.errors import ConfigError
 
 SPLITS = {'train': 1, 'test': 2}
+_TIME_STREAM = 0x71AE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,20 +50,32 @@ class XRSpec:
   test_examples: int = 32
   local_steps: int = 4       # step budget of a compute-tier-1.0 device
   dirichlet_alpha: float = 0.5
-  style_scale: float = 0.5
+  style_scale: float = 0.5        # I: strength of the per-user style
   style_bank_size: int = 8        # structured deformations a user style mixes
   noise_std: float = 1.0
-  modality_dropout: float = 0.1   # per-sample probability a present sensor drops
-  task_keep_prob: float = 1.0     # chance a client holds each feasible task
+  modality_dropout: float = 0.1   # S: per-sample probability a present sensor drops
+  task_keep_prob: float = 1.0     # F: chance a client holds each feasible task
+  environments: tuple = ()        # deployment environments; () = all
+  environment_scale: float = 0.5  # strength of the environment background
   area_m: float = 100.0           # users live in a square of this side
   walk_m_per_round: float = 0.0   # mobility: distance walked between rounds
+  sensors: shift.Sensors = shift.Sensors()
+  hardware: shift.HardwareKnobs = shift.HardwareKnobs()
+  interactivity: shift.Interactivity = shift.Interactivity()
+  functional: shift.Functional = shift.Functional()
+  temporal: shift.Temporal = shift.Temporal()
 
   @property
   def num_classes(self) -> tuple:
     return tuple(catalog.TASKS[t].num_classes for t in self.tasks)
 
+  @property
+  def environment_names(self) -> tuple:
+    return tuple(self.environments) or tuple(catalog.ENVIRONMENTS)
+
   def task_modalities(self, task: str) -> tuple:
-    return tuple(m for m in catalog.TASKS[task].modalities if m in self.modalities)
+    """The modalities of this spec that carry `task`'s label."""
+    return tuple(m for m in catalog.TASKS[task].carriers if m in self.modalities)
 
   def model_modalities(self) -> dict:
     """{name: (shape, token_shape)} for `models.m3t.M3TModel`."""
@@ -60,113 +83,111 @@ class XRSpec:
             for m in self.modalities}
 
 
+def with_model_costs(spec: XRSpec, flops_per_step: float, role_train_bytes=()) -> XRSpec:
+  """`spec` with the model's step FLOPs and per-tree training bytes (H knobs).
+
+  The world does not depend on them: a world made from `spec` serves both.
+  """
+  return dataclasses.replace(spec, hardware=dataclasses.replace(
+      spec.hardware, flops_per_step=float(flops_per_step),
+      role_train_bytes=tuple((r, float(b)) for r, b in role_train_bytes)))
+
+
+def needs_model_costs(spec: XRSpec) -> bool:
+  """Whether the spec's H knobs need `with_model_costs` before generating."""
+  return spec.hardware.deadline_s > 0 or spec.hardware.memory_limits
+
+
+def without_model_limits(spec: XRSpec) -> XRSpec:
+  """`spec` without the H knobs that need the model's costs (to measure them)."""
+  return dataclasses.replace(spec, hardware=dataclasses.replace(
+      spec.hardware, deadline_s=0.0, memory_limits=False))
+
+
 # ---------------------------------------------------------------------------
-# Class signatures: [K, *shape], zero mean and unit RMS per class.
-
-
-def _normalize(x):
-  axes = tuple(range(1, x.ndim))
-  x = x - jnp.mean(x, axis=axes, keepdims=True)
-  return x / jnp.sqrt(jnp.mean(x ** 2, axis=axes, keepdims=True) + 1e-6)
-
-
-# Each renderer maps `u`, uniforms in (0, 1) of size `_needs(name, k, shape)`,
-# to [K, *shape]. One uniform draw feeds them all: every threefry call costs
-# XLA:CPU about half a second of compile time.
-_normal = jax.scipy.special.ndtri
-
-
-def _needs(name, k, shape):
-  return {'vision': k * 16 * shape[-1], 'audio': 3 * k,
-          'motion': 3 * k * shape[-1], 'gaze': 5 * k}[name]
-
-
-def _vision(u, k, shape):
-  """Smooth blobs: a random 4x4 pattern upsampled to the image size."""
-  coarse = _normal(u).reshape((k, 4, 4, shape[2]))
-  return jax.image.resize(coarse, (k,) + tuple(shape), 'linear')
-
-
-def _audio(u, k, shape):
-  """A spectral band per class, gliding over time."""
-  frames, bins = shape
-  center, slope, width = (u.reshape(3, k, 1, 1) * jnp.array(
-      [bins, 1.0, 2.0]).reshape(3, 1, 1, 1) + jnp.array(
-          [0.0, -0.5, 1.0]).reshape(3, 1, 1, 1))
-  t = jnp.arange(frames)[None, :, None]
-  b = jnp.arange(bins)[None, None, :]
-  return jnp.exp(-0.5 * ((b - center - slope * t) / width) ** 2)
-
-
-def _motion(u, k, shape):
-  """An oscillation per IMU channel: class-specific frequency, phase, amplitude."""
-  steps, channels = shape
-  f, p, a = u.reshape(3, k, 1, channels)
-  freq, phase, amp = 0.5 + 3.5 * f, 2 * jnp.pi * p, 0.3 + 0.7 * a
-  t = jnp.arange(steps)[None, :, None] / steps
-  return amp * jnp.sin(2 * jnp.pi * freq * t + phase)
-
-
-def _gaze(u, k, shape):
-  """A fixation drifting along a class-specific direction, and a pupil size."""
-  steps, _ = shape
-  z = _normal(u).reshape(k, 5)
-  start, velocity, pupil = z[:, None, 0:2], z[:, None, 2:4], z[:, None, 4:5]
-  t = jnp.arange(steps)[None, :, None] / steps
-  return jnp.concatenate([start + velocity * t,
-                          jnp.broadcast_to(pupil, (k, steps, 1))], axis=-1)
-
-
-RENDERERS = {'vision': _vision, 'audio': _audio, 'motion': _motion, 'gaze': _gaze}
+# The world (shared by all clients): signatures and per-device tables.
 
 
 def signatures(key, spec: XRSpec) -> dict:
   """{task: {modality: [K, *shape]}} class signatures for one key."""
-  pairs = [(task, modality) for task in spec.tasks
-           for modality in spec.task_modalities(task)]
-  sizes = [_needs(m, catalog.TASKS[t].num_classes, catalog.MODALITIES[m].shape)
-           for t, m in pairs]
+  pairs = [(t, m, catalog.TASKS[t].num_classes) for t in spec.tasks
+           for m in spec.task_modalities(t)]
+  return _render(key, pairs, {t: {} for t in spec.tasks})
+
+
+def _render(key, items, out):
+  """Renders (group, modality, k) items from one uniform draw into out[group][modality]."""
+  sizes = [renderers.needs(m, k, catalog.MODALITIES[m].shape) for _, m, k in items]
   u = jax.random.uniform(key, (sum(sizes),), minval=1e-6, maxval=1 - 1e-6)
-  out = {task: {} for task in spec.tasks}
   offset = 0
-  for (task, modality), size in zip(pairs, sizes):
-    k = catalog.TASKS[task].num_classes
-    shape = catalog.MODALITIES[modality].shape
-    out[task][modality] = _normalize(
-        RENDERERS[modality](u[offset:offset + size], k, shape))
+  for (group, m, k), size in zip(items, sizes):
+    out[group][m] = renderers.render(m, u[offset:offset + size], k,
+                                     catalog.MODALITIES[m].shape)
     offset += size
   return out
 
 
-# ---------------------------------------------------------------------------
-# The world (shared by all clients) and per-client data.
+def _device_tables(spec: XRSpec) -> dict:
+  """Host-side arrays of the spec's devices, environments and add-ons."""
+  devs = catalog.devices(spec.devices)
+  envs = spec.environment_names
+  if spec.sensors.catalog:
+    has = np.array([[m in d.modalities for m in spec.modalities] for d in devs])
+  else:
+    has = np.ones((len(devs), len(spec.modalities)), bool)
+  fit = np.array([[environments_lib.fits(d, e) for e in envs] for d in devs], np.float32)
+  weights = np.asarray(spec.device_weights, np.float32)
+  joint = weights[:, None] / weights.sum() * fit / fit.sum(1, keepdims=True)
+  adds = catalog.addons(spec.sensors.addons)
+  from_addon = np.array([[m in modalities_lib.from_sensors(a.sensors)
+                          for m in spec.modalities] for a in adds], bool).reshape(
+                              len(adds), len(spec.modalities))
+  addon_fits = np.array([[d.kind in a.fits for d in devs] for a in adds], bool).reshape(
+      len(adds), len(devs))
+  if spec.functional.environment_mix:
+    affinity = np.array([[environments_lib.affinity(e, t) for t in spec.tasks]
+                         for e in envs], np.float32)
+  else:
+    affinity = np.ones((len(envs), len(spec.tasks)), np.float32)
+  return {
+      'device_modalities': has,
+      'device_environment_probs': joint.reshape(-1),
+      'addon_modalities': from_addon,
+      'addon_fits': addon_fits,
+      'task_affinity': affinity,
+      'device_train_flops': np.array([d.train_flops for d in devs], np.float32),
+      'device_compute_tier': np.array([d.compute_tier for d in devs], np.float32),
+      'device_tx_power_dbm': np.array([d.tx_power_dbm for d in devs], np.float32),
+      'device_compute_power_w': np.array([d.compute_power_w for d in devs], np.float32),
+      'device_ram_bytes': np.array([d.ram_gb * 1e9 for d in devs], np.float32),
+      'device_runtime_h': np.array([min(d.runtime_h, 1e6) for d in devs], np.float32),
+      'device_mains': np.array([d.battery_wh == 0 for d in devs], bool),
+  }
 
 
 @functools.partial(jax.jit, static_argnums=1)
 def make_world(key: jax.Array, spec: XRSpec) -> dict:
   """The source pytree the round reads client data from.
 
-  Signatures and the style bank are rendered once here, so per-client
-  generation is a few gathers and sums (cheap to run and to compile).
+  Signatures, the style bank and environment backgrounds are rendered once
+  here, so per-client generation is a few gathers and sums (cheap to run
+  and to compile). Its size depends on the spec, never on the population.
   """
-  devs = [catalog.DEVICES[name] for name in spec.devices]
-  has = np.array([[m in d.modalities for m in spec.modalities] for d in devs])
-  steps = np.array([int(np.clip(round(spec.local_steps * d.compute_tier), 1,
-                                spec.local_steps)) for d in devs], np.int32)
-  weights = np.asarray(spec.device_weights, np.float32)
+  envs = spec.environment_names
+  background = _render(jax.random.fold_in(key, 3),
+                       [('env', m, len(envs)) for m in spec.modalities], {'env': {}})
   return {
       'signatures': signatures(jax.random.fold_in(key, 0), spec),
       'style_bank': jax.vmap(lambda k: signatures(k, spec))(
           jax.random.split(jax.random.fold_in(key, 2), spec.style_bank_size)),
-      'device_modalities': jnp.asarray(has),
-      'device_steps': jnp.asarray(steps),
-      'device_logits': jnp.log(jnp.asarray(weights / weights.sum())),
-      'device_train_flops': jnp.asarray([d.train_flops for d in devs], jnp.float32),
-      'device_tx_power_dbm': jnp.asarray([d.tx_power_dbm for d in devs], jnp.float32),
-      'device_compute_power_w': jnp.asarray([d.compute_power_w for d in devs],
-                                            jnp.float32),
+      'environment_signatures': background['env'],
+      **{k: jnp.asarray(v) for k, v in _device_tables(spec).items()},
       'key': jax.random.key_data(jax.random.fold_in(key, 1)),
   }
+
+
+# ---------------------------------------------------------------------------
+# Per-client data.
 
 
 def _inverse_cdf(probs, u):
@@ -179,26 +200,35 @@ def _client_key(world, client_id):
   return jax.random.fold_in(jax.random.wrap_key_data(world['key']), client_id)
 
 
+def _task_mask(feasible, wanted):
+  """wanted & feasible; never empty while a task is feasible (first one then)."""
+  mask = feasible & wanted
+  return jnp.where(jnp.any(mask), mask, feasible & (jnp.cumsum(feasible) == 1))
+
+
 # Few, large random draws per client: every threefry call costs XLA:CPU about
 # half a second of compile time, whatever its size.
 def client_profile(world: dict, client_id, spec: XRSpec) -> dict:
-  """Everything about a client that does not change between splits."""
+  """Everything about a client that does not change between splits or rounds."""
   num_tasks, num_mods = len(spec.tasks), len(spec.modalities)
+  num_envs, num_addons = len(spec.environment_names), len(spec.sensors.addons)
+  styles = 2 if spec.interactivity.style_drift > 0 else 1
   k_u, k_gamma, k_normal = jax.random.split(_client_key(world, client_id), 3)
-  u = jax.random.uniform(k_u, (2 + num_tasks,))
-  z = jax.random.normal(k_normal, (spec.style_bank_size + num_mods,))
+  u = jax.random.uniform(k_u, (4 + num_tasks + num_addons,))
+  z = jax.random.normal(k_normal, (styles * spec.style_bank_size + 2 * num_mods,))
 
-  device = _inverse_cdf(jnp.exp(world['device_logits']), u[0])
+  pair = _inverse_cdf(world['device_environment_probs'], u[0])
+  device, environment = pair // num_envs, pair % num_envs
   has = world['device_modalities'][device]
+  if num_addons:   # add-on wearables: each worn with addon_prob where it fits
+    worn = (u[4 + num_tasks:] < spec.sensors.addon_prob) & world['addon_fits'][:, device]
+    has = has | jnp.any(worn[:, None] & world['addon_modalities'], axis=0)
   feasible = jnp.stack([
       jnp.any(has[jnp.array([spec.modalities.index(m) for m in spec.task_modalities(t)])])
       if spec.task_modalities(t) else jnp.array(False) for t in spec.tasks])
-  task_mask = feasible & (u[1:1 + num_tasks] < spec.task_keep_prob)
-  # Never leave a client with no task when its device can serve one.
-  task_mask = jnp.where(jnp.any(task_mask), task_mask,
-                        feasible & (jnp.cumsum(feasible) == 1))
+  keep = u[1:1 + num_tasks] < spec.task_keep_prob * world['task_affinity'][environment]
   num_train = spec.min_examples + jnp.floor(
-      u[-1] * (spec.max_examples - spec.min_examples + 1)).astype(jnp.int32)
+      u[1 + num_tasks] * (spec.max_examples - spec.min_examples + 1)).astype(jnp.int32)
 
   # Per-task class priors ~ Dirichlet(alpha), all tasks in one gamma draw.
   k_max = max(spec.num_classes)
@@ -208,19 +238,47 @@ def client_profile(world: dict, client_id, spec: XRSpec) -> dict:
   gammas = jnp.where(jnp.sum(gammas, -1, keepdims=True) > 0, gammas, valid)
   priors = gammas / jnp.sum(gammas, -1, keepdims=True)
 
-  mix = z[:spec.style_bank_size] / jnp.sqrt(spec.style_bank_size)
-  style = jax.tree.map(lambda bank: jnp.tensordot(mix, bank, axes=1),
-                       world['style_bank'])
+  s = spec.style_bank_size
   return {
       'device': device.astype(jnp.int32),
+      'environment': environment.astype(jnp.int32),
       'has_modality': has,
-      'task_mask': task_mask,
+      'feasible_tasks': feasible,
+      'kept_tasks': keep,
+      'task_mask': _task_mask(feasible, keep),
       'class_priors': priors,
-      'style': style,
-      'gain': jnp.exp(0.2 * z[spec.style_bank_size:]),
+      'style_z': z[:styles * s].reshape(styles, s),
+      'gain': jnp.exp(0.2 * z[styles * s:styles * s + num_mods]),
+      'sensor_bias': z[styles * s + num_mods:],
       'num_train': jnp.minimum(num_train, spec.max_examples),
-      'step_budget': world['device_steps'][device],
+      'local_hour': 24.0 * u[2 + num_tasks],
+      'battery_phase': u[3 + num_tasks],
   }
+
+
+def client_style(world: dict, profile: dict, round_idx, spec: XRSpec) -> dict:
+  """{task: {modality: [K, *shape]}} the user's style at a round.
+
+  A mix of the style bank with N(0, 1/S) weights. With style drift the
+  weights rotate from one draw toward an independent one, z0 cos(wr) +
+  z1 sin(wr): every round's style has the same distribution, but a user's
+  style at round r differs from its earlier styles, so what a model
+  learned about the user goes stale and on-device adaptation pays.
+  """
+  z = profile['style_z']
+  if spec.interactivity.style_drift > 0:
+    angle = spec.interactivity.style_drift * jnp.asarray(round_idx, jnp.float32)
+    mix = z[0] * jnp.cos(angle) + z[1] * jnp.sin(angle)
+  else:
+    mix = z[0]
+  mix = mix / np.sqrt(spec.style_bank_size)
+
+  def combine(bank):   # unrolled: bit-identical in and out of vmap
+    out = mix[0] * bank[0]
+    for b in range(1, spec.style_bank_size):
+      out = out + mix[b] * bank[b]
+    return out
+  return jax.tree.map(combine, world['style_bank'])
 
 
 def client_position(world: dict, client_id, round_idx, spec: XRSpec):
@@ -239,8 +297,77 @@ def client_position(world: dict, client_id, round_idx, spec: XRSpec):
   return jnp.clip(pos, 0.0, spec.area_m)
 
 
-def client_data(world: dict, client_id, split: str, spec: XRSpec) -> dict:
-  """One client's examples of `split` ('train' or 'test'), fixed shapes."""
+def client_round_state(world: dict, profile: dict, client_id, round_idx,
+                       spec: XRSpec) -> dict:
+  """What changes with the round: sensors off (Markov), availability, budget."""
+  num_mods = len(spec.modalities)
+  hw, sensors = spec.hardware, spec.sensors
+  device = profile['device']
+  state = {'sensor_off': jnp.zeros((num_mods,), bool), 'slowdown': jnp.float32(1.0),
+           'available': jnp.array(True)}
+  markov = sensors.markov_rate > 0
+  if markov or hw.per_round:
+    # One draw: a row per round of the Markov window; the last row's two
+    # extra columns are this round's availability and straggler uniforms.
+    u = shift.time_uniforms(jax.random.fold_in(_client_key(world, client_id), _TIME_STREAM),
+                            round_idx, sensors.window, num_mods + 2)
+    if markov:
+      state['sensor_off'] = shift.markov_off(u[:, :num_mods], sensors)
+    if hw.straggler_prob > 0:
+      state['slowdown'] = jnp.where(u[-1, num_mods + 1] < hw.straggler_prob,
+                                    jnp.float32(hw.straggler_slowdown), 1.0)
+    if hw.availability:
+      state['available_prob'] = availability_prob(world, profile, round_idx, spec)
+      state['available'] = u[-1, num_mods] < state['available_prob']
+  train_flops = world['device_train_flops'][device] / state['slowdown']
+  state['train_flops'] = train_flops
+  state['step_budget'] = shift.step_budget(
+      spec.local_steps, train_flops, world['device_compute_tier'][device] / state['slowdown'],
+      hw)
+  if hw.deadline_s > 0:   # a device that cannot finish one step in time sits out
+    state['available'] = state['available'] & (state['step_budget'] >= 1)
+  return state
+
+
+def availability_prob(world: dict, profile: dict, round_idx, spec: XRSpec):
+  """The chance a client takes part in a round (`shift.availability_prob`)."""
+  device = profile['device']
+  hour = jnp.mod(profile['local_hour'] + round_idx * spec.hardware.round_hours, 24.0)
+  level, charging = shift.battery(profile['battery_phase'], round_idx,
+                                  world['device_runtime_h'][device], spec.hardware)
+  return shift.availability_prob(hour, level, charging, world['device_mains'][device],
+                                 spec.hardware)
+
+
+def task_mask_at(profile: dict, round_idx, spec: XRSpec):
+  """The client's tasks at a round: tasks that have arrived (F knob)."""
+  arrivals = spec.functional.arrival_rounds
+  if not arrivals or max(arrivals) == 0:
+    return profile['task_mask']
+  arrived = jnp.asarray(round_idx, jnp.int32) >= jnp.asarray(arrivals, jnp.int32)
+  return _task_mask(profile['feasible_tasks'] & arrived, profile['kept_tasks'])
+
+
+def trainable(world: dict, device, spec: XRSpec) -> dict:
+  """{role: whether the device's memory can hold that tree's training}."""
+  hw = spec.hardware
+  if not hw.role_train_bytes:
+    raise ConfigError('data.hardware.memory_limits needs the model\'s tree sizes; '
+                      'build the run with training.experiment.build')
+  budget = world['device_ram_bytes'][device] * hw.memory_fraction
+  return {role: jnp.asarray(need * hw.model_scale, jnp.float32) <= budget
+          for role, need in hw.role_train_bytes}
+
+
+def client_data(world: dict, client_id, split: str, spec: XRSpec, round_idx=0) -> dict:
+  """One client's examples of `split` ('train' or 'test') at a round, fixed shapes.
+
+  The examples (labels, noise, per-sample dropout) are the client's fixed
+  local dataset; the round changes how they render (drift, style drift),
+  which sensors are on (Markov dropout), the tasks that exist (arrival),
+  and the client's availability and step budget. Keys 'available' and
+  'trainable' are present only when a knob can make them False.
+  """
   profile = client_profile(world, client_id, spec)
   num_tasks, num_mods = len(spec.tasks), len(spec.modalities)
   size = spec.max_examples if split == 'train' else spec.test_examples
@@ -251,35 +378,77 @@ def client_data(world: dict, client_id, split: str, spec: XRSpec) -> dict:
   shapes = [catalog.MODALITIES[m].shape for m in spec.modalities]
   dims = [int(np.prod(shape)) for shape in shapes]
   noise = spec.noise_std * jax.random.normal(k_noise, (size, sum(dims)))
+  state = client_round_state(world, profile, client_id, round_idx, spec)
 
   labels = _inverse_cdf(profile['class_priors'], u[:, :num_tasks])
   example_mask = jnp.arange(size) < num
   dropped = u[:, num_tasks:] < spec.modality_dropout
-  modality_mask = profile['has_modality'][None, :] & ~dropped & example_mask[:, None]
+  has = profile['has_modality'] & ~state['sensor_off']
+  modality_mask = has[None, :] & ~dropped & example_mask[:, None]
 
+  style = client_style(world, profile, round_idx, spec)
+  env = profile['environment']
+  drift = shift.drift_progress(round_idx, spec.temporal)
   x = {}
   offsets = np.cumsum([0] + dims)
   for mi, (modality, shape) in enumerate(zip(spec.modalities, shapes)):
-    signal = jnp.zeros((size,) + shape)
+    signal = jnp.broadcast_to(
+        spec.environment_scale * world['environment_signatures'][modality][env],
+        (size,) + shape)
     for ti, task in enumerate(spec.tasks):
       if modality in spec.task_modalities(task):
         sig = (world['signatures'][task][modality]
-               + spec.style_scale * profile['style'][task][modality])
+               + spec.style_scale * style[task][modality])
         signal = signal + sig[labels[:, ti]]
-    value = (profile['gain'][mi] * signal
-             + noise[:, offsets[mi]:offsets[mi + 1]].reshape((size,) + shape))
+    value = profile['gain'][mi] * signal
+    eps = noise[:, offsets[mi]:offsets[mi + 1]].reshape((size,) + shape)
+    value = value + _drifted_noise(modality, eps, value, drift, profile['sensor_bias'][mi],
+                                   spec.temporal)
     present = modality_mask[:, mi].reshape((size,) + (1,) * len(shape))
     x[modality] = jnp.where(present, value, 0.0)
 
-  return {
+  data = {
       'examples': {'x': x, 'y': labels.astype(jnp.int32),
                    'modality_mask': modality_mask, 'example_mask': example_mask},
       'num_examples': num.astype(jnp.int32),
-      'step_budget': profile['step_budget'],
-      'task_mask': profile['task_mask'],
+      'step_budget': state['step_budget'],
+      'task_mask': task_mask_at(profile, round_idx, spec),
       'device': profile['device'],
-      'device_profile': device_profile(world, profile['device']),
+      'device_profile': {
+          'train_flops': state['train_flops'],
+          'tx_power_dbm': world['device_tx_power_dbm'][profile['device']],
+          'compute_power_w': world['device_compute_power_w'][profile['device']]},
   }
+  arrivals = spec.functional.arrival_rounds
+  if spec.hardware.may_sit_out or (arrivals and max(arrivals) > 0):
+    # A client with no task yet has nothing to learn: it sits the round out.
+    data['available'] = state['available'] & jnp.any(data['task_mask'])
+  if spec.hardware.memory_limits:
+    data['trainable'] = trainable(world, profile['device'], spec)
+  return data
+
+
+def _drifted_noise(modality, eps, value, drift, bias, temporal: shift.Temporal):
+  """The noise term of a modality at drift progress `drift` (T knob).
+
+  Returns what to add to `value` (the clean signal): the sensor noise,
+  scaled and offset by the drift, plus the lighting change of vision
+  (lower contrast and a darker offset, expressed relative to `value`).
+  """
+  if not temporal.active:
+    return eps
+  if modality == 'vision' and temporal.lighting > 0:
+    dim = temporal.lighting * drift
+    return eps - 0.75 * dim * value - dim
+  if modality == 'audio' and temporal.audio_noise > 0:
+    return eps * (1.0 + temporal.audio_noise * drift)
+  if modality in _TRACKING and temporal.sensor_degradation > 0:
+    wear = temporal.sensor_degradation * drift
+    return eps * (1.0 + wear) + wear * bias
+  return eps
+
+
+_TRACKING = ('motion', 'gaze', 'hand', 'physio')
 
 
 def device_profile(world: dict, device) -> dict:
@@ -289,13 +458,51 @@ def device_profile(world: dict, device) -> dict:
           'compute_power_w': world['device_compute_power_w'][device]}
 
 
+# ---------------------------------------------------------------------------
+# From a config.
+
+
+def knobs_from_config(data_config) -> dict:
+  """The SHIFT blocks of a `data` config as spec fields (checked; ConfigError)."""
+  blocks = {'sensors': shift.Sensors, 'hardware': shift.HardwareKnobs,
+            'interactivity': shift.Interactivity, 'functional': shift.Functional,
+            'temporal': shift.Temporal}
+  knobs = {name: shift.from_block(cls, data_config.get(name, None), f'data.{name}')
+           for name, cls in blocks.items()}
+  knobs['sensors'].check()
+  knobs['hardware'].check()
+  knobs['interactivity'].check()
+  knobs['functional'].check(len(data_config.tasks))
+  knobs['temporal'].check()
+  catalog.addons(knobs['sensors'].addons)
+  return knobs
+
+
+def check_data_config(data_config) -> None:
+  """Checks the environments and SHIFT blocks of a `data` config (ConfigError)."""
+  catalog.environments(data_config.get('environments', ()))
+  if data_config.get('environment_scale', 0.0) < 0:
+    raise ConfigError('data.environment_scale must be >= 0, got '
+                      f'{data_config.environment_scale}')
+  knobs_from_config(data_config)
+
+
+def check_spec(spec: XRSpec) -> None:
+  """Checks what needs the catalogs: every device is deployed somewhere allowed."""
+  envs = catalog.environments(spec.environment_names)
+  for d in catalog.devices(spec.devices):
+    if not any(environments_lib.fits(d, e.name) for e in envs):
+      raise ConfigError(f'device {d.name!r} is deployed in none of data.environments='
+                        f'{list(spec.environment_names)} (Table 1: {list(d.environments)})')
+
+
 def spec_from_config(data_config, local_steps: int) -> XRSpec:
   """An XRSpec from the `data` block of a run config (names validated)."""
   catalog.modalities(data_config.modalities)
   catalog.tasks(data_config.tasks)
   catalog.devices(data_config.devices)
   weights = tuple(data_config.device_weights) or (1.0,) * len(data_config.devices)
-  return XRSpec(
+  spec = XRSpec(
       modalities=tuple(data_config.modalities), tasks=tuple(data_config.tasks),
       devices=tuple(data_config.devices), device_weights=tuple(map(float, weights)),
       max_examples=data_config.max_examples, min_examples=data_config.min_examples,
@@ -304,5 +511,10 @@ def spec_from_config(data_config, local_steps: int) -> XRSpec:
       style_scale=data_config.style_scale, noise_std=data_config.noise_std,
       modality_dropout=data_config.modality_dropout,
       task_keep_prob=data_config.task_keep_prob,
+      environments=tuple(data_config.get('environments', ())),
+      environment_scale=data_config.get('environment_scale', 0.5),
       area_m=data_config.get('area_m', 100.0),
-      walk_m_per_round=data_config.get('walk_m_per_round', 0.0))
+      walk_m_per_round=data_config.get('walk_m_per_round', 0.0),
+      **knobs_from_config(data_config))
+  check_spec(spec)
+  return spec

@@ -1,0 +1,1 @@
+"""Presets for the paper's four XR use cases: one file per scenario."""
