@@ -57,6 +57,18 @@ def test_cohort_is_a_pure_function_of_seed_and_round():
   np.testing.assert_array_equal(rng.sample_cohort(key, 0, 7, 7), np.arange(7))
 
 
+def test_cohort_sampling_is_uniform_over_clients():
+  # Floyd's algorithm: each of 10 clients is in a 3-client cohort w.p. 0.3.
+  sample = jax.jit(jax.vmap(lambda r: rng.sample_cohort(jax.random.key(0), r, 10, 3)))
+  cohorts = np.asarray(sample(jnp.arange(4000)))
+  assert all(len(set(c)) == 3 for c in cohorts[:200])
+  freq = np.bincount(cohorts.ravel(), minlength=10) / len(cohorts)
+  # Binomial std of each frequency: sqrt(0.3 * 0.7 / 4000) = 0.0072; 5 sigma.
+  np.testing.assert_allclose(freq, 0.3, atol=0.036)
+  big = rng.sample_cohort(jax.random.key(1), 0, 10**6, 32)
+  assert len(set(np.asarray(big).tolist())) == 32 and int(big.max()) < 10**6
+
+
 def test_client_keys_do_not_depend_on_cohort_order():
   key = jax.random.key(0)
   a = rng.client_keys(key, jnp.array([4, 9]))

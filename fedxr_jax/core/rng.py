@@ -27,11 +27,24 @@ def sample_cohort(seed_key: jax.Array, round_idx, population_size: int,
   """Cohort of a round: `cohort_size` distinct ids in [0, population_size).
 
   A pure function of (seed, round), so a resumed run samples the same cohorts.
-  Sorted so a client's position in the cohort does not depend on the draw order.
+  Floyd's algorithm: O(cohort^2) work whatever the population (a permutation
+  of 10^6 ids cost 0.5 s a round). Each id is equally likely and every
+  cohort of that size is equally likely. Sorted, so a client's position in
+  the cohort does not depend on the draw order.
   """
   if cohort_size == population_size:
     return jnp.arange(population_size, dtype=jnp.int32)
   key = jax.random.fold_in(stream(seed_key, ROUND_STREAM), round_idx)
   key = jax.random.fold_in(key, 0x5A4D)  # distinct from the round's client keys
-  ids = jax.random.choice(key, population_size, (cohort_size,), replace=False)
-  return jnp.sort(ids).astype(jnp.int32)
+  first = population_size - cohort_size
+  # One draw: u_j picks t uniform in [0, first + j] for j = 0..cohort-1.
+  u = jax.random.uniform(key, (cohort_size,))
+
+  def add(j, chosen):
+    t = jnp.minimum(jnp.floor(u[j] * (first + j + 1)), first + j).astype(jnp.int32)
+    taken = jnp.any(chosen == t)
+    return chosen.at[j].set(jnp.where(taken, first + j, t))
+
+  chosen = jax.lax.fori_loop(0, cohort_size, add,
+                             jnp.full((cohort_size,), -1, jnp.int32))
+  return jnp.sort(chosen)

@@ -31,6 +31,25 @@ def eval_metrics(prefix: str, sums: dict, tasks) -> dict:
     if acc is not None:
       accs.append(acc)
   out[f'{prefix}/accuracy'] = float(np.mean(accs)) if accs else None
+  if 'expert_tokens' in sums:
+    # Submodule activation: share of each task's tokens routed to each expert
+    # ([layer][expert]), and the experts that take >= 5% of them.
+    for t, name in enumerate(tasks):
+      routed = sums['expert_tokens'][t]
+      share = routed / np.maximum(routed.sum(-1, keepdims=True), 1e-9)
+      out[f'{prefix}/{name}/expert_share'] = np.round(share, 4).tolist()
+      out[f'{prefix}/{name}/experts_active'] = float((share >= 0.05).sum(-1).mean())
+  return out
+
+
+def forgetting(rows: list, row: dict, prefix: str, tasks) -> dict:
+  """Forgetting of each task: best past accuracy minus the current one."""
+  out = {}
+  for name in tasks:
+    key = f'{prefix}/{name}/accuracy'
+    past = [r[key] for r in rows if r.get(key) is not None]
+    if past and row.get(key) is not None:
+      out[f'{prefix}/{name}/forgetting'] = max(0.0, max(past) - row[key])
   return out
 
 
@@ -102,6 +121,7 @@ def _run_locked(exp, config, workdir: str, progress: bool) -> list:
     if done % config.eval_every == 0 or done == config.num_rounds:
       row.update(eval_metrics('eval', evaluate(
           server, clients, frozen, world, cohort_of(r), 'test'), tasks))
+      row.update(forgetting(log.rows, row, 'eval', tasks))
       if config.eval_unseen_clients:
         row.update(eval_metrics('eval_unseen', evaluate(
             server, clients, frozen, world, unseen, 'test',
@@ -123,7 +143,7 @@ def _run_locked(exp, config, workdir: str, progress: bool) -> list:
     print(f'{len(round_seconds)} rounds: first (with compile) '
           f'{round_seconds[0]:.2f} s, then median {np.median(steady):.3f} s/round '
           f'({config.cohort_size} clients x {config.local_steps} local steps)')
-  report.print_summary(log.rows, tasks)
+  report.print_summary(log.rows, tasks, exp.spec.num_classes)
   if config.plot and log.rows:
     path = report.plot_curves(log.rows, tasks, os.path.join(workdir, 'curves.png'))
     print(f'curves: {path}')

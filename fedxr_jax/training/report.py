@@ -4,7 +4,8 @@ import os
 from fedxr_jax.data import catalog
 
 
-def print_summary(rows, tasks) -> None:
+def print_summary(rows, tasks, num_classes=None) -> None:
+  """num_classes: per task (default: the catalog's, for synthetic tasks)."""
   rows = [r for r in rows if 'eval/accuracy' in r]
   if not rows:
     return
@@ -12,8 +13,9 @@ def print_summary(rows, tasks) -> None:
   print(f"round {last['round']}: train loss {last['train/loss']:.4f}")
   print(f"{'task':<14}{'chance':>8}{'participating':>15}{'unseen users':>14}")
   fmt = lambda v: f'{v:.3f}' if v is not None else '-'
-  for t in tasks:
-    chance = 1.0 / catalog.TASKS[t].num_classes
+  num_classes = num_classes or [catalog.TASKS[t].num_classes for t in tasks]
+  for t, k in zip(tasks, num_classes):
+    chance = 1.0 / k
     print(f"{t:<14}{chance:>8.3f}{fmt(last.get(f'eval/{t}/accuracy')):>15}"
           f"{fmt(last.get(f'eval_unseen/{t}/accuracy')):>14}")
 
