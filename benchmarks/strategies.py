@@ -70,6 +70,13 @@ VARIANTS = {
     'local_ft': ('LoRA + local FT', dict(algorithm=dict(name='local_ft',
                                                         finetune_steps=4))),
     'tap': ('LoRA + TAP', dict(algorithm=dict(name='tap', finetune_steps=4))),
+    # Continual: emotion labels arrive at round 15 (SHIFT F); EWC anchors
+    # what was learned on gesture and intent before it.
+    'arrival_fedavg': ('LoRA, task arrival', dict(data=dict(
+        functional=dict(arrival_rounds=(0, 0, 15))))),
+    'arrival_ewc': ('LoRA + EWC, task arrival', dict(
+        data=dict(functional=dict(arrival_rounds=(0, 0, 15))),
+        algorithm=dict(name='ewc', ewc_lambda=10.0, ewc_rounds=(15,)))),
 }
 
 
@@ -80,7 +87,11 @@ def make_config(overrides: dict):
   config.checkpoint_every = _ROUNDS.value
   config.plot = False
   for block, values in overrides.items():
-    config[block].update(values)
+    for key, value in values.items():
+      if isinstance(value, dict):
+        config[block][key].update(value)
+      else:
+        config[block][key] = value
   return config
 
 

@@ -140,7 +140,9 @@ def build(config) -> Experiment:
       cost_model=costs_lib.make_cost_model(
           topology.kind, channel_lib.Channel(**config.channel.to_dict()),
           gamma=topology.gamma, k2=topology.k2, area_m=spec.area_m),
-      flops_per_step=training_flops_per_step(problem, world, config.batch_size),
+      # The cost model times the same model deadlines do (data.hardware.model_scale).
+      flops_per_step=training_flops_per_step(problem, world, config.batch_size)
+      * config.data.get('hardware', {}).get('model_scale', 1.0),
       algorithm=make_algorithm(config, topology.kind),
       aggregation_rule=make_lora_rule(config, topology.kind))
   return Experiment(config, spec, model, federation, world, mesh, layout, problem)
