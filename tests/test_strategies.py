@@ -108,6 +108,10 @@ def test_rule_needs_shared_lora_and_exact_needs_a_server(config):
   config.lora.device_ranks = (1,) * len(config.data.devices)
   with pytest.raises(ConfigError, match='heterogeneous'):
     experiment.build(config)
+  config.lora.rule = 'fedit'
+  config.data.source = 'digits'   # refused before any data is read
+  with pytest.raises(ConfigError, match='real datasets have one device class'):
+    experiment.build(config)
 
 
 def test_heterogeneous_ranks_train_only_each_clients_first_ranks(config):
@@ -255,3 +259,20 @@ def test_every_strategy_runs_a_round(config):
     exp = experiment.build(c)
     server, clients, metrics = run_rounds(exp, 1)
     assert np.isfinite(float(metrics[0]['train/loss'])), variant
+
+
+@pytest.mark.slow
+def test_algorithms_run_on_the_topologies_they_support(config):
+  combos = [('ditto', 'hierarchical', {}), ('tap', 'semi', {}),
+            ('fedrep', 'tree', {'heads': 'personal'}), ('local_ft', 'decentralized', {}),
+            ('fedprox', 'semi', {})]
+  for name, kind, plan in combos:
+    c = config.copy_and_resolve_references()
+    c.algorithm.name, c.topology.kind = name, kind
+    c.algorithm.finetune_steps = c.algorithm.fedrep_head_steps = 1
+    c.topology.d2d_fallback = 'ring'
+    c.plan.update(plan)
+    if kind == 'decentralized':
+      c.population_size = c.cohort_size
+    _, _, metrics = run_rounds(experiment.build(c), 2)
+    assert np.isfinite(float(metrics[-1]['train/loss'])), (name, kind)

@@ -31,7 +31,7 @@ class ClientContext(NamedTuple):
   task_losses(params) -> [T] per-task loss on the client's training data;
   example_grads(params) -> (gradients of single examples stacked [B, ...],
       [B] mask of the valid ones);
-  predict(params, batch) -> {task: logits} (None if the problem has none);
+  predict(params, batch, meta) -> {task: logits} (None if the problem has none);
   loss(params, batch, meta) -> (loss, aux): the problem's loss.
   `params` are trainable dicts {role: tree} (shared + personal roles; the
   frozen trees are added inside), except for `loss`, which takes the full

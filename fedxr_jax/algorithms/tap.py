@@ -77,8 +77,8 @@ def tap(config) -> base.Algorithm:
 
     def objective(params, batch, meta):
       loss, aux = ctx.loss(params, batch, meta)
-      t_logits = ctx.predict(frozen_teacher, batch)
-      s_logits = ctx.predict({r: params[r] for r in teacher}, batch)
+      t_logits = ctx.predict(frozen_teacher, batch, meta)
+      s_logits = ctx.predict({r: params[r] for r in teacher}, batch, meta)
       mask = batch['example_mask'][:, None] & meta['task_mask'][None, :]
       kl = sum(jnp.sum(_kl(t_logits[name], s_logits[name]) * mask[:, t])
                / jnp.maximum(jnp.sum(mask[:, t]), 1) for t, name in enumerate(tasks))

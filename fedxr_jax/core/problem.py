@@ -43,7 +43,7 @@ class FederatedProblem(NamedTuple):
   module_weights: Callable[..., dict]
   # (params, client data) -> {name: array} of sums, added over clients.
   eval_stats: Callable[[dict, dict], dict]
-  # Optional (params, batch) -> {task: logits}, for distillation (TAP).
+  # Optional (params, batch, client meta) -> {task: logits}, for distillation (TAP).
   predict: Optional[Callable] = None
 
 

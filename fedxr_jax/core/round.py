@@ -168,7 +168,7 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
 
     predict = None
     if problem.predict is not None:
-      predict = lambda params, batch: problem.predict({**frozen, **params}, batch)
+      predict = lambda params, batch, meta: problem.predict({**frozen, **params}, batch, meta)
     return algorithms.ClientContext(start=start, trained=trained, data=data, train=train,
                                     task_losses=task_losses, example_grads=example_grads,
                                     predict=predict, loss=problem.loss)

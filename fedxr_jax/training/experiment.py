@@ -106,6 +106,9 @@ def validate(config) -> None:
   if m.num_experts and not 1 <= m.expert_top_k <= m.num_experts:
     raise ConfigError(f'model.expert_top_k={m.expert_top_k} must be in '
                       f'[1, model.num_experts={m.num_experts}]')
+  if config.lora.device_ranks and d.get('source', 'synthetic') != 'synthetic':
+    raise ConfigError('not supported yet: lora.device_ranks with data.source='
+                      f'{d.source!r} (real datasets have one device class)')
   bad = sorted(set(m.lora_targets) - {'query', 'key', 'value', 'out'})
   if bad:
     raise ConfigError(f'model.lora_targets: unknown projection(s) {bad}; '

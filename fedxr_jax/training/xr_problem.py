@@ -141,8 +141,8 @@ def make_xr_problem(spec: synthetic.XRSpec, model: m3t.M3TModel, *,
       stats['expert_tokens'] = jnp.einsum('nt,nle->tle', mask.astype(jnp.float32), routed)
     return stats
 
-  def predict(params, batch):
-    return apply(params, batch, {})[0]
+  def predict(params, batch, meta):
+    return apply(params, batch, meta)[0]
 
   return FederatedProblem(
       init_params=init_params, loss=loss, client_data=client_data,
