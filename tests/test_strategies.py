@@ -276,3 +276,19 @@ def test_algorithms_run_on_the_topologies_they_support(config):
       c.population_size = c.cohort_size
     _, _, metrics = run_rounds(experiment.build(c), 2)
     assert np.isfinite(float(metrics[-1]['train/loss'])), (name, kind)
+
+
+def test_per_slice_weights_through_semi_representatives():
+  from fedxr_jax.topology import coordination
+  # Two clusters of sizes 1 and 3, one representative each; per-slice weights
+  # [C, E=2]; gamma = 1 on an edgeless graph leaves each client as it is.
+  fn = coordination.semi_decentralized(1).aggregate
+  trained = {'m': {'w': jnp.array([[10.0], [20.0]])[None].repeat(2, 0)
+                   * jnp.array([1.0, 2.0])[:, None, None]}}   # client 0: 10, 20; 1: 20, 40
+  weights = {'m': jnp.array([[1.0, 1.0], [1.0, 0.0]])}
+  topo = {'senders': jnp.zeros((1,), jnp.int32), 'receivers': jnp.zeros((1,), jnp.int32),
+          'edge_mask': jnp.zeros((1,), bool), 'representatives': jnp.array([0, 1]),
+          'cluster_live': jnp.array([1.0, 1.0]), 'cluster_size': jnp.array([1, 3])}
+  target, _, _, _ = fn({'m': {'w': jnp.zeros((2, 1))}}, {}, trained, weights, topo, 0)
+  # Slice 0: (1 * 10 + 3 * 20) / 4; slice 1: only client 0 holds it -> 20.
+  np.testing.assert_allclose(target['m']['w'][:, 0], [(10 + 60) / 4, 20.0], rtol=1e-6)

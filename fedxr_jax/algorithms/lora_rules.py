@@ -8,7 +8,7 @@ Factors are the trees `lora_a` (A [r, in]) and `lora_b` (B [r, out]) of
   ffa    FFA-LoRA (Sun et al. 2024): A frozen at its random init, B averaged
   fedsa  FedSA-LoRA (Guo et al. 2025): A averaged, each client keeps its B
   exact  FedEx-LoRA (Singhal et al. 2025): FedIT plus the residual
-         s (sum_i p_i A_i^T B_i - mean(A)^T mean(B)) folded into the frozen
+         s (sum_i p_i A_i^T B_i - A^T B) (A, B: the new global factors) folded into the frozen
          base (the `lora_residual` tree), so the global model is exactly
          W + s sum_i p_i A_i^T B_i
   flora  FLoRA (Wang et al. 2024): the stacked product s sum_i p_i A_i^T B_i
@@ -76,6 +76,9 @@ def make_rule(rule: str, *, scale: float, hetlora_weights: bool = False,
   if rule in EXACT_RULES and heterogeneous:
     raise ConfigError(f'not supported yet: lora.rule={rule} with lora.device_ranks '
                       '(heterogeneous ranks)')
+  if hetlora_weights and rule in ('ffa', 'fedsa'):
+    raise ConfigError(f'not supported yet: lora.hetlora_weights with lora.rule={rule} '
+                      '(HetLoRA weighs by both factors, and one is not shared)')
   reweight = client_terms = fold = None
 
   if hetlora_weights:
@@ -102,7 +105,9 @@ def make_rule(rule: str, *, scale: float, hetlora_weights: bool = False,
       held = total > 0
       flat = traverse_util.flatten_dict(shared['lora_residual'])
       if rule == 'exact':   # FedEx: keep the averaged factors, fold what they miss
-        averaged = products(target['lora_a'], target['lora_b'], scale)
+        # The factors the model keeps (after any server optimizer), so the
+        # global model is exact whatever that optimizer is.
+        averaged = products(shared['lora_a'], shared['lora_b'], scale)
         folded = {p: jnp.where(held, r + mean_product[p[:-1]] - averaged[p[:-1]], r)
                   for p, r in flat.items()}
         return {**shared, 'lora_residual': traverse_util.unflatten_dict(folded)}

@@ -1,5 +1,6 @@
 """Algorithms by name (`--config.algorithm.name`)."""
 import difflib
+import inspect
 
 from fedxr_jax.algorithms.ditto import ditto
 from fedxr_jax.algorithms.ewc import ewc
@@ -18,9 +19,13 @@ ALGORITHMS = {'fedavg': fedavg, 'fedprox': fedprox, 'scaffold': scaffold,
               'ewc': ewc}
 
 
-def make_algorithm(name: str, config):
+def make_algorithm(name: str, config, tasks=None):
+  """The algorithm `name`; `tasks` (label order) goes to factories that take it."""
   if name not in ALGORITHMS:
     close = difflib.get_close_matches(name, ALGORITHMS, n=1)
     hint = f' (did you mean {close[0]!r}?)' if close else ''
     raise ConfigError(f'unknown algorithm {name!r}{hint}; known: {sorted(ALGORITHMS)}')
-  return ALGORITHMS[name](config)
+  factory = ALGORITHMS[name]
+  if tasks is not None and 'tasks' in inspect.signature(factory).parameters:
+    return factory(config, tasks=tuple(tasks))
+  return factory(config)

@@ -26,10 +26,13 @@ def _kl(teacher_logits, student_logits):
   return jnp.sum(jnp.exp(t) * (t - s), axis=-1)
 
 
-def tap(config) -> base.Algorithm:
+def tap(config, tasks=None) -> base.Algorithm:
+  """`tasks`: the problem's task names in label order (default config.data.tasks)."""
   a = config.algorithm
   margin, lam, steps = float(a.tap_margin), float(a.tap_distill_lambda), int(a.finetune_steps)
-  tasks = tuple(config.data.tasks)
+  tasks = tuple(tasks or config.data.tasks)
+  if lam < 0 or margin < 0:
+    raise ConfigError('algorithm.tap_distill_lambda and algorithm.tap_margin must be >= 0')
   if config.plan.get('heads') != 'shared':
     raise ConfigError("algorithm.name=tap needs plan.heads='shared' (it swaps "
                       'task heads between the global and the personal model)')

@@ -42,6 +42,7 @@ def make_local_update(loss_fn: Callable, optimizer: optax.GradientTransformation
       `data['trainable'][role]` is False (it cannot afford to train it);
     objective(params, batch, meta) -> (loss, aux), replacing `loss_fn`
       (TAP's distillation).
+  `stats['role_steps']` counts the steps that updated each role;
   `stats['sums']` adds `aux['sums']` (if the loss reports any, e.g. tokens
   routed to each expert) over the steps actually run.
   """
@@ -93,14 +94,17 @@ def make_local_update(loss_fn: Callable, optimizer: optax.GradientTransformation
                trees.where_tree(active, new_opt_state, opt_state))
       sums = aux.get('sums', {}) if isinstance(aux, dict) else {}
       sums = jax.tree.map(lambda x: jnp.where(active, x, 0.0), sums)
-      return carry, (jnp.where(active, loss, 0.0), sums)
+      ran = {r: (active & roles[r]).astype(jnp.int32) for r in roles}
+      return carry, (jnp.where(active, loss, 0.0), sums, ran)
 
     init = (params, optimizer.init(params))
-    (params, _), (losses, sums) = jax.lax.scan(step, init, jnp.arange(local_steps))
+    (params, _), (losses, sums, ran) = jax.lax.scan(step, init, jnp.arange(local_steps))
     steps_done = jnp.clip(budget, 0, local_steps)
     stats = {'loss': jnp.sum(losses) / jnp.maximum(steps_done, 1),
              'steps': steps_done,
-             'sums': jax.tree.map(lambda x: jnp.sum(x, axis=0), sums)}
+             'sums': jax.tree.map(lambda x: jnp.sum(x, axis=0), sums),
+             # Steps that updated each role: a role that took none is unchanged.
+             'role_steps': {r: jnp.sum(n) for r, n in ran.items()}}
     return params, stats
 
   return local_update

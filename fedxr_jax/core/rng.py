@@ -7,6 +7,7 @@ INIT_STREAM = 0
 ROUND_STREAM = 1
 DATA_STREAM = 2
 EVAL_STREAM = 3
+COHORT_STREAM = 4
 
 
 def stream(seed_key: jax.Array, stream_id: int) -> jax.Array:
@@ -34,14 +35,15 @@ def sample_cohort(seed_key: jax.Array, round_idx, population_size: int,
   """
   if cohort_size == population_size:
     return jnp.arange(population_size, dtype=jnp.int32)
-  key = jax.random.fold_in(stream(seed_key, ROUND_STREAM), round_idx)
-  key = jax.random.fold_in(key, 0x5A4D)  # distinct from the round's client keys
+  # Its own stream: never equal to a client's training key.
+  key = jax.random.fold_in(stream(seed_key, COHORT_STREAM), round_idx)
   first = population_size - cohort_size
-  # One draw: u_j picks t uniform in [0, first + j] for j = 0..cohort-1.
-  u = jax.random.uniform(key, (cohort_size,))
+  # One draw of exact integers: t_j uniform in [0, first + j], j = 0..cohort-1.
+  draws = jax.random.randint(key, (cohort_size,), 0,
+                             first + jnp.arange(cohort_size, dtype=jnp.int32) + 1)
 
   def add(j, chosen):
-    t = jnp.minimum(jnp.floor(u[j] * (first + j + 1)), first + j).astype(jnp.int32)
+    t = draws[j]
     taken = jnp.any(chosen == t)
     return chosen.at[j].set(jnp.where(taken, first + j, t))
 

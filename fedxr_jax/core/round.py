@@ -204,17 +204,19 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
       new_algo_state = trees.where_tree(available, new_algo_state, algo_state)
 
       weights = problem.module_weights(data, stats)
-      trainable = data.get('trainable', {})
+      # A tree the client did not update (unavailable, cannot afford it, or a
+      # schedule that never reached it within its step budget) carries no weight.
+      trained_roles = stats['role_steps']
       weights = {r: jax.tree.map(
-          lambda w: w * (available & trainable.get(r, True)).astype(w.dtype), weights[r])
-          for r in weights}
+          lambda w: w * (available & (trained_roles.get(r, 1) > 0)).astype(w.dtype),
+          weights[r]) for r in weights}
       shared_out = {r: trained[r] for r in shared_roles}
       shared_weights = {r: weights[r] for r in shared_roles}
       if rule.reweight is not None:
         shared_weights = rule.reweight(shared_weights, shared_out, data)
       device = {**DEFAULT_DEVICE, **data.get('device_profile', {})}
       examples = data['num_examples'].astype(jnp.float32) * available
-      stats = {k: v for k, v in stats.items() if k != 'sums'}
+      stats = {k: v for k, v in stats.items() if k not in ('sums', 'role_steps')}
       stats['examples'] = examples
       stats['available'] = available.astype(jnp.float32)
       stats['payload_bits'] = payload_bits(shared_weights, server.shared)
@@ -317,13 +319,16 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
     keys = rng.client_keys(rng.round_key(rng.stream(seed_key, rng.EVAL_STREAM),
                                          server.round), client_ids)
 
+    # The data of the round just trained (drift, arrived tasks), not the next.
+    data_round = jnp.maximum(server.round - 1, 0)
+
     def client_fn(client_id, key, own, model, algo_state):
-      data = problem.client_data(source, client_id, split, server.round)
+      data = problem.client_data(source, client_id, split, data_round)
       params = {**model, **own}
       if algorithm.eval_model is not None and personal_from_population:
         params = {**params, **algorithm.eval_model(model, algo_state)}
       if algorithm.eval_adapt is not None:
-        train_data = problem.client_data(source, client_id, 'train', server.round)
+        train_data = problem.client_data(source, client_id, 'train', data_round)
         ctx = client_context(train_data, key, frozen, model, params)
         params = algorithm.eval_adapt(ctx, algo_state)
       return problem.eval_stats({**frozen, **params}, data), {}

@@ -345,7 +345,9 @@ def task_mask_at(profile: dict, round_idx, spec: XRSpec):
   if not arrivals or max(arrivals) == 0:
     return profile['task_mask']
   arrived = jnp.asarray(round_idx, jnp.int32) >= jnp.asarray(arrivals, jnp.int32)
-  return _task_mask(profile['feasible_tasks'] & arrived, profile['kept_tasks'])
+  # The client's own tasks as they arrive (a client none of whose tasks has
+  # arrived sits out: `available`), so a task set only ever grows.
+  return profile['task_mask'] & arrived
 
 
 def trainable(world: dict, device, spec: XRSpec) -> dict:

@@ -164,7 +164,7 @@ def semi_decentralized(gamma: int) -> Coordination:
     target = {}
     for r in shared:
       rep_models = jax.tree.map(lambda x: x[reps], mixed[r])
-      rep_weights = jax.tree.map(lambda d: d[reps] * size, den[r])
+      rep_weights = jax.tree.map(lambda d: d[reps] * _expand(size, d[reps]), den[r])
       target[r] = trees.aggregate_modules(rep_models, rep_weights, shared[r])
     return target, state, jnp.array(True), {}
 

@@ -100,7 +100,11 @@ def validate(config) -> None:
   for key in ('width', 'depth', 'num_heads', 'mlp_width'):
     if m[key] < 1:
       raise ConfigError(f'model.{key} must be >= 1, got {m[key]}')
-  for key in ('num_user_prompts', 'adapter_dim', 'num_experts', 'lora_rank'):
+  if m.lora_alpha <= 0 or m.moe_balance < 0:
+    raise ConfigError('need model.lora_alpha > 0 and model.moe_balance >= 0')
+  if config.lora.rule not in lora_rules.RULES:
+    raise ConfigError(f'lora.rule={config.lora.rule!r} is not one of {lora_rules.RULES}')
+  for key in ('num_prompts', 'num_user_prompts', 'adapter_dim', 'num_experts', 'lora_rank'):
     if m[key] < 0:
       raise ConfigError(f'model.{key} must be >= 0, got {m[key]}')
   if m.num_experts and not 1 <= m.expert_top_k <= m.num_experts:
@@ -146,7 +150,7 @@ def build(config) -> Experiment:
       # The cost model times the same model deadlines do (data.hardware.model_scale).
       flops_per_step=training_flops_per_step(problem, world, config.batch_size)
       * config.data.get('hardware', {}).get('model_scale', 1.0),
-      algorithm=make_algorithm(config, topology.kind),
+      algorithm=make_algorithm(config, topology.kind, spec.tasks),
       aggregation_rule=make_lora_rule(config, topology.kind))
   return Experiment(config, spec, model, federation, world, mesh, layout, problem)
 
@@ -241,8 +245,8 @@ def make_lora_rule(config, topology_kind: str):
       hetlora_weights=lc.hetlora_weights, heterogeneous=bool(ranks))
 
 
-def make_algorithm(config, topology_kind: str):
-  algorithm = algorithms.make_algorithm(config.algorithm.name, config)
+def make_algorithm(config, topology_kind: str, tasks=None):
+  algorithm = algorithms.make_algorithm(config.algorithm.name, config, tasks)
   central = {'scaffold': 'its control variates assume a central server',
              'ewc': 'its Fisher and anchor are kept by a central server'}
   if algorithm.name in central and topology_kind != 'centralized':
