@@ -59,7 +59,6 @@ against bare-jax full vmap timed in the same process; ratio = ours / bare):
     keeps the defaults the peers ran with unless --bare_same_xla); the
     default (YNNPACK) was as fast as the alternatives inside the round.
 """
-import inspect
 import json
 import os
 import sys
@@ -96,7 +95,9 @@ if _REPO not in sys.path:
   sys.path.insert(0, _REPO)
 
 from fedxr_jax.core.problem import FederatedProblem  # noqa: E402
+from fedxr_jax import topology as topology_registry  # noqa: E402
 from fedxr_jax.core.round import build_federation  # noqa: E402
+from fedxr_jax.core.round_plan import RoundPlan  # noqa: E402
 from fedxr_jax.core import vectorize  # noqa: E402
 
 _PEERBENCH_CANDIDATES = (
@@ -387,16 +388,17 @@ class FedxrRunner:
     self.source = wl.source
     if mesh is not None:
       self.source = jax.device_put(wl.source, NamedSharding(mesh, PartitionSpec()))
+    # The peers have no radio model: a central server without cost metrics.
+    topology = topology_registry.make({'kind': 'centralized'}, facts=None, geography=None,
+                                      channel=None)
     self.fed = build_federation(
         wl.problem(), wl.plan, seed=0, population_size=wl.clients,
         cohort_size=wl.clients, local_steps=w['steps'], batch_size=w['batch'],
         client_optimizer=optax.sgd(w['lr']), server_optimizer=optax.sgd(1.0),
-        chunk_size=chunk, shuffle=False, mesh=mesh)
-    # init(source) / round(server, clients, frozen, source[, topo]): the
-    # centralized topology ignores `topo`, so an empty tree is passed when the
-    # round takes one (older cores had init() and a 4-argument round).
+        topology=topology, chunk_size=chunk, shuffle=False, mesh=mesh)
     self.server, self.clients, self.frozen = self.fed.init(self.source)
-    self.extra = ({},) if len(inspect.signature(self.fed.round).parameters) > 4 else ()
+    # Every client, in order, every round.
+    self.extra = (RoundPlan(cohort=jnp.arange(wl.clients, dtype=jnp.int32), topo={}),)
     jax.block_until_ready((self.server, self.frozen))
     t = time.perf_counter()
     self.compiled = jax.jit(self.fed.round, donate_argnums=(0, 1)).lower(

@@ -2,21 +2,28 @@
 
 Public API (everything else is an implementation detail):
   FederatedProblem     the model + data interface the round trains
-  build_federation     -> Federation(init, round, evaluate): pure functions
+  build_federation     -> Federation(init, round, rounds, evaluate): pure functions
+  RoundPlan            a round's cohort and topology arrays
   ServerState, ClientStates
-  Algorithm, make_algorithm, ALGORITHMS   algorithms as factories of pure functions
-  AggregationRule      model-specific aggregation (e.g. exact LoRA)
+  Algorithm, RunFacts  the algorithm interface and what a component may know of a run
+  UpdateTransform, chain    client update transforms, optax style
+  Aggregator, weighted_mean  how uploads become a target
+  Topology             the topology interface (implementations: fedxr_jax.topology)
   FROZEN, SHARED, PERSONAL   tuning-plan modes per parameter tree
   aggregate_modules    masked, weighted module averaging over a client axis
   run                  run(config, workdir): train / resume a configured run
   build_experiment     the XR experiment (model, data, federation) of a config
   FedXRError, ConfigError, CheckpointError, DataError
 """
-from fedxr_jax.algorithms import ALGORITHMS, Algorithm, make_algorithm
+from fedxr_jax.core.aggregation import Aggregator, weighted_mean
+from fedxr_jax.core.algorithm import Algorithm, RunFacts
 from fedxr_jax.core.plan import FROZEN, PERSONAL, SHARED
 from fedxr_jax.core.problem import FederatedProblem
-from fedxr_jax.core.round import (AggregationRule, ClientStates, Federation,
-                                  ServerState, build_federation)
+from fedxr_jax.core.round import Federation, build_federation
+from fedxr_jax.core.round_plan import RoundPlan
+from fedxr_jax.core.state import ClientStates, ServerState
+from fedxr_jax.core.topology import Topology
+from fedxr_jax.core.transforms import UpdateTransform, chain
 from fedxr_jax.core.trees import aggregate_modules
 from fedxr_jax.errors import CheckpointError, ConfigError, DataError, FedXRError
 

@@ -17,13 +17,17 @@ def assert_trees_close(a, b, rtol, atol):
 
 
 def run_rounds(exp, num_rounds):
-  """Runs an experiment's federation for `num_rounds`; (server, clients, metrics)."""
+  """Runs an experiment's federation for `num_rounds`; (server, clients, metrics).
+
+  `exp` is a training.experiment.Experiment or a tiny.Setup: anything with
+  `federation`, `world` and `plan(round_idx)`.
+  """
   fed = exp.federation
   server, clients, frozen = jax.jit(fed.init)(exp.world)
   round_fn = jax.jit(fed.round)
   metrics = []
   for r in range(num_rounds):
-    topo, _ = exp.layout(r)
-    server, clients, m = round_fn(server, clients, frozen, exp.world, topo)
+    plan, _ = exp.plan(r)
+    server, clients, m = round_fn(server, clients, frozen, exp.world, plan)
     metrics.append(m)
   return server, clients, metrics

@@ -1,7 +1,6 @@
 """Algorithms against hand computations on a two-client quadratic."""
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -9,7 +8,12 @@ import pytest
 from fedxr_jax import algorithms
 from fedxr_jax.core import local as local_lib
 from fedxr_jax.core.problem import FederatedProblem
+from fedxr_jax import topology as topology_registry
+from fedxr_jax.core.algorithm import RunFacts
+from fedxr_jax.core.problem import geography
 from fedxr_jax.core.round import build_federation
+from fedxr_jax.core.round_plan import RoundPlan
+from fedxr_jax.topology.channel import Channel
 from fedxr_jax.errors import ConfigError
 from fedxr_jax.training import experiment
 from helpers import assert_trees_equal, run_rounds
@@ -37,20 +41,23 @@ def _quadratic_problem(available=(True, True)):
       eval_stats=lambda params, data: {})
 
 
-def _run(name, rounds, available=(True, True), **algorithm_config):
-  config = ml_collections.ConfigDict(dict(
-      local_steps=STEPS,
-      algorithm=dict(name=name, **{'prox_mu': 0.0, **algorithm_config}),
-      client_optimizer=dict(name='sgd', learning_rate=LR, momentum=0.0)))
-  fed = build_federation(
-      _quadratic_problem(available), {'model': 'shared'}, seed=0, population_size=2,
-      cohort_size=2, local_steps=STEPS, batch_size=1, client_optimizer=optax.sgd(LR),
-      server_optimizer=optax.sgd(1.0), shuffle=False,
-      algorithm=algorithms.make_algorithm(name, config))
+def _run(name, num_rounds, available=(True, True), **settings):
+  facts = RunFacts(population_size=2, cohort_size=2, local_steps=STEPS, batch_size=1,
+                   plan={'model': 'shared'}, client_optimizer='sgd',
+                   client_learning_rate=LR)
+  problem = _quadratic_problem(available)
   source = {'a': jnp.asarray(A, jnp.float32), 'b': jnp.asarray(B, jnp.float32)}
+  topology = topology_registry.make({'kind': 'centralized'}, facts=facts,
+                                    geography=geography(problem, source), channel=Channel())
+  fed = build_federation(
+      problem, {'model': 'shared'}, seed=0, population_size=2,
+      cohort_size=2, local_steps=STEPS, batch_size=1, client_optimizer=optax.sgd(LR),
+      server_optimizer=optax.sgd(1.0), shuffle=False, topology=topology,
+      algorithm=algorithms.make(name, settings, facts))
   server, clients, frozen = fed.init(source)
-  for _ in range(rounds):
-    server, clients, _ = jax.jit(fed.round)(server, clients, frozen, source, {})
+  plan = RoundPlan(cohort=jnp.arange(2, dtype=jnp.int32), topo=topology.layout(0, np.arange(2))[0])
+  for _ in range(num_rounds):
+    server, clients, _ = jax.jit(fed.round)(server, clients, frozen, source, plan)
   return server, clients
 
 
@@ -88,7 +95,7 @@ def test_fedprox_matches_hand_computation():
         x -= LR * (A[i] * (x - B[i]) + mu * (x - w))
       xs.append(x)
     w = float(np.mean(xs))
-  server, _ = _run('fedprox', 2, prox_mu=mu)
+  server, _ = _run('fedprox', 2, mu=mu)
   np.testing.assert_allclose(server.shared['model']['x'], w, rtol=1e-5)
   plain, _ = _run('fedavg', 2)
   assert not np.isclose(float(plain.shared['model']['x']), w)
@@ -97,7 +104,7 @@ def test_fedprox_matches_hand_computation():
 def test_fedprox_with_mu_zero_is_fedavg(config):
   fedavg, _, _ = run_rounds(experiment.build(config), 2)
   config.algorithm.name = 'fedprox'
-  config.algorithm.prox_mu = 0.0
+  config.algorithm.fedprox.mu = 0.0
   fedprox, _, _ = run_rounds(experiment.build(config), 2)
   assert_trees_equal(fedavg.shared, fedprox.shared)
 
@@ -129,7 +136,7 @@ def test_ditto_personal_models_match_hand_computation_and_leave_fedavg_alone():
   for _ in range(2):
     v = [_local_sgd(v[i], i, lambda x, w=w: lam * (x - w)) for i in range(2)]
     w = float(np.mean([_local_sgd(w, i) for i in range(2)]))
-  server, clients = _run('ditto', 2, ditto_lambda=lam)
+  server, clients = _run('ditto', 2, lam=lam)
   np.testing.assert_allclose(clients.algorithm['personal']['model']['x'], v, rtol=1e-5)
   plain, _ = _run('fedavg', 2)
   assert_trees_equal(plain.shared, server.shared)
@@ -137,27 +144,25 @@ def test_ditto_personal_models_match_hand_computation_and_leave_fedavg_alone():
 
 def test_ewc_consolidates_fisher_and_anchor_then_pulls_towards_them():
   lam = 2.0
-  server, _ = _run('ewc', 1, ewc_lambda=lam, ewc_rounds=(1,))
+  server, _ = _run('ewc', 1, lam=lam, rounds=(1,))
   # Round 0 starts at x = 0: per-example gradient a_i (0 - b_i), squared and
   # averaged over the two (one-example) clients.
   fisher = np.mean([(A[i] * (0.0 - B[i])) ** 2 for i in range(2)])
   np.testing.assert_allclose(server.algorithm['fisher']['model']['x'], fisher, rtol=1e-6)
   np.testing.assert_allclose(server.algorithm['anchor']['model']['x'], 0.0)
   w1 = float(server.shared['model']['x'])
-  server2, _ = _run('ewc', 2, ewc_lambda=lam, ewc_rounds=(1,))
+  server2, _ = _run('ewc', 2, lam=lam, rounds=(1,))
   expected = np.mean([_local_sgd(w1, i, lambda x: lam * fisher * (x - 0.0))
                       for i in range(2)])
   np.testing.assert_allclose(server2.shared['model']['x'], expected, rtol=1e-5)
   # Before the boundary nothing is consolidated.
-  early, _ = _run('ewc', 1, ewc_lambda=lam, ewc_rounds=(5,))
+  early, _ = _run('ewc', 1, lam=lam, rounds=(5,))
   np.testing.assert_array_equal(early.algorithm['fisher']['model']['x'], 0.0)
 
 
 def test_fedrep_trains_heads_first_then_the_body():
-  config = ml_collections.ConfigDict(dict(
-      local_steps=3, plan={'heads': 'personal'},
-      algorithm=dict(name='fedrep', fedrep_head_steps=2)))
-  schedule = algorithms.make_algorithm('fedrep', config).role_schedule
+  facts = RunFacts(local_steps=3, plan={'heads': 'personal'})
+  schedule = algorithms.make('fedrep', {'head_steps': 2}, facts).role_schedule
   loss = lambda p, batch, meta: ((p['heads']['h'] * p['body']['b'] - 1.0) ** 2, {})
   data = {'examples': {'x': jnp.zeros((1,))}, 'num_examples': jnp.int32(1)}
   out, _ = local_lib.make_local_update(loss, optax.sgd(0.1), local_steps=3, batch_size=1,

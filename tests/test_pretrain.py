@@ -75,9 +75,9 @@ def test_federated_run_starts_from_the_saved_base_and_keeps_it_frozen(saved):
   assert not np.array_equal(scratch_frozen['base']['backbone']['cls'],
                             base['backbone']['cls'])
 
-  topo, _ = exp.layout(0)
+  plan, _ = exp.plan(0)
   after, after_clients, _ = jax.jit(exp.federation.round, donate_argnums=(0, 1))(
-      server, clients, frozen, exp.world, topo)
+      server, clients, frozen, exp.world, plan)
   assert 'base' not in after.shared and 'base' not in after_clients.personal
   assert_trees_equal(frozen['base'], base)
   # The round trained: the (shared) pretrained encoders moved.

@@ -18,10 +18,10 @@ def test_round_traces_once(config):
   exp = experiment.build(config)
   fed = exp.federation
   server, clients, frozen = fed.init(exp.world)
-  topo, _ = exp.layout(0)
+  plan, _ = exp.plan(0)
   round_fn = jax.jit(chex.assert_max_traces(fed.round, n=1))
   for _ in range(3):
-    server, clients, metrics = round_fn(server, clients, frozen, exp.world, topo)
+    server, clients, metrics = round_fn(server, clients, frozen, exp.world, plan)
   assert int(server.round) == 3
   assert np.isfinite(float(metrics['train/loss']))
 
@@ -43,8 +43,8 @@ def test_fedavg_of_one_full_batch_step_is_a_centralized_gradient_step(config):
   exp = experiment.build(_full_batch_config(config))
   fed = exp.federation
   server, clients, frozen = fed.init(exp.world)
-  topo, _ = exp.layout(0)
-  new_server, _, _ = jax.jit(fed.round)(server, clients, frozen, exp.world, topo)
+  plan, _ = exp.plan(0)
+  new_server, _, _ = jax.jit(fed.round)(server, clients, frozen, exp.world, plan)
 
   from fedxr_jax.training import xr_problem
   problem = xr_problem.make_xr_problem(exp.spec, exp.model)
@@ -67,9 +67,9 @@ def test_module_no_client_holds_keeps_its_value(config):
   exp = experiment.build(config)
   fed = exp.federation
   server, clients, frozen = fed.init(exp.world)
-  topo, _ = exp.layout(0)
+  plan, _ = exp.plan(0)
   before = server.shared['encoders']['encoders']
-  after = jax.jit(fed.round)(server, clients, frozen, exp.world, topo)[0]
+  after = jax.jit(fed.round)(server, clients, frozen, exp.world, plan)[0]
   after = after.shared['encoders']['encoders']
   assert_trees_equal(before['motion'], after['motion'])
   assert_trees_equal(before['gaze'], after['gaze'])
@@ -85,8 +85,8 @@ def test_head_of_task_without_labels_keeps_its_value(config):
   exp = experiment.build(config)
   fed = exp.federation
   server, clients, frozen = fed.init(exp.world)
-  topo, _ = exp.layout(0)
-  after = jax.jit(fed.round)(server, clients, frozen, exp.world, topo)[0]
+  plan, _ = exp.plan(0)
+  after = jax.jit(fed.round)(server, clients, frozen, exp.world, plan)[0]
   assert_trees_equal(server.shared['heads']['heads']['keyword'],
                      after.shared['heads']['heads']['keyword'])
   assert not np.allclose(server.shared['heads']['heads']['gesture']['kernel'],
@@ -121,9 +121,9 @@ def test_personal_trees_stay_with_their_clients(config):
   exp = experiment.build(config)
   fed = exp.federation
   server, clients, frozen = fed.init(exp.world)
-  topo, _ = exp.layout(0)
+  plan, _ = exp.plan(0)
   assert 'heads' not in server.shared
-  new_server, new_clients, _ = jax.jit(fed.round)(server, clients, frozen, exp.world, topo)
+  new_server, new_clients, _ = jax.jit(fed.round)(server, clients, frozen, exp.world, plan)
   cohort = np.asarray(rng.sample_cohort(jax.random.key(config.seed), 0, 12, 4))
   kernel = lambda c: c.personal['heads']['heads']['gesture']['kernel']
   changed = ~np.all(np.isclose(kernel(clients), kernel(new_clients)), axis=(1, 2))

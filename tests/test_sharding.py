@@ -19,14 +19,14 @@ assert (exp.mesh is not None) == (jax.device_count() > 1)
 server, _, _ = run_rounds(exp, 2)
 # A D2D topology too: gossip mixing on a sharded client axis.
 config.topology.kind = 'semi'
-config.topology.graph = 'ring'
-config.topology.num_clusters = 2
-config.topology.cluster_by = 'id'
+config.topology.d2d.graph = 'ring'
+config.topology.semi.num_clusters = 2
+config.topology.semi.cluster_by = 'id'
 semi, _, _ = run_rounds(experiment.build(config), 2)
 if exp.mesh is not None:
   # The compiled round really is partitioned: it holds cross-device collectives.
   s, c, f = exp.federation.init(exp.world)
-  hlo = jax.jit(exp.federation.round).lower(s, c, f, exp.world, exp.layout(0)[0]).compile().as_text()
+  hlo = jax.jit(exp.federation.round).lower(s, c, f, exp.world, exp.plan(0)[0]).compile().as_text()
   assert any(op in hlo for op in ('all-reduce', 'all-gather', 'reduce-scatter')), 'no collectives'
 leaves = jax.tree_util.tree_leaves_with_path({'centralized': server.shared,
                                                'semi': semi.shared})

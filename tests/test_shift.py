@@ -204,7 +204,7 @@ def test_model_costs_are_filled_by_the_experiment():
   config = test_config.get_config()
   config.data.hardware.deadline_s = 1.0
   config.data.hardware.memory_limits = True
-  spec, _, _, problem = experiment.make_problem(config)
+  spec, _, _, problem, _ = experiment.make_problem(config)
   assert spec.hardware.flops_per_step > 0
   trained = {r for r, mode in experiment.make_plan(config).items() if mode != 'frozen'}
   present = jax.eval_shape(problem.init_params, jax.random.key(0)).keys()

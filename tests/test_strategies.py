@@ -1,16 +1,18 @@
 """Local tuning strategies and LoRA aggregation rules on the XR federation."""
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from fedxr_jax import algorithms
+from fedxr_jax.core.algorithm import ClientContext, RunFacts
 from fedxr_jax.algorithms import lora_rules
+from fedxr_jax.core import transforms
 from fedxr_jax.core import rng
 from fedxr_jax.core import trees
 from fedxr_jax.errors import ConfigError
 from fedxr_jax.training import experiment
+from fedxr_jax.transforms.hetlora import hetlora
 from helpers import assert_trees_equal, run_rounds
 
 
@@ -133,14 +135,19 @@ def test_heterogeneous_ranks_train_only_each_clients_first_ranks(config):
 
 
 def test_hetlora_weights_scale_by_the_product_norm():
-  rule = lora_rules.make_rule('fedit', scale=2.0, hetlora_weights=True)
   a = {'l': {'lora_A': jnp.array([[1.0, 0.0], [0.0, 1.0]])}}
   b = {'l': {'lora_B': jnp.array([[3.0], [4.0]])}}
-  w = rule.reweight({'lora_a': jnp.float32(5.0), 'lora_b': jnp.float32(5.0)},
-                    {'lora_a': a, 'lora_b': b}, {'lora_rank': 1})
+  trained = {'lora_a': a, 'lora_b': b}
+  update = jax.tree.map(jnp.ones_like, trained)
+  info = transforms.ClientInfo(client_id=0, start=trained, trained=trained,
+                               data={'lora_rank': 1})
+  out, _, w, stats = hetlora(scale=2.0).update(
+      update, (), jax.random.key(0), {'lora_a': jnp.float32(5.0), 'lora_b': jnp.float32(5.0)},
+      info)
   # Rank 1: only A[0] and B[0] count: ||2 * [1, 0]^T [3]||_F = 6.
   np.testing.assert_allclose(w['lora_a'], 30.0)
   np.testing.assert_allclose(w['lora_b'], 30.0)
+  assert out is update and not stats   # only the weights change
 
 
 def test_personal_trees_are_never_communicated(config):
@@ -193,7 +200,7 @@ def test_local_finetuning_changes_evaluation_only(config):
   exp = experiment.build(config)
   plain, plain_clients, _ = run_rounds(exp, 1)
   config.algorithm.name = 'local_ft'
-  config.algorithm.finetune_steps = 2
+  config.algorithm.local_ft.steps = 2
   ft_exp = experiment.build(config)
   ft, ft_clients, _ = run_rounds(ft_exp, 1)
   assert_trees_equal(plain.shared, ft.shared)
@@ -207,11 +214,8 @@ def test_local_finetuning_changes_evaluation_only(config):
 
 
 def test_tap_swaps_heads_where_the_global_model_wins():
-  config = ml_collections.ConfigDict(dict(
-      local_steps=4, plan={'heads': 'shared'}, data={'tasks': ('t0', 't1')},
-      algorithm=dict(name='tap', tap_margin=0.1, tap_distill_lambda=1.0,
-                     finetune_steps=2)))
-  tap = algorithms.make_algorithm('tap', config)
+  facts = RunFacts(local_steps=4, plan={'heads': 'shared'}, tasks=('t0', 't1'))
+  tap = algorithms.make('tap', dict(margin=0.1, distill_lambda=1.0, finetune_steps=2), facts)
   glob = {'heads': {'heads': {'t0': jnp.float32(1.0), 't1': jnp.float32(1.0)}},
           'lora_b': jnp.float32(1.0)}
   pers = jax.tree.map(lambda x: x * 0.0, glob)
@@ -219,17 +223,21 @@ def test_tap_swaps_heads_where_the_global_model_wins():
   # stays personal (mean 1.25 + 0.1 > 1.0).
   losses = lambda p: jnp.where(p['lora_b'] > 0.5, jnp.array([0.5, 2.0]),
                                jnp.array([1.0, 1.0]))
-  ctx = algorithms.ClientContext(
-      start=glob, trained=glob, data={'task_mask': jnp.array([True, True])},
-      train=lambda p, **kw: (p, {}), task_losses=losses, example_grads=None,
-      predict=None, loss=None)
-  new = tap.personalize(ctx, {'personal': pers}, {})['personal']
+  data = {'task_mask': jnp.array([True, True]), 'num_examples': jnp.int32(5)}
+  ctx = ClientContext(
+      start=glob, trained=glob, data=data,
+      train=lambda p, **kw: (p, {'steps': jnp.int32(4)}), task_losses=losses,
+      example_grads=None, predict=None, loss=None)
+  (new, cost) = tap.personalize(ctx, {'personal': pers}, {})
+  new = new['personal']
+  # Its own model's 4 steps and two forward passes over the 5 examples.
+  assert int(cost.train_steps) == 4 and int(cost.forward_examples) == 10
   assert float(new['heads']['heads']['t0']) == 1.0
   assert float(new['heads']['heads']['t1']) == 0.0
   assert float(new['lora_b']) == 0.0
   # A task the client does not hold is never swapped.
-  ctx = ctx._replace(data={'task_mask': jnp.array([False, True])})
-  new = tap.personalize(ctx, {'personal': pers}, {})['personal']
+  ctx = ctx._replace(data={**data, 'task_mask': jnp.array([False, True])})
+  new = tap.personalize(ctx, {'personal': pers}, {})[0]['personal']
   assert float(new['heads']['heads']['t0']) == 0.0
 
 
@@ -244,12 +252,12 @@ def test_every_strategy_runs_a_round(config):
            plan=dict(experts='shared')),
       dict(plan=dict(base='shared')),
       dict(algorithm=dict(name='ditto')),
-      dict(algorithm=dict(name='tap', finetune_steps=1)),
+      dict(algorithm=dict(name='tap', tap=dict(finetune_steps=1))),
   ]
   for variant in variants:
     c = config.copy_and_resolve_references()
     for block, values in variant.items():
-      c[block].update(values)
+      c[block].update(values)   # nested blocks: ConfigDict.update merges them
     exp = experiment.build(c)
     server, clients, metrics = run_rounds(exp, 1)
     assert np.isfinite(float(metrics[0]['train/loss'])), variant
@@ -263,8 +271,9 @@ def test_algorithms_run_on_the_topologies_they_support(config):
   for name, kind, plan in combos:
     c = config.copy_and_resolve_references()
     c.algorithm.name, c.topology.kind = name, kind
-    c.algorithm.finetune_steps = c.algorithm.fedrep_head_steps = 1
-    c.topology.d2d_fallback = 'ring'
+    c.algorithm.local_ft.steps = c.algorithm.tap.finetune_steps = 1
+    c.algorithm.fedrep.head_steps = 1
+    c.topology.semi.fallback = 'ring'
     c.plan.update(plan)
     if kind == 'decentralized':
       c.population_size = c.cohort_size
@@ -273,16 +282,24 @@ def test_algorithms_run_on_the_topologies_they_support(config):
 
 
 def test_per_slice_weights_through_semi_representatives():
-  from fedxr_jax.topology import coordination
   # Two clusters of sizes 1 and 3, one representative each; per-slice weights
   # [C, E=2]; gamma = 1 on an edgeless graph leaves each client as it is.
-  fn = coordination.semi_decentralized(1).aggregate
-  trained = {'m': {'w': jnp.array([[10.0], [20.0]])[None].repeat(2, 0)
-                   * jnp.array([1.0, 2.0])[:, None, None]}}   # client 0: 10, 20; 1: 20, 40
+  from fedxr_jax.core.aggregation import ClientUpdate
+  from fedxr_jax.core.topology import Uploads
+  from fedxr_jax.topology import layout, semi
+  facts = RunFacts(cohort_size=2, population_size=2)
+  geography = type('G', (), {'area_m': 100.0})
+  topology = semi.make(facts=facts, geography=geography, channel=None,
+                       d2d=layout.D2D(graph='ring'), gamma=1, num_clusters=2)
+  models = {'m': {'w': jnp.array([[10.0], [20.0]])[None].repeat(2, 0)
+                  * jnp.array([1.0, 2.0])[:, None, None]}}   # client 0: 10, 20; 1: 20, 40
   weights = {'m': jnp.array([[1.0, 1.0], [1.0, 0.0]])}
   topo = {'senders': jnp.zeros((1,), jnp.int32), 'receivers': jnp.zeros((1,), jnp.int32),
           'edge_mask': jnp.zeros((1,), bool), 'representatives': jnp.array([0, 1]),
           'cluster_live': jnp.array([1.0, 1.0]), 'cluster_size': jnp.array([1, 3])}
-  target, _, _, _ = fn({'m': {'w': jnp.zeros((2, 1))}}, {}, trained, weights, topo, 0)
+  uploads = Uploads(stacked=ClientUpdate(models, models, weights, jnp.arange(2)),
+                    upload_bits=jnp.ones(2), download_bits=jnp.ones(2))
+  agg = topology.aggregate({'m': {'w': jnp.zeros((2, 1))}}, {}, uploads, topo, 0, None, {},
+                           None)
   # Slice 0: (1 * 10 + 3 * 20) / 4; slice 1: only client 0 holds it -> 20.
-  np.testing.assert_allclose(target['m']['w'][:, 0], [(10 + 60) / 4, 20.0], rtol=1e-6)
+  np.testing.assert_allclose(agg.target['m']['w'][:, 0], [(10 + 60) / 4, 20.0], rtol=1e-6)

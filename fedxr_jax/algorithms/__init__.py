@@ -1,3 +1,2 @@
-"""Federated algorithms as factories of pure functions, selected by name."""
-from fedxr_jax.algorithms.base import Algorithm, ClientContext, ServerUpdate
-from fedxr_jax.algorithms.registry import ALGORITHMS, make_algorithm
+"""Federated algorithms, one factory of pure functions per file (see `registry`)."""
+from fedxr_jax.algorithms.registry import ALGORITHMS, PRESETS, default_config, make

@@ -1,17 +1,18 @@
 """Ditto (Li et al. 2021): a personal model beside the global one.
 
 Each round a client trains the global model as FedAvg does, and its personal
-model v_i on f_i(v) + lambda/2 ||v - w||^2 with w the global model it
+model v_i on f_i(v) + lam/2 ||v - w||^2 with w the global model it
 received. Clients are evaluated with v_i (new users: the global model).
 """
-from fedxr_jax.algorithms import base
+from fedxr_jax.core import algorithm as algorithm_lib
+from fedxr_jax.core import trees
 from fedxr_jax.errors import ConfigError
 
 
-def ditto(config) -> base.Algorithm:
-  lam = float(config.algorithm.ditto_lambda)
+def ditto(facts, *, lam: float = 0.1) -> algorithm_lib.Algorithm:
+  del facts
   if lam < 0:
-    raise ConfigError(f'algorithm.ditto_lambda must be >= 0, got {lam}')
+    raise ConfigError(f'algorithm.ditto.lam must be >= 0, got {lam}')
 
   def init_client_state(shared):
     return {'personal': shared}
@@ -20,15 +21,15 @@ def ditto(config) -> base.Algorithm:
     del server_state
     start = ctx.start
     own = {r: v for r, v in ctx.trained.items() if r not in start}
-    personal, _ = ctx.train(
+    personal, stats = ctx.train(
         {**client_state['personal'], **own},
-        regularizer=lambda p: 0.5 * lam * base.squared_distance(p, start))
-    return {'personal': {r: personal[r] for r in start}}
+        regularizer=lambda p: 0.5 * lam * trees.squared_distance(p, start))
+    return ({'personal': {r: personal[r] for r in start}},
+            algorithm_lib.ClientCost(train_steps=stats['steps']))
 
   def eval_model(model, client_state):
     del model
     return client_state['personal']
 
-  return base.plain('ditto')._replace(
-      init_client_state=init_client_state, personalize=personalize,
-      eval_model=eval_model)
+  return algorithm_lib.plain('ditto', init_client_state=init_client_state,
+                             personalize=personalize, eval_model=eval_model)

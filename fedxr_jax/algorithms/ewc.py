@@ -1,9 +1,9 @@
 """EWC for federated continual learning (Kirkpatrick et al. 2017).
 
-Local loss + lambda/2 sum_k F_k (theta_k - theta*_k)^2 over the shared trees.
+Local loss + lam/2 sum_k F_k (theta_k - theta*_k)^2 over the shared trees.
 Every round clients report the diagonal empirical Fisher (mean squared
 per-example gradient) at the model they received; the server averages it
-by examples. When the round before a task boundary (`ewc_rounds`: rounds at
+by examples. When the round before a task boundary (`rounds`: rounds at
 which new tasks arrive) ends, the server consolidates: theta* <- that
 round's start model and F <- F + its Fisher (online EWC, gamma = 1), both
 taken at the same point, one round before the boundary.
@@ -11,18 +11,17 @@ taken at the same point, one round before the boundary.
 import jax
 import jax.numpy as jnp
 
-from fedxr_jax.algorithms import base
+from fedxr_jax.core import algorithm as algorithm_lib
 from fedxr_jax.errors import ConfigError
 
 
-def ewc(config) -> base.Algorithm:
-  a = config.algorithm
-  lam = float(a.ewc_lambda)
-  boundaries = tuple(int(r) for r in a.ewc_rounds)
+def ewc(facts, *, lam: float = 10.0, rounds: tuple = ()) -> algorithm_lib.Algorithm:
+  del facts
+  boundaries = tuple(int(r) for r in rounds)
   if lam < 0:
-    raise ConfigError(f'algorithm.ewc_lambda must be >= 0, got {lam}')
+    raise ConfigError(f'algorithm.ewc.lam must be >= 0, got {lam}')
   if not boundaries or any(r < 1 for r in boundaries):
-    raise ConfigError('algorithm.name=ewc needs algorithm.ewc_rounds: the rounds '
+    raise ConfigError('algorithm.name=ewc needs algorithm.ewc.rounds: the rounds '
                       f'(>= 1) at which new tasks arrive, got {boundaries}')
 
   def init_server_state(shared):
@@ -51,6 +50,6 @@ def ewc(config) -> base.Algorithm:
            'fisher': jax.tree.map(jnp.add, server_state['fisher'], update.report)}
     return jax.tree.map(lambda n, o: jnp.where(consolidate, n, o), new, server_state)
 
-  return base.plain('ewc')._replace(
-      init_server_state=init_server_state, regularizer=regularizer,
-      client_report=client_report, update_server_state=update_server_state)
+  return algorithm_lib.plain('ewc', init_server_state=init_server_state,
+                             regularizer=regularizer, client_report=client_report,
+                             update_server_state=update_server_state, needs_server=True)

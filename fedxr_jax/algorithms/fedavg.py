@@ -1,11 +1,12 @@
 """FedAvg (McMahan et al. 2017): local SGD, the server averages.
 
-With a non-SGD server optimizer it is FedOpt (FedAvgM, FedAdam, FedYogi):
-the server optimizer is a config choice (`server_optimizer`), not an algorithm.
+With a non-SGD server optimizer it is FedOpt (FedAvgM, FedAdam, FedYogi,
+FedAdagrad): the server optimizer is a config choice (`server_optimizer`,
+and the `fedadam`-style presets in `registry`), not an algorithm.
 """
-from fedxr_jax.algorithms import base
+from fedxr_jax.core import algorithm as algorithm_lib
 
 
-def fedavg(config=None) -> base.Algorithm:
-  del config
-  return base.plain('fedavg')
+def fedavg(facts) -> algorithm_lib.Algorithm:
+  del facts
+  return algorithm_lib.plain('fedavg')

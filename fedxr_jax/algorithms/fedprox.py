@@ -1,15 +1,16 @@
 """FedProx (Li et al. 2020): local loss + mu/2 ||x - w||^2 over the shared trees."""
-from fedxr_jax.algorithms import base
+from fedxr_jax.core import algorithm as algorithm_lib
+from fedxr_jax.core import trees
 from fedxr_jax.errors import ConfigError
 
 
-def fedprox(config) -> base.Algorithm:
-  mu = float(config.algorithm.prox_mu)
+def fedprox(facts, *, mu: float = 0.0) -> algorithm_lib.Algorithm:
+  del facts
   if mu < 0:
-    raise ConfigError(f'algorithm.prox_mu must be >= 0, got {mu}')
+    raise ConfigError(f'algorithm.fedprox.mu must be >= 0, got {mu}')
 
   def regularizer(params, anchor, client_state, server_state):
     del client_state, server_state
-    return 0.5 * mu * base.squared_distance(params, anchor)
+    return 0.5 * mu * trees.squared_distance(params, anchor)
 
-  return base.plain('fedprox')._replace(regularizer=regularizer)
+  return algorithm_lib.plain('fedprox', regularizer=regularizer)

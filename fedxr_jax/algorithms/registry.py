@@ -1,4 +1,14 @@
-"""Algorithms by name (`--config.algorithm.name`)."""
+"""Algorithms by name (`--config.algorithm.name`), each with its own block.
+
+`config.algorithm.<name>` holds exactly the keyword settings of that
+algorithm's factory, with the factory's defaults (written once, in the
+factory); `make` passes that block and the run's facts, nothing else.
+
+Presets are the names the literature gives to FedAvg with a server optimizer
+or a plan (FedAvgM, FedAdam, FedYogi, FedAdagrad with Reddi et al.'s
+defaults; FedPer = personal heads): `expand_preset` rewrites a config into
+what they are, and says so.
+"""
 import difflib
 import inspect
 
@@ -12,20 +22,54 @@ from fedxr_jax.algorithms.scaffold import scaffold
 from fedxr_jax.algorithms.tap import tap
 from fedxr_jax.errors import ConfigError
 
-# FedOpt (FedAvgM, FedAdam, FedYogi) is fedavg with `server_optimizer` set;
-# FedPer is fedavg with plan.heads='personal'.
 ALGORITHMS = {'fedavg': fedavg, 'fedprox': fedprox, 'scaffold': scaffold,
               'ditto': ditto, 'fedrep': fedrep, 'local_ft': local_ft, 'tap': tap,
               'ewc': ewc}
 
 
-def make_algorithm(name: str, config, tasks=None):
-  """The algorithm `name`; `tasks` (label order) goes to factories that take it."""
+def settings(name: str) -> dict:
+  """{key: default} of an algorithm's block (its factory's keyword arguments)."""
+  params = inspect.signature(ALGORITHMS[name]).parameters.values()
+  return {p.name: p.default for p in params if p.kind == p.KEYWORD_ONLY}
+
+
+def default_config() -> dict:
+  """The `config.algorithm` block: the name and one block per algorithm."""
+  return {'name': 'fedavg', **{name: settings(name) for name in ALGORITHMS}}
+
+
+def check_name(name: str) -> None:
   if name not in ALGORITHMS:
-    close = difflib.get_close_matches(name, ALGORITHMS, n=1)
+    known = list(ALGORITHMS) + list(PRESETS)
+    close = difflib.get_close_matches(name, known, n=1)
     hint = f' (did you mean {close[0]!r}?)' if close else ''
-    raise ConfigError(f'unknown algorithm {name!r}{hint}; known: {sorted(ALGORITHMS)}')
-  factory = ALGORITHMS[name]
-  if tasks is not None and 'tasks' in inspect.signature(factory).parameters:
-    return factory(config, tasks=tuple(tasks))
-  return factory(config)
+    raise ConfigError(f'unknown algorithm {name!r}{hint}; known: {sorted(ALGORITHMS)}, '
+                      f'presets: {sorted(PRESETS)}')
+
+
+def make(name: str, block, facts):
+  """The algorithm `name` built from its own settings block and the run's facts."""
+  check_name(name)
+  own = dict(block or {})
+  unknown = sorted(set(own) - set(settings(name)))
+  if unknown:
+    raise ConfigError(f'algorithm.{name} has no setting(s) {unknown}; known: '
+                      f'{sorted(settings(name))}')
+  return ALGORITHMS[name](facts, **own)
+
+
+# Literature names for FedAvg with a server optimizer (Reddi et al. 2021's
+# defaults: server lr 1e-2 for Adam/Yogi, 1e-1 for Adagrad, tau = 1e-3) or a
+# plan: {dotted config key: (FedAvg's value, the preset's)}; a key is set
+# only where the config still holds FedAvg's value, so an explicit
+# --config.server_optimizer.learning_rate=0.03 beside a preset is kept.
+PRESETS = {
+    'fedavgm': {'server_optimizer.momentum': (0.0, 0.9)},
+    'fedadam': {'server_optimizer.name': ('sgd', 'adam'),
+                'server_optimizer.learning_rate': (1.0, 0.01)},
+    'fedyogi': {'server_optimizer.name': ('sgd', 'yogi'),
+                'server_optimizer.learning_rate': (1.0, 0.01)},
+    'fedadagrad': {'server_optimizer.name': ('sgd', 'adagrad'),
+                   'server_optimizer.learning_rate': (1.0, 0.1)},
+    'fedper': {'plan.heads': ('shared', 'personal')},
+}

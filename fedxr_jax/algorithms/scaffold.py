@@ -2,21 +2,20 @@
 
 Local step: x <- x - lr (g(x) - c_i + c). After K local steps:
 c_i+ = c_i - c + (w - x) / (K lr); server: c <- c + |S|/P mean_i (c_i+ - c_i).
-Needs plain local SGD (the update rule assumes it).
+Needs plain local SGD (the update rule assumes it) and a central server.
 """
 import jax
 import jax.numpy as jnp
 
-from fedxr_jax.algorithms import base
+from fedxr_jax.core import algorithm as algorithm_lib
 from fedxr_jax.errors import ConfigError
 
 
-def scaffold(config) -> base.Algorithm:
-  opt = config.client_optimizer
-  if opt.name != 'sgd' or opt.get('momentum'):
+def scaffold(facts) -> algorithm_lib.Algorithm:
+  if facts.client_optimizer != 'sgd' or facts.client_momentum:
     raise ConfigError('algorithm.name=scaffold needs client_optimizer.name=sgd '
                       'without momentum')
-  lr = float(opt.learning_rate)
+  lr = float(facts.client_learning_rate)
   zeros = lambda shared: jax.tree.map(jnp.zeros_like, shared)
 
   def correct_grads(grads, client_state, server_state):
@@ -35,5 +34,6 @@ def scaffold(config) -> base.Algorithm:
     return jax.tree.map(lambda c, d: c + update.fraction * d, server_state,
                         update.mean_change)
 
-  return base.Algorithm('scaffold', zeros, zeros, base.no_regularizer, correct_grads,
-                        update_client_state, update_server_state)
+  return algorithm_lib.Algorithm(
+      'scaffold', zeros, zeros, algorithm_lib.no_regularizer, correct_grads,
+      update_client_state, update_server_state, needs_server=True)

@@ -10,13 +10,13 @@ per task; the reference code's per-task backbone keys are a known bug.)
 
 Stage 2, before evaluation: the teacher is the global model fine-tuned on
 the client's data; the personal model is distilled from it with
-CE + lambda KL(teacher || student), for `finetune_steps` steps.
+CE + distill_lambda KL(teacher || student), for `finetune_steps` steps.
 """
 import jax
 import jax.numpy as jnp
 
-from fedxr_jax.algorithms import base
-from fedxr_jax.algorithms.local_ft import finetune
+from fedxr_jax.algorithms.local_ft import check_steps, finetune
+from fedxr_jax.core import algorithm as algorithm_lib
 from fedxr_jax.errors import ConfigError
 
 
@@ -26,37 +26,23 @@ def _kl(teacher_logits, student_logits):
   return jnp.sum(jnp.exp(t) * (t - s), axis=-1)
 
 
-def tap(config, tasks=None) -> base.Algorithm:
-  """`tasks`: the problem's task names in label order (default config.data.tasks)."""
-  a = config.algorithm
-  margin, lam, steps = float(a.tap_margin), float(a.tap_distill_lambda), int(a.finetune_steps)
-  tasks = tuple(tasks or config.data.tasks)
+def tap(facts, *, margin: float = 0.0, distill_lambda: float = 1.0,
+        finetune_steps: int = 4) -> algorithm_lib.Algorithm:
+  tasks, lam, steps = tuple(facts.tasks), distill_lambda, finetune_steps
   if lam < 0 or margin < 0:
-    raise ConfigError('algorithm.tap_distill_lambda and algorithm.tap_margin must be >= 0')
-  if config.plan.get('heads') != 'shared':
-    raise ConfigError("algorithm.name=tap needs plan.heads='shared' (it swaps "
-                      'task heads between the global and the personal model)')
-  if not 1 <= steps <= config.local_steps:
-    raise ConfigError(f'algorithm.finetune_steps={steps} must be in '
-                      f'[1, local_steps={config.local_steps}]')
+    raise ConfigError('algorithm.tap.distill_lambda and algorithm.tap.margin must be >= 0')
+  if facts.plan.get('heads') != 'shared':
+    raise ConfigError("algorithm.name=tap needs shared heads (it swaps task heads "
+                      "between the global and the personal model): --config.plan.heads=shared")
+  check_steps('tap.finetune_steps', steps, facts.local_steps)
 
   def init_client_state(shared):
     return {'personal': shared}
 
-  def personalize(ctx, client_state, server_state):
-    del server_state
-    shared_roles = tuple(ctx.start)
-    own = {r: v for r, v in ctx.trained.items() if r not in ctx.start}
-    personal, _ = ctx.train({**client_state['personal'], **own})
-    loss_global = ctx.task_losses(ctx.trained)
-    loss_personal = ctx.task_losses(personal)
-    held = ctx.data['task_mask']
-    better = (loss_global + margin < loss_personal) & held
-    n_held = jnp.maximum(jnp.sum(held), 1)
-    body_better = (jnp.sum(jnp.where(held, loss_global, 0.0)) / n_held + margin
-                   < jnp.sum(jnp.where(held, loss_personal, 0.0)) / n_held)
+  def swap(ctx, personal, better, body_better):
+    """The personal model after taking the global heads and body that won."""
     new = {}
-    for r in shared_roles:
+    for r in ctx.start:
       if r == 'heads':
         heads = dict(personal['heads']['heads'])
         for t, name in enumerate(tasks):
@@ -66,7 +52,23 @@ def tap(config, tasks=None) -> base.Algorithm:
       else:
         new[r] = jax.tree.map(lambda g, p: jnp.where(body_better, g, p),
                               ctx.trained[r], personal[r])
-    return {'personal': new}
+    return new
+
+  def personalize(ctx, client_state, server_state):
+    del server_state
+    own = {r: v for r, v in ctx.trained.items() if r not in ctx.start}
+    personal, stats = ctx.train({**client_state['personal'], **own})
+    loss_global = ctx.task_losses(ctx.trained)
+    loss_personal = ctx.task_losses(personal)
+    held = ctx.data['task_mask']
+    better = (loss_global + margin < loss_personal) & held
+    n_held = jnp.maximum(jnp.sum(held), 1)
+    body_better = (jnp.sum(jnp.where(held, loss_global, 0.0)) / n_held + margin
+                   < jnp.sum(jnp.where(held, loss_personal, 0.0)) / n_held)
+    # Two forward passes over the client's examples compare the models.
+    cost = algorithm_lib.ClientCost(train_steps=stats['steps'],
+                                    forward_examples=2 * ctx.data['num_examples'])
+    return {'personal': swap(ctx, personal, better, body_better)}, cost
 
   def eval_model(model, client_state):
     del model
@@ -75,7 +77,7 @@ def tap(config, tasks=None) -> base.Algorithm:
   def eval_adapt(ctx, client_state):
     del client_state
     own = {r: v for r, v in ctx.trained.items() if r not in ctx.start}
-    teacher = finetune(ctx._replace(trained={**ctx.start, **own}), steps)
+    teacher, teacher_stats = finetune(ctx._replace(trained={**ctx.start, **own}), steps)
     frozen_teacher = jax.lax.stop_gradient(teacher)
 
     def objective(params, batch, meta):
@@ -87,9 +89,12 @@ def tap(config, tasks=None) -> base.Algorithm:
                / jnp.maximum(jnp.sum(mask[:, t]), 1) for t, name in enumerate(tasks))
       return loss + lam * kl / len(tasks), aux
 
-    student, _ = ctx.train(ctx.trained, objective=objective, steps=steps)
-    return student
+    student, stats = ctx.train(ctx.trained, objective=objective, steps=steps)
+    # Each distillation step also runs the teacher forward on its batch.
+    cost = algorithm_lib.ClientCost(train_steps=teacher_stats['steps'] + stats['steps'],
+                                    forward_examples=stats['steps'] * facts.batch_size)
+    return student, cost
 
-  return base.plain('tap')._replace(
-      init_client_state=init_client_state, personalize=personalize,
-      eval_model=eval_model, eval_adapt=eval_adapt)
+  return algorithm_lib.plain('tap', init_client_state=init_client_state,
+                             personalize=personalize, eval_model=eval_model,
+                             eval_adapt=eval_adapt)

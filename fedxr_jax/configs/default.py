@@ -9,6 +9,9 @@ federated over a frozen transformer base.
 """
 import ml_collections
 
+from fedxr_jax import algorithms
+from fedxr_jax import topology
+
 
 def get_config():
   config = ml_collections.ConfigDict()
@@ -19,19 +22,23 @@ def get_config():
   config.local_steps = 8          # steps of a compute-tier-1.0 device
   config.batch_size = 16
   config.chunk_size = 0           # 0: vmap the whole cohort at once
+  config.rounds_per_call = 1      # rounds run in one compiled call (lax.scan)
   config.shuffle = True           # shuffle each client's examples per round
 
-  # fedavg | fedprox | scaffold | ditto | fedrep | local_ft | tap | ewc.
-  # FedOpt (FedAvgM/FedAdam/FedYogi) = fedavg + a server optimizer;
-  # FedPer = fedavg + plan.heads='personal'.
-  config.algorithm = ml_collections.ConfigDict(dict(
-      name='fedavg', prox_mu=0.0, ditto_lambda=0.1, fedrep_head_steps=4,
-      finetune_steps=4, tap_margin=0.0, tap_distill_lambda=1.0,
-      ewc_lambda=10.0, ewc_rounds=()))
+  # name: fedavg | fedprox | scaffold | ditto | fedrep | local_ft | tap | ewc,
+  # or a preset (fedavgm | fedadam | fedyogi | fedadagrad | fedper: FedAvg
+  # with a server optimizer or personal heads). Each algorithm's settings are
+  # its own block, algorithm.<name>.<key> (fedprox.mu, ditto.lam,
+  # fedrep.head_steps, local_ft.steps, tap.margin / distill_lambda /
+  # finetune_steps, ewc.lam / rounds), defaults from its factory in
+  # fedxr_jax/algorithms/<name>.py.
+  config.algorithm = ml_collections.ConfigDict(algorithms.default_config())
   config.client_optimizer = ml_collections.ConfigDict(
       dict(name='sgd', learning_rate=0.1, momentum=0.0))
+  # Server optimizer on the pseudo-gradient: sgd | adam | yogi | adagrad
+  # (FedOpt; b1, b2, eps = tau for the adaptive ones; training/optimizers.py).
   config.server_optimizer = ml_collections.ConfigDict(
-      dict(name='sgd', learning_rate=1.0, momentum=0.0))
+      dict(name='sgd', learning_rate=1.0, momentum=0.0, b1=0.9, b2=0.99, eps=1e-3))
 
   # Per parameter tree: frozen | shared | personal. A tree the model does not
   # have (user_prompts, adapters, experts by default) needs no entry.
@@ -108,11 +115,14 @@ def get_config():
       schedule='none', period_rounds=50, lighting=0.0, audio_noise=0.0,
       sensor_degradation=0.0))
 
-  # Coordination topology (centralized | hierarchical | semi | decentralized | tree).
-  config.topology = ml_collections.ConfigDict(dict(
-      kind='centralized', graph='geometric', gamma=2, k2=2, num_clusters=4,
-      cluster_by='position', d2d_range_m=30.0, max_neighbors=8, er_prob=0.1,
-      degree=4, link_failure_prob=0.0, d2d_fallback='none'))
+  # Coordination topology: kind = centralized | hierarchical | semi |
+  # decentralized | tree, each kind's settings in its own block
+  # (hierarchical.num_edges / k2, semi.gamma / num_clusters / cluster_by /
+  # fallback, decentralized.gamma), and the D2D radio graph of the kinds
+  # with D2D links in topology.d2d (graph = geometric | ring | torus |
+  # erdos_renyi | k_regular | complete, range_m, max_neighbors, er_prob,
+  # degree, link_failure_prob); defaults from fedxr_jax/topology/<kind>.py.
+  config.topology = ml_collections.ConfigDict(topology.default_config())
   # Wireless channel of the cost model (DESIGN §4 defaults).
   config.channel = ml_collections.ConfigDict(dict(
       path_loss_db_at_1m=-30.0, path_loss_exponent=3.0, noise_dbm_per_hz=-174.0,

@@ -21,6 +21,7 @@ handed to `loss` unchanged.
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
+import numpy as np
 
 PyTree = Any
 
@@ -45,7 +46,38 @@ class FederatedProblem(NamedTuple):
   eval_stats: Callable[[dict, dict], dict]
   # Optional (params, batch, client meta) -> {task: logits}, for distillation (TAP).
   predict: Optional[Callable] = None
+  # Optional (source, client_id, round_idx) -> [2] metres in [0, area_m]^2:
+  # where a client is (D2D graphs, clusters, path loss); None: every client
+  # sits at the centre of the area.
+  client_position: Optional[Callable] = None
+  # Optional (source, client_id) -> int: the client's device class.
+  client_device: Optional[Callable] = None
+  area_m: float = 100.0
 
 
 def client_meta(data: dict) -> dict:
   return {k: v for k, v in data.items() if k != 'examples'}
+
+
+class Geography(NamedTuple):
+  """Host-side facts of clients that topologies lay out graphs with."""
+  positions: Callable   # (client ids [C] numpy, round_idx) -> [C, 2] float32 numpy
+  devices: Callable     # client ids [C] numpy -> [C] int numpy (device class)
+  area_m: float
+
+
+def geography(problem: FederatedProblem, source) -> Geography:
+  """The problem's client positions and devices as jitted host functions."""
+  if problem.client_position is None:
+    centre = np.full(2, problem.area_m / 2, np.float32)
+    positions = lambda ids, r: np.broadcast_to(centre, (len(ids), 2)).copy()
+  else:
+    fn = jax.jit(lambda ids, r: jax.vmap(
+        lambda c: problem.client_position(source, c, r))(ids))
+    positions = lambda ids, r: np.asarray(fn(jax.numpy.asarray(ids), r), np.float32)
+  if problem.client_device is None:
+    devices = lambda ids: np.zeros(len(ids), np.int32)
+  else:
+    dev = jax.jit(lambda ids: jax.vmap(lambda c: problem.client_device(source, c))(ids))
+    devices = lambda ids: np.asarray(dev(jax.numpy.asarray(ids)))
+  return Geography(positions, devices, float(problem.area_m))

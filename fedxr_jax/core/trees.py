@@ -75,3 +75,10 @@ def broadcast_to_clients(tree: PyTree, num_clients: int) -> PyTree:
 
 def where_tree(pred, on_true: PyTree, on_false: PyTree) -> PyTree:
   return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+def squared_distance(params: dict, anchor: dict) -> jax.Array:
+  """sum ||params[r] - anchor[r]||^2 over the roles of `anchor`."""
+  sq = [jnp.sum((p - a) ** 2) for p, a in zip(
+      jax.tree.leaves({r: params[r] for r in anchor}), jax.tree.leaves(anchor))]
+  return sum(sq, jnp.zeros(()))

@@ -16,7 +16,7 @@ the population are the unseen users of evaluation. Each client holds out
 """
 import functools
 import re
-from typing import Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -43,18 +43,28 @@ PARTITIONS = ('auto', 'natural', 'dirichlet')
 _TFDS_PREFIX = 'tfds:'
 
 
-def make_data(config) -> tuple:
-  """(spec, source pytree, client_data(source, client_id, split, round_idx)).
+class Data(NamedTuple):
+  """A run's data: its spec, the source pytree and the per-client functions.
 
-  client_data is None for the synthetic source: `xr_problem.make_xr_problem`
-  generates it (its default).
+  client_data(source, client_id, split, round_idx), client_position(source,
+  client_id, round_idx) and client_device(source, client_id) are None for
+  the synthetic source: `xr_problem.make_xr_problem` generates them (its
+  defaults).
   """
+  spec: Any
+  source: Any
+  client_data: Optional[Callable] = None
+  client_position: Optional[Callable] = None
+  client_device: Optional[Callable] = None
+
+
+def make_data(config) -> Data:
   d = config.data
   name = d.get('source', 'synthetic')
   if name == 'synthetic':
     spec = synthetic.spec_from_config(d, config.local_steps)
     world = synthetic.make_world(jax.random.fold_in(jax.random.key(config.seed), 7), spec)
-    return spec, world, None
+    return Data(spec, world)
   validate(config)
   dataset = load_dataset(name, d.get('archive', ''))
   clients = make_partition(dataset, config)
@@ -62,7 +72,9 @@ def make_data(config) -> tuple:
       dataset, clients, holdout_fraction=d.get('holdout_fraction', 0.2),
       seed=config.seed, local_steps=config.local_steps,
       area_m=d.get('area_m', 100.0), walk_m_per_round=d.get('walk_m_per_round', 0.0))
-  return spec, jax.tree.map(jnp.asarray, source), federated.client_data
+  return Data(spec, jax.tree.map(jnp.asarray, source), federated.client_data,
+              lambda src, c, r: federated.client_position(src, c, r, spec),
+              lambda src, c: jnp.int32(0))
 
 
 def validate(config) -> None:
@@ -72,8 +84,8 @@ def validate(config) -> None:
     raise ConfigError(f'data.partition={d.partition!r} is not one of {PARTITIONS}')
   if not 0.0 < d.get('holdout_fraction', 0.2) < 1.0:
     raise ConfigError(f'data.holdout_fraction must be in (0, 1), got {d.holdout_fraction}')
-  if config.topology.kind == 'semi' and config.topology.cluster_by == 'device':
-    raise ConfigError("not supported yet: topology.cluster_by='device' with "
+  if config.topology.kind == 'semi' and config.topology.semi.cluster_by == 'device':
+    raise ConfigError("not supported yet: topology.semi.cluster_by='device' with "
                       f'data.source={d.source!r} (every client is one device class)')
 
 

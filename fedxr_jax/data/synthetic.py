@@ -29,6 +29,7 @@ import numpy as np
 
 from fedxr_jax.data import catalog
 from fedxr_jax.data import environments as environments_lib
+from fedxr_jax.data import mobility
 from fedxr_jax.data import modalities as modalities_lib
 from fedxr_jax.data import renderers
 from fedxr_jax.data import shift
@@ -282,19 +283,9 @@ def client_style(world: dict, profile: dict, round_idx, spec: XRSpec) -> dict:
 
 
 def client_position(world: dict, client_id, round_idx, spec: XRSpec):
-  """Where a user is at a round, [2] meters in [0, area_m]^2.
-
-  Each user walks a circle of its own around a home point at
-  `walk_m_per_round` per round: mobility as a pure function of (client,
-  round), with no state to carry or checkpoint.
-  """
-  key = jax.random.fold_in(_client_key(world, client_id), 0x9051)
-  u = jax.random.uniform(key, (4,))
-  home = u[:2] * spec.area_m
-  radius = 0.05 * spec.area_m * (0.5 + u[2])
-  angle = 2 * jnp.pi * u[3] + round_idx * spec.walk_m_per_round / radius
-  pos = home + radius * jnp.stack([jnp.cos(angle), jnp.sin(angle)])
-  return jnp.clip(pos, 0.0, spec.area_m)
+  """Where a user is at a round, [2] metres in [0, area_m]^2 (`mobility.walk`)."""
+  return mobility.walk(_client_key(world, client_id), round_idx, spec.area_m,
+                       spec.walk_m_per_round)
 
 
 def client_round_state(world: dict, profile: dict, client_id, round_idx,

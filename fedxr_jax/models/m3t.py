@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedxr_jax.core import trees
 from fedxr_jax.models.lora import LORA_PREFIX, LoRADense, SelfAttention
 
 ROLES = ('base', 'lora_a', 'lora_b', 'lora_residual', 'prompts', 'user_prompts',

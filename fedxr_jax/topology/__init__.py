@@ -1,1 +1,2 @@
-"""Coordination topologies: host-built communication graphs and jittable mixing."""
+"""Coordination topologies, one file per kind (see `registry`)."""
+from fedxr_jax.topology.registry import CENTRAL, TOPOLOGIES, default_config, make

@@ -1,14 +1,26 @@
-"""Builds a federated XR experiment from a config, validating it on the way."""
+"""Builds a federated XR experiment from a config, validating it on the way.
+
+Each component gets its own config block: the topology `config.topology`
+(`fedxr_jax.topology.make`), the algorithm `config.algorithm.<name>`
+(`fedxr_jax.algorithms.make`), the LoRA rule `config.lora` (a plan mode, an
+update transform or an aggregator), the optimizers theirs.
+"""
 import difflib
 from typing import NamedTuple, Optional
 
 import jax
 import ml_collections
-import optax
 
 from fedxr_jax import algorithms
+from fedxr_jax import topology as topology_registry
+from fedxr_jax.aggregators.exact_lora import exact_lora
 from fedxr_jax.algorithms import lora_rules
+from fedxr_jax.core import algorithm as algorithm_lib
+from fedxr_jax.core import device_costs
+from fedxr_jax.core import problem as problem_lib
 from fedxr_jax.core import round as round_lib
+from fedxr_jax.core import round_plan
+from fedxr_jax.core import transforms as transforms_lib
 from fedxr_jax.core import trees
 from fedxr_jax.core import vectorize
 from fedxr_jax.core.problem import FederatedProblem
@@ -18,13 +30,11 @@ from fedxr_jax.data import synthetic
 from fedxr_jax.errors import ConfigError
 from fedxr_jax.models import m3t
 from fedxr_jax.topology import channel as channel_lib
-from fedxr_jax.topology import coordination as coordination_lib
-from fedxr_jax.topology import costs as costs_lib
-from fedxr_jax.topology import layout as layout_lib
+from fedxr_jax.training import optimizers
 from fedxr_jax.training import pretrained
 from fedxr_jax.training import xr_problem
+from fedxr_jax.transforms.hetlora import hetlora
 
-OPTIMIZERS = ('sgd', 'adam', 'yogi', 'adagrad')
 POSITIVE = ('num_rounds', 'population_size', 'cohort_size', 'local_steps',
             'batch_size', 'eval_every', 'checkpoint_every', 'max_checkpoints')
 
@@ -36,25 +46,14 @@ class Experiment(NamedTuple):
   federation: round_lib.Federation
   world: dict
   mesh: Optional[jax.sharding.Mesh]
-  layout: layout_lib.RoundLayout   # per-round topology arrays (host)
-  problem: Optional[FederatedProblem] = None   # what the federation runs
+  problem: FederatedProblem
+  costs: device_costs.DeviceCosts
+  sample_cohort: callable   # round_idx -> [C] numpy cohort
 
-
-def make_optimizer(cfg, where: str) -> optax.GradientTransformation:
-  name, lr = cfg.name, cfg.learning_rate
-  if lr <= 0:
-    raise ConfigError(f'{where}.learning_rate must be > 0, got {lr}')
-  if name == 'sgd':
-    return optax.sgd(lr, momentum=cfg.get('momentum') or None)
-  if name == 'adam':
-    return optax.adam(lr, b1=cfg.get('b1', 0.9), b2=cfg.get('b2', 0.99),
-                      eps=cfg.get('eps', 1e-3))
-  if name == 'yogi':
-    return optax.yogi(lr, b1=cfg.get('b1', 0.9), b2=cfg.get('b2', 0.99),
-                      eps=cfg.get('eps', 1e-3))
-  if name == 'adagrad':
-    return optax.adagrad(lr, eps=cfg.get('eps', 1e-3))
-  raise ConfigError(f'{where}.name={name!r} is not one of {OPTIMIZERS}')
+  def plan(self, round_idx: int):
+    """(RoundPlan of a round, host-side graph statistics): computed once per round."""
+    return round_plan.make_plan(self.sample_cohort, self.federation.topology.layout,
+                                round_idx)
 
 
 def validate(config) -> None:
@@ -69,7 +68,11 @@ def validate(config) -> None:
     raise ConfigError(f'chunk_size must be >= 0, got {config.chunk_size}')
   if config.eval_unseen_clients < 0:
     raise ConfigError('eval_unseen_clients must be >= 0')
-  d = config.data
+  _validate_data(config.data)
+  _validate_model(config)
+
+
+def _validate_data(d) -> None:
   if not d.modalities:
     raise ConfigError('data.modalities is empty')
   if not d.tasks:
@@ -93,7 +96,10 @@ def validate(config) -> None:
   if d.dirichlet_alpha <= 0:
     raise ConfigError('data.dirichlet_alpha must be > 0')
   synthetic.check_data_config(d)   # environments and the SHIFT blocks
-  m = config.model
+
+
+def _validate_model(config) -> None:
+  m, d = config.model, config.data
   if m.width % m.num_heads:
     raise ConfigError(f'model.width={m.width} is not divisible by '
                       f'model.num_heads={m.num_heads}')
@@ -119,58 +125,106 @@ def validate(config) -> None:
                       "known: ('query', 'key', 'value', 'out')")
 
 
+def expand_preset(config) -> tuple:
+  """(config, message): a preset name (fedadam, fedper...) as what it is.
+
+  A preset sets its keys only where the config still holds FedAvg's value
+  (`algorithms.PRESETS`), so `--config.algorithm.name=fedadam
+  --config.server_optimizer.learning_rate=0.03` keeps the 0.03.
+  """
+  name = config.algorithm.name
+  if name not in algorithms.PRESETS:
+    return config, ''
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.algorithm.name = 'fedavg'
+  applied = []
+  for key, (fedavg_value, value) in algorithms.PRESETS[name].items():
+    *parents, leaf = key.split('.')
+    block = config
+    for p in parents:
+      block = block[p]
+    if block[leaf] == fedavg_value:
+      block[leaf] = value
+      applied.append(f'{key}={value}')
+  return config, f"algorithm {name} = fedavg with {', '.join(applied) or 'your settings'}"
+
+
+def run_facts(config, plan: dict, tasks) -> algorithm_lib.RunFacts:
+  opt = config.client_optimizer
+  return algorithm_lib.RunFacts(
+      seed=config.seed, population_size=config.population_size,
+      cohort_size=config.cohort_size, local_steps=config.local_steps,
+      batch_size=config.batch_size, plan=dict(plan), tasks=tuple(tasks),
+      client_optimizer=opt.name, client_learning_rate=float(opt.learning_rate),
+      client_momentum=float(opt.get('momentum') or 0.0))
+
+
 def build(config) -> Experiment:
+  config, _ = expand_preset(config)
   validate(config)
-  spec, world, model, problem = make_problem(config)
+  spec, world, model, problem, costs = make_problem(config)
   # model.pretrained: frozen base (and encoders...) from fedxr-pretrain.
   problem = pretrained.with_pretrained(problem, config)
-  plan = make_plan(config)
-  # Trees the model does not have (no prompts, LoRA rank 0) need no plan.
-  present = jax.eval_shape(problem.init_params, jax.random.key(0)).keys()
-  plan = {role: mode for role, mode in plan.items() if role in present}
+  plan = present_plan(make_plan(config), problem)
   mesh = vectorize.client_mesh() if jax.device_count() > 1 else None
   if mesh is not None and config.eval_unseen_clients % mesh.size:
     raise ConfigError(f'eval_unseen_clients={config.eval_unseen_clients} does not '
                       f'split evenly over {mesh.size} devices')
-  topology = layout_lib.TopologySpec.from_config(config.topology)
-  layout = layout_lib.RoundLayout(topology, spec, world, seed=config.seed,
-                                  population=config.population_size,
-                                  cohort=config.cohort_size)
+  facts = run_facts(config, plan, spec.tasks)
+  topology = topology_registry.make(
+      config.topology, facts=facts, geography=problem_lib.geography(problem, world),
+      channel=channel_lib.Channel(**config.channel.to_dict()))
   federation = round_lib.build_federation(
       problem, plan, seed=config.seed,
       population_size=config.population_size, cohort_size=config.cohort_size,
       local_steps=config.local_steps, batch_size=config.batch_size,
-      client_optimizer=make_optimizer(config.client_optimizer, 'client_optimizer'),
-      server_optimizer=make_optimizer(config.server_optimizer, 'server_optimizer'),
+      client_optimizer=optimizers.make(config.client_optimizer, 'client_optimizer'),
+      server_optimizer=optimizers.make(config.server_optimizer, 'server_optimizer'),
       chunk_size=config.chunk_size, mesh=mesh, shuffle=config.shuffle,
-      coordination=make_coordination(topology, config.population_size),
-      cost_model=costs_lib.make_cost_model(
-          topology.kind, channel_lib.Channel(**config.channel.to_dict()),
-          gamma=topology.gamma, k2=topology.k2, area_m=spec.area_m),
-      # The cost model times the same model deadlines do (data.hardware.model_scale).
-      flops_per_step=training_flops_per_step(problem, world, config.batch_size)
-      * config.data.get('hardware', {}).get('model_scale', 1.0),
-      algorithm=make_algorithm(config, topology.kind, spec.tasks),
-      aggregation_rule=make_lora_rule(config, topology.kind))
-  return Experiment(config, spec, model, federation, world, mesh, layout, problem)
+      topology=topology, algorithm=make_algorithm(config, topology.kind, facts),
+      transforms=make_transforms(config), aggregator=make_aggregator(config, topology.kind),
+      costs=costs)
+  sample = round_plan.cohort_sampler(config.seed, config.population_size, config.cohort_size)
+  return Experiment(config, spec, model, federation, world, mesh, problem, costs, sample)
+
+
+def present_plan(plan: dict, problem: FederatedProblem) -> dict:
+  """Trees the model does not have (no prompts, LoRA rank 0) need no plan."""
+  present = jax.eval_shape(problem.init_params, jax.random.key(0)).keys()
+  return {role: mode for role, mode in plan.items() if role in present}
 
 
 def make_problem(config) -> tuple:
-  """(spec, world, model, problem) of a config; the problem inits at random."""
-  # config.data.source: the synthetic federation or a real dataset.
-  spec, world, client_data_fn = sources.make_data(config)
+  """(spec, world, model, problem, device costs) of a config; random init.
+
+  The problem is built once. Deadlines and memory limits (data.hardware)
+  need the model's step FLOPs and tree sizes, measured on the model before
+  the data that depends on them is generated.
+  """
+  data = sources.make_data(config)
+  spec, world = data.spec, data.source
   model = make_model(config, spec)
-  make = lambda spec: xr_problem.make_xr_problem(
+  problem = xr_problem.make_xr_problem(
       spec, model, device_lora_ranks=tuple(config.lora.device_ranks),
-      balance_coef=config.model.moe_balance, client_data_fn=client_data_fn)
+      balance_coef=config.model.moe_balance, client_data_fn=data.client_data,
+      client_position_fn=data.client_position, client_device_fn=data.client_device)
+  plan = present_plan(make_plan(config), problem)
+  scale = config.data.get('hardware', {}).get('model_scale', 1.0)
   if isinstance(spec, synthetic.XRSpec) and synthetic.needs_model_costs(spec):
-    # Deadlines and memory limits (data.hardware) need the model's step
-    # FLOPs and tree sizes, measured on the same problem without them.
-    probe = make(synthetic.without_model_limits(spec))
-    spec = synthetic.with_model_costs(
-        spec, training_flops_per_step(probe, world, config.batch_size),
-        role_train_bytes(config, spec, probe))
-  return spec, world, model, make(spec)
+    example = xr_problem.data_fn(synthetic.without_model_limits(spec),
+                                 tuple(config.lora.device_ranks), data.client_data)
+    costs = measure_device_costs(problem, example, world, plan, config.batch_size)
+    spec = synthetic.with_model_costs(spec, costs.flops_per_step,
+                                      role_train_bytes(config, spec, problem))
+    problem = problem._replace(client_data=xr_problem.data_fn(
+        spec, tuple(config.lora.device_ranks), data.client_data))
+  else:
+    costs = measure_device_costs(problem, problem.client_data, world, plan,
+                                 config.batch_size)
+  # The cost model times the same model deadlines do (data.hardware.model_scale).
+  costs = device_costs.DeviceCosts(costs.flops_per_step * scale,
+                                   costs.flops_per_forward_example * scale)
+  return spec, world, model, problem, costs
 
 
 def role_train_bytes(config, spec, problem) -> tuple:
@@ -226,7 +280,7 @@ def make_plan(config) -> dict:
   return plan
 
 
-def make_lora_rule(config, topology_kind: str):
+def _check_lora(config, topology_kind: str) -> None:
   lc = config.lora
   ranks = tuple(lc.device_ranks)
   if ranks and len(ranks) != len(config.data.devices):
@@ -235,23 +289,46 @@ def make_lora_rule(config, topology_kind: str):
   if any(not 1 <= r <= config.model.lora_rank for r in ranks):
     raise ConfigError(f'lora.device_ranks={ranks} must be in [1, model.lora_rank='
                       f'{config.model.lora_rank}]')
-  if lc.rule in lora_rules.EXACT_RULES and topology_kind != 'centralized':
-    raise ConfigError(f'not supported yet: lora.rule={lc.rule} with topology.kind='
-                      f'{topology_kind} (the residual needs the central average)')
-  if not config.model.lora_rank:
-    return None
-  return lora_rules.make_rule(
-      lc.rule, scale=config.model.lora_alpha / config.model.lora_rank,
-      hetlora_weights=lc.hetlora_weights, heterogeneous=bool(ranks))
+  if lc.rule in lora_rules.EXACT_RULES:
+    if topology_kind not in topology_registry.CENTRAL:
+      raise ConfigError(f'not supported yet: lora.rule={lc.rule} with topology.kind='
+                        f'{topology_kind} (the residual needs the central average)')
+    if ranks:
+      raise ConfigError(f'not supported yet: lora.rule={lc.rule} with lora.device_ranks '
+                        '(heterogeneous ranks)')
+  if lc.hetlora_weights and lc.rule in ('ffa', 'fedsa'):
+    raise ConfigError(f'not supported yet: lora.hetlora_weights with lora.rule={lc.rule} '
+                      '(HetLoRA weighs by both factors, and one is not shared)')
 
 
-def make_algorithm(config, topology_kind: str, tasks=None):
-  algorithm = algorithms.make_algorithm(config.algorithm.name, config, tasks)
-  central = {'scaffold': 'its control variates assume a central server',
-             'ewc': 'its Fisher and anchor are kept by a central server'}
-  if algorithm.name in central and topology_kind != 'centralized':
+def _lora_scale(config) -> float:
+  return config.model.lora_alpha / config.model.lora_rank
+
+
+def make_transforms(config) -> transforms_lib.UpdateTransform:
+  """The chain of client update transforms (HetLoRA's weights today)."""
+  chain = []
+  if config.model.lora_rank and config.lora.hetlora_weights:
+    chain.append(hetlora(scale=_lora_scale(config)))
+  return transforms_lib.chain(*chain)
+
+
+def make_aggregator(config, topology_kind: str):
+  """The server's aggregator: exact LoRA rules wrap the weighted mean."""
+  _check_lora(config, topology_kind)
+  if config.model.lora_rank and config.lora.rule in lora_rules.EXACT_RULES:
+    return exact_lora(config.lora.rule, scale=_lora_scale(config))
+  return None
+
+
+def make_algorithm(config, topology_kind: str, facts: algorithm_lib.RunFacts):
+  name = config.algorithm.name
+  algorithms.registry.check_name(name)
+  algorithm = algorithms.make(name, config.algorithm.get(name), facts)
+  if algorithm.needs_server and topology_kind not in topology_registry.CENTRAL:
     raise ConfigError(f'not supported yet: algorithm.name={algorithm.name} with '
-                      f'topology.kind={topology_kind} ({central[algorithm.name]})')
+                      f'topology.kind={topology_kind} (its state lives on a central '
+                      'server)')
   if algorithm.personalize is not None and topology_kind == 'decentralized':
     raise ConfigError(f'not supported yet: algorithm.name={algorithm.name} with '
                       'topology.kind=decentralized (clients already keep their own '
@@ -259,26 +336,31 @@ def make_algorithm(config, topology_kind: str, tasks=None):
   return algorithm
 
 
-def make_coordination(topology: layout_lib.TopologySpec, population: int):
-  kind = topology.kind
-  if kind == 'centralized':
-    return coordination_lib.centralized()
-  if kind == 'tree':
-    return coordination_lib.spanning_tree()
-  if kind == 'hierarchical':
-    return coordination_lib.hierarchical(topology.num_clusters, topology.k2)
-  if kind == 'semi':
-    return coordination_lib.semi_decentralized(topology.gamma)
-  return coordination_lib.decentralized(population, topology.gamma)
+def measure_device_costs(problem: FederatedProblem, client_data, source, plan: dict,
+                         batch_size: int) -> device_costs.DeviceCosts:
+  """FLOPs of one local step of the trees the plan trains, and of one forward.
+
+  XLA's cost analysis of the loss gradient with respect to the trained
+  trees only (a frozen tree costs its forward and the backward through it,
+  not its own weight gradients), so LoRA, prompts and full tuning differ.
+  """
+  params = jax.eval_shape(problem.init_params, jax.random.key(0))
+  data = jax.eval_shape(lambda: client_data(source, jax.numpy.int32(0), 'train', 0))
+  examples = lambda n: jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct((n,) + x.shape[1:], x.dtype), data['examples'])
+  meta = problem_lib.client_meta(data)
+  trained = {r: params[r] for r in params if plan.get(r, 'frozen') != 'frozen'}
+  fixed = {r: params[r] for r in params if r not in trained}
+  grad = jax.grad(lambda t, f, b, m: problem.loss({**f, **t}, b, m)[0])
+  step = jax.jit(grad).lower(trained, fixed, examples(batch_size), meta).cost_analysis()
+  forward = jax.jit(lambda p, b, m: problem.loss(p, b, m)[0]).lower(
+      params, examples(1), meta).cost_analysis()
+  return device_costs.DeviceCosts(float(step.get('flops', 0.0)),
+                                  float(forward.get('flops', 0.0)))
 
 
 def training_flops_per_step(problem, world, batch_size: int) -> float:
-  """FLOPs of one local step (forward + backward), from XLA's cost analysis."""
+  """FLOPs of one local step training every tree (benchmarks' reference)."""
   params = jax.eval_shape(problem.init_params, jax.random.key(0))
-  data = jax.eval_shape(lambda: problem.client_data(world, jax.numpy.int32(0), 'train'))
-  batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((batch_size,) + x.shape[1:], x.dtype),
-                       data['examples'])
-  meta = {k: v for k, v in data.items() if k != 'examples'}
-  grad = jax.grad(lambda p, b, m: problem.loss(p, b, m)[0])
-  analysis = jax.jit(grad).lower(params, batch, meta).cost_analysis()
-  return float(analysis.get('flops', 0.0))
+  return measure_device_costs(problem, problem.client_data, world,
+                              {r: 'shared' for r in params}, batch_size).flops_per_step

@@ -1,4 +1,14 @@
-"""run(config, workdir): the host loop around the compiled round."""
+"""run(config, workdir): the host loop around the compiled round.
+
+Per call the host makes the plans of the next K rounds (cohort, topology
+arrays; `config.rounds_per_call`), runs them in one compiled call, and
+fetches their metrics in one transfer. A call never crosses an evaluation
+or a checkpoint. Evaluations follow a fixed schedule (every `eval_every`
+rounds), so a run stopped and resumed writes the same rows as one that
+never stopped; the end of every invocation also evaluates its last round
+into `summary.json`.
+"""
+import json
 import os
 import sys
 import time
@@ -8,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from fedxr_jax.core import rng
+from fedxr_jax.core import round_plan
 from fedxr_jax.training import checkpoint as checkpoint_lib
 from fedxr_jax.training import experiment as experiment_lib
 from fedxr_jax.training import metrics_log
@@ -16,7 +26,8 @@ from fedxr_jax.training import report
 
 # Keys that may change when a run resumes; every other key must match.
 RESUMABLE_KEYS = ('num_rounds', 'eval_every', 'checkpoint_every',
-                  'max_checkpoints', 'plot')
+                  'max_checkpoints', 'plot', 'rounds_per_call')
+SUMMARY_FILE = 'summary.json'
 
 
 def eval_metrics(prefix: str, sums: dict, tasks) -> dict:
@@ -62,6 +73,53 @@ def client_spread(per_client: dict) -> dict:
           'eval/client_accuracy_min': float(acc.min()) if acc.size else None}
 
 
+def adaptation_metrics(sums: dict, num_clients: int) -> dict:
+  """On-device cost of adapting before evaluation (local FT, TAP), per client."""
+  if 'adapt_compute_s' not in sums:
+    return {}
+  return {'eval/adapt_compute_s': float(sums['adapt_compute_s']) / num_clients,
+          'eval/adapt_energy_j': float(sums['adapt_energy_j']) / num_clients}
+
+
+class Evaluator:
+  """Evaluation rows of a round: participants, unseen users, client spread."""
+
+  def __init__(self, exp):
+    config, fed = exp.config, exp.federation
+    self.exp, self.tasks = exp, exp.spec.tasks
+    self.evaluate = jax.jit(fed.evaluate, static_argnames=(
+        'split', 'personal_from_population', 'per_client'))
+    # Ids past the population are never sampled: new users.
+    self.unseen = jnp.arange(config.population_size,
+                             config.population_size + config.eval_unseen_clients)
+
+  def __call__(self, server, clients, frozen, cohort) -> dict:
+    world, cohort = self.exp.world, jnp.asarray(cohort)
+    sums = self.evaluate(server, clients, frozen, world, cohort, 'test')
+    row = {**eval_metrics('eval', sums, self.tasks),
+           **adaptation_metrics(sums, cohort.shape[0])}
+    if self.unseen.shape[0]:
+      row.update(eval_metrics('eval_unseen', self.evaluate(
+          server, clients, frozen, world, self.unseen, 'test',
+          personal_from_population=False), self.tasks))
+    if self.exp.federation.topology.own_models is not None:
+      row.update(client_spread(self.evaluate(server, clients, frozen, world, cohort,
+                                             'test', per_client=True)))
+    return row
+
+
+def call_lengths(start: int, stop: int, per_call: int, eval_every: int,
+                 checkpoint_every: int):
+  """Rounds per compiled call: at most `per_call`, never crossing an event."""
+  r = start
+  while r < stop:
+    k = min(per_call, stop - r)
+    for period in (eval_every, checkpoint_every):
+      k = min(k, period - r % period)
+    yield r, k
+    r += k
+
+
 def run(config, workdir: str, progress: bool = True) -> list:
   """Trains (or resumes) the federation described by `config` in `workdir`.
 
@@ -81,7 +139,6 @@ def _run_locked(exp, config, workdir: str, progress: bool) -> list:
   immutable = [k for k in config.keys() if k not in RESUMABLE_KEYS]
   checkpoint_lib.write_run_config(workdir, config.to_json(), immutable)
   fed, world = exp.federation, exp.world
-
   server, clients, frozen = jax.jit(fed.init)(world)
   ckpts = checkpoint_lib.Checkpoints(os.path.join(workdir, 'checkpoints'),
                                      config.max_checkpoints)
@@ -90,61 +147,83 @@ def _run_locked(exp, config, workdir: str, progress: bool) -> list:
     state = ckpts.restore(start, {'server': server, 'clients': clients})
     server, clients = state['server'], state['clients']
   log = metrics_log.MetricsLog(os.path.join(workdir, 'metrics.jsonl'), start)
-
-  round_fn = jax.jit(fed.round, donate_argnums=(0, 1))
-  evaluate = jax.jit(fed.evaluate, static_argnames=(
-      'split', 'personal_from_population', 'per_client'))
-  seed_key = jax.random.key(config.seed)
-  cohort_of = jax.jit(lambda r: rng.sample_cohort(
-      seed_key, r, config.population_size, config.cohort_size))
-  # Ids past the population are never sampled: new users.
-  unseen = jnp.arange(config.population_size,
-                      config.population_size + config.eval_unseen_clients)
-  tasks = exp.spec.tasks
-
+  one_round = jax.jit(fed.round, donate_argnums=(0, 1))
+  many_rounds = jax.jit(fed.rounds, donate_argnums=(0, 1))
+  evaluator = Evaluator(exp)
   if start >= config.num_rounds:
     print(f'{workdir}: already trained {start} rounds (num_rounds='
           f'{config.num_rounds}); raise --config.num_rounds to continue.')
-  bar = tqdm.tqdm(range(start, config.num_rounds), initial=start,
-                  total=config.num_rounds, desc='rounds', unit='round',
+  bar = tqdm.tqdm(total=config.num_rounds, initial=start, desc='rounds', unit='round',
                   disable=not progress, file=sys.stderr)
-  round_seconds = []
-  for r in bar:
-    topo, graph_stats = exp.layout(r)
+  call_seconds, last_cohort = [], None
+  for first, k in call_lengths(start, config.num_rounds, config.get('rounds_per_call', 1),
+                               config.eval_every, config.checkpoint_every):
+    plans, graph_stats = zip(*[exp.plan(r) for r in range(first, first + k)])
     t0 = time.perf_counter()
-    server, clients, metrics = round_fn(server, clients, frozen, world, topo)
-    jax.block_until_ready(metrics)
-    round_seconds.append(time.perf_counter() - t0)
-    done = r + 1
-    row = {'round': done, **graph_stats}
-    row.update({k: float(v) for k, v in metrics.items()})
-    if done % config.eval_every == 0 or done == config.num_rounds:
-      row.update(eval_metrics('eval', evaluate(
-          server, clients, frozen, world, cohort_of(r), 'test'), tasks))
-      row.update(forgetting(log.rows, row, 'eval', tasks))
-      if config.eval_unseen_clients:
-        row.update(eval_metrics('eval_unseen', evaluate(
-            server, clients, frozen, world, unseen, 'test',
-            personal_from_population=False), tasks))
-      if fed.coordination.own_models is not None:
-        row.update(client_spread(evaluate(server, clients, frozen, world,
-                                          cohort_of(r), 'test', per_client=True)))
-      bar.set_postfix(loss=f"{row['train/loss']:.3f}",
-                      acc=f"{row['eval/accuracy'] or 0:.3f}")
-    log.append(row)
+    if k == 1:
+      server, clients, metrics = one_round(server, clients, frozen, world, plans[0])
+      metrics = jax.tree.map(lambda x: x[None], metrics)
+    else:
+      server, clients, metrics = many_rounds(server, clients, frozen, world,
+                                             round_plan.stack(plans))
+    metrics = jax.device_get(metrics)   # the call's one transfer
+    call_seconds.append((time.perf_counter() - t0, k))
+    last_cohort = plans[-1].cohort
+    for i in range(k):
+      done = first + i + 1
+      row = {'round': done, **graph_stats[i],
+             **{key: float(v[i]) for key, v in metrics.items()}}
+      if done % config.eval_every == 0:
+        row.update(evaluator(server, clients, frozen, last_cohort))
+        row.update(forgetting(log.rows, row, 'eval', exp.spec.tasks))
+        bar.set_postfix(loss=f"{row['train/loss']:.3f}",
+                        acc=f"{row['eval/accuracy'] or 0:.3f}")
+      log.append(row)
+    done = first + k
     if done % config.checkpoint_every == 0 or done == config.num_rounds:
       ckpts.save(done, {'server': server, 'clients': clients})
+    bar.update(k)
   bar.close()
   ckpts.close()
-
-  if round_seconds:
-    # The first round includes compilation.
-    steady = round_seconds[1:] or round_seconds
-    print(f'{len(round_seconds)} rounds: first (with compile) '
-          f'{round_seconds[0]:.2f} s, then median {np.median(steady):.3f} s/round '
-          f'({config.cohort_size} clients x {config.local_steps} local steps)')
-  report.print_summary(log.rows, tasks, exp.spec.num_classes)
-  if config.plot and log.rows:
-    path = report.plot_curves(log.rows, tasks, os.path.join(workdir, 'curves.png'))
-    print(f'curves: {path}')
+  _finish(exp, config, workdir, log, call_seconds, evaluator,
+          (server, clients, frozen), last_cohort)
   return log.rows
+
+
+def _finish(exp, config, workdir, log, call_seconds, evaluator, state, last_cohort):
+  """Timing line, the final evaluation (summary.json), summary table, curves."""
+  if call_seconds:
+    per_round = [s / k for s, k in call_seconds]
+    steady = per_round[1:] or per_round
+    print(f'{sum(k for _, k in call_seconds)} rounds: first call (with compile) '
+          f'{call_seconds[0][0]:.2f} s, then median {np.median(steady):.3f} s/round '
+          f'({config.cohort_size} clients x {config.local_steps} local steps)')
+  final = final_evaluation(exp, log, evaluator, state, last_cohort)
+  if final is not None:
+    write_summary(workdir, final)
+  rows = log.rows + ([final] if final is not None and final['round'] != (
+      log.rows[-1]['round'] if log.rows else None) else [])
+  report.print_summary(rows, exp.spec.tasks, exp.spec.num_classes)
+  if config.plot and log.rows:
+    path = report.plot_curves(log.rows, exp.spec.tasks, os.path.join(workdir, 'curves.png'))
+    print(f'curves: {path}')
+
+
+def final_evaluation(exp, log, evaluator, state, last_cohort):
+  """The last round's metrics with its evaluation (recomputed if off schedule)."""
+  if not log.rows:
+    return None
+  last = dict(log.rows[-1])
+  if 'eval/accuracy' not in last:
+    server, clients, frozen = state
+    cohort = last_cohort if last_cohort is not None else exp.plan(last['round'] - 1)[0].cohort
+    last.update(evaluator(server, clients, frozen, cohort))
+  return last
+
+
+def write_summary(workdir: str, row: dict) -> None:
+  path = os.path.join(workdir, SUMMARY_FILE)
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(row, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)

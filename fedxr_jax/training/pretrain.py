@@ -70,7 +70,7 @@ def make_setup(config) -> Setup:
   if config.data.get('source', 'synthetic') != 'synthetic':
     raise ConfigError('pretraining needs public users outside the federation; '
                       f"data.source={config.data.source!r} has none (use 'synthetic')")
-  spec, world, model, problem = experiment.make_problem(config)
+  spec, world, model, problem, _ = experiment.make_problem(config)
   return Setup(spec, model, problem, world)
 
 

@@ -1,6 +1,4 @@
 """The synthetic XR federation and the M3T model as a `FederatedProblem`."""
-import functools
-import inspect
 from typing import Callable, Optional, Sequence
 
 import jax
@@ -27,7 +25,9 @@ def task_losses(logits: dict, labels, mask, tasks):
 def make_xr_problem(spec: synthetic.XRSpec, model: m3t.M3TModel, *,
                     device_lora_ranks: Sequence[int] = (),
                     balance_coef: float = 0.01,
-                    client_data_fn: Optional[Callable] = None) -> FederatedProblem:
+                    client_data_fn: Optional[Callable] = None,
+                    client_position_fn: Optional[Callable] = None,
+                    client_device_fn: Optional[Callable] = None) -> FederatedProblem:
   """The M3T model on a federation described by `spec`.
 
   device_lora_ranks: LoRA rank of each of `spec.devices` (heterogeneous
@@ -35,19 +35,18 @@ def make_xr_problem(spec: synthetic.XRSpec, model: m3t.M3TModel, *,
   first r_i rank components, and gives the others zero aggregation weight.
   balance_coef: weight of the MoE load-balancing loss (Switch Transformer).
   client_data_fn: (source, client_id, split, round_idx) -> client data;
-  default: the synthetic generator.
+  client_position_fn: (source, client_id, round_idx) -> [2] metres;
+  client_device_fn: (source, client_id) -> device index; defaults: the
+  synthetic generator's.
   """
   tasks = spec.tasks
   r_max = model.lora_rank
-  ranks = jnp.asarray(device_lora_ranks or (r_max,) * len(spec.devices), jnp.int32)
   moe = model.num_experts > 0
-  client_data_fn = client_data_fn or functools.partial(_synthetic_client_data, spec=spec)
-
-  def client_data(source, client_id, split, round_idx=0):
-    data = client_data_fn(source, client_id, split, round_idx)
-    if device_lora_ranks:
-      data['lora_rank'] = ranks[data['device']]
-    return data
+  client_data = data_fn(spec, device_lora_ranks, client_data_fn)
+  client_position_fn = client_position_fn or (
+      lambda source, c, r: synthetic.client_position(source, c, r, spec))
+  client_device_fn = client_device_fn or (
+      lambda source, c: synthetic.client_profile(source, c, spec)['device'])
 
   def rank_mask(meta):
     rank = meta.get('lora_rank', r_max)
@@ -146,7 +145,9 @@ def make_xr_problem(spec: synthetic.XRSpec, model: m3t.M3TModel, *,
 
   return FederatedProblem(
       init_params=init_params, loss=loss, client_data=client_data,
-      module_weights=module_weights, eval_stats=eval_stats, predict=predict)
+      module_weights=module_weights, eval_stats=eval_stats, predict=predict,
+      client_position=client_position_fn, client_device=client_device_fn,
+      area_m=float(spec.area_m))
 
 
 def _balance_loss(routed, probs, valid):
@@ -161,10 +162,19 @@ def _balance_loss(routed, probs, valid):
   return num_experts * jnp.sum(fraction * mean_prob)
 
 
-def _synthetic_client_data(world, client_id, split, round_idx, spec):
-  if _SYNTHETIC_TAKES_ROUND:
-    return synthetic.client_data(world, client_id, split, spec, round_idx=round_idx)
-  return synthetic.client_data(world, client_id, split, spec)
+def data_fn(spec, device_lora_ranks: Sequence[int] = (),
+            client_data_fn: Optional[Callable] = None) -> Callable:
+  """(source, client_id, split, round_idx) -> client data, with each client's
+  LoRA rank under heterogeneous ranks. Default source: the synthetic generator."""
+  if client_data_fn is None:
+    client_data_fn = lambda world, c, split, r: synthetic.client_data(
+        world, c, split, spec, round_idx=r)
+  ranks = jnp.asarray(device_lora_ranks or (1,) * len(spec.devices), jnp.int32)
 
+  def client_data(source, client_id, split, round_idx=0):
+    data = client_data_fn(source, client_id, split, round_idx)
+    if device_lora_ranks:
+      data['lora_rank'] = ranks[data['device']]
+    return data
 
-_SYNTHETIC_TAKES_ROUND = 'round_idx' in inspect.signature(synthetic.client_data).parameters
+  return client_data

@@ -5,7 +5,7 @@ The source is a pytree of arrays stacked over clients and padded:
   source[split]['y']            [C, N_split, 1] int32 (one task)
   source[split]['num_examples'] [C] int32, valid examples first
 plus the one device profile every client has and a key (client positions
-for the topology, `synthetic.client_position`). `client_data` reads one
+for the topology, `client_position`). `client_data` reads one
 client out of it in exactly the format of `synthetic.client_data`, so the
 round, the model problem and the topology treat real and synthetic data
 alike.
@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedxr_jax.data import catalog
+from fedxr_jax.data import mobility
 from fedxr_jax.data.real import dataset as dataset_lib
 from fedxr_jax.errors import ConfigError
 
@@ -49,7 +50,7 @@ class RealDataSpec:
   num_clients: int
   devices: tuple = (DEVICE.name,)
   area_m: float = 100.0            # users live in a square of this side
-  walk_m_per_round: float = 0.0    # mobility (synthetic.client_position)
+  walk_m_per_round: float = 0.0    # mobility (client_position)
 
   def model_modalities(self) -> dict:
     """{name: (shape, token_shape)} for `models.m3t.M3TModel`."""
@@ -138,3 +139,9 @@ def client_data(source: dict, client_id, split: str, round_idx=0) -> dict:
       'device': jnp.int32(0),
       'device_profile': dict(source['device_profile']),
   }
+
+
+def client_position(source: dict, client_id, round_idx, spec: RealDataSpec):
+  """Where a client is at a round (`mobility.walk`, seeded by the source's key)."""
+  key = jax.random.fold_in(jax.random.wrap_key_data(source['key']), client_id)
+  return mobility.walk(key, round_idx, spec.area_m, spec.walk_m_per_round)

@@ -1,16 +1,32 @@
 """What an algorithm may change in a round, as pure functions.
 
-The round owns the schedule (local scan, aggregation, server optimizer);
-an algorithm adds terms to the local objective, corrects local gradients,
-schedules which trees train at which local step, keeps per-client and server
-state (stacked over the population and checkpointed with the run), trains
-personal models beside the global one, and adapts the model a client is
-evaluated with.
+The round owns the schedule (local steps, transforms, aggregation, server
+optimizer); an algorithm adds terms to the local objective, corrects local
+gradients, schedules which trees train at which local step, keeps
+per-client and server state (stacked over the population and checkpointed
+with the run), trains personal models beside the global one, and adapts
+the model a client is evaluated with. Implementations live in
+`fedxr_jax.algorithms`, one file each.
 """
-from typing import Any, Callable, NamedTuple, Optional
+import dataclasses
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
-import jax
 import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFacts:
+  """What a component may know of the run besides its own settings."""
+  seed: int = 0
+  population_size: int = 1
+  cohort_size: int = 1
+  local_steps: int = 1
+  batch_size: int = 1
+  plan: Mapping[str, str] = dataclasses.field(default_factory=dict)   # {role: mode}
+  tasks: tuple = ()                          # task names in label order
+  client_optimizer: str = 'sgd'              # its name
+  client_learning_rate: float = 0.0
+  client_momentum: float = 0.0
 
 
 class ServerUpdate(NamedTuple):
@@ -22,12 +38,18 @@ class ServerUpdate(NamedTuple):
   round: Any         # int32 scalar: index of the round that just ran
 
 
+class ClientCost(NamedTuple):
+  """Work an algorithm adds on the device, beyond the round's local steps."""
+  train_steps: Any = 0       # extra local steps (Ditto's personal model, ...)
+  forward_examples: Any = 0  # extra forward passes, in examples (TAP's comparisons)
+
+
 class ClientContext(NamedTuple):
   """One client inside the round, for `personalize`, `client_report`, `eval_adapt`.
 
   train(params, regularizer=None, objective=None, steps=None) -> (params, stats):
       the client's local steps (its budget, or `steps`; same data and
-      optimizer) from `params`;
+      optimizer) from `params`; stats['steps'] counts the steps it ran;
   task_losses(params) -> [T] per-task loss on the client's training data;
   example_grads(params) -> (gradients of single examples stacked [B, ...],
       [B] mask of the valid ones);
@@ -64,8 +86,9 @@ class Algorithm(NamedTuple):
   update_server_state: Callable
   # Optional (step, roles) -> {role: bool}: the roles a local step updates (FedRep).
   role_schedule: Optional[Callable] = None
-  # Optional (ClientContext, client_state, server_state) -> client_state:
-  # personal models trained beside the global one (Ditto, TAP stage 1).
+  # Optional (ClientContext, client_state, server_state) -> (client_state,
+  # ClientCost): personal models trained beside the global one (Ditto, TAP
+  # stage 1), and the work that took on the device.
   personalize: Optional[Callable] = None
   # Optional (ClientContext, server_state) -> tree, averaged over the cohort
   # by examples into `ServerUpdate.report` (EWC's Fisher information).
@@ -73,9 +96,12 @@ class Algorithm(NamedTuple):
   # Optional (global model, client_state) -> the model a population client is
   # evaluated with (Ditto's and TAP's personal models).
   eval_model: Optional[Callable] = None
-  # Optional (ClientContext, client_state) -> params: what a client does with
-  # its training data before it is evaluated (local fine-tuning, TAP stage 2).
+  # Optional (ClientContext, client_state) -> (params, ClientCost): what a
+  # client does with its training data before it is evaluated (local
+  # fine-tuning, TAP stage 2), and the work that took.
   eval_adapt: Optional[Callable] = None
+  # Whether it needs a central server (its state lives there).
+  needs_server: bool = False
 
 
 def no_state(shared):
@@ -106,11 +132,4 @@ def keep_server_state(server_state, update):
 def plain(name: str, **hooks) -> Algorithm:
   """FedAvg's local training and server, plus the given hooks."""
   return Algorithm(name, no_state, no_state, no_regularizer, keep_grads,
-                   keep_client_state, keep_server_state, **hooks)
-
-
-def squared_distance(params: dict, anchor: dict) -> jnp.ndarray:
-  """sum ||params[r] - anchor[r]||^2 over the roles of `anchor`."""
-  sq = [jnp.sum((p - a) ** 2) for p, a in zip(
-      jax.tree.leaves({r: params[r] for r in anchor}), jax.tree.leaves(anchor))]
-  return sum(sq, jnp.zeros(()))
+                   keep_client_state, keep_server_state)._replace(**hooks)

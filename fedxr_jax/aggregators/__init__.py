@@ -1,0 +1,1 @@
+"""Aggregators (interface: core.aggregation), one file each."""

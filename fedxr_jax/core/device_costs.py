@@ -1,0 +1,44 @@
+"""What a round costs a device: the bits it moves and the seconds it computes.
+
+FLOPs come from the model (XLA's cost analysis of the trees the plan trains,
+see `training.experiment.measure_device_costs`); a device's FLOP/s, radio
+and power come with its client data (`data['device_profile']`), or from
+`DEFAULT_DEVICE` for a problem that does not describe one.
+"""
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from fedxr_jax.core import algorithm as algorithm_lib
+from fedxr_jax.core import trees
+
+DEFAULT_DEVICE = {'train_flops': 1e12, 'tx_power_dbm': 20.0, 'compute_power_w': 5.0}
+
+
+class DeviceCosts(NamedTuple):
+  flops_per_step: float = 0.0             # one local step: forward + backward of the trained trees
+  flops_per_forward_example: float = 0.0  # one example's forward pass
+
+
+def payload_bits(weights: dict, shared: dict) -> jax.Array:
+  """Bits of the shared modules (or module slices) a client holds (weight > 0)."""
+  total = 0.0
+  for r in shared:
+    bits = jax.tree.map(lambda w, sub: 8.0 * trees.tree_bytes(sub), weights[r], shared[r])
+    total = total + sum(jnp.mean((w > 0).astype(jnp.float32)) * b for w, b in zip(
+        jax.tree.leaves(weights[r]), jax.tree.leaves(bits)))
+  return total
+
+
+def device_profile(data: dict) -> dict:
+  return {**DEFAULT_DEVICE, **data.get('device_profile', {})}
+
+
+def compute_seconds(costs: DeviceCosts, steps, extra: algorithm_lib.ClientCost,
+                    train_flops) -> jax.Array:
+  """On-device seconds of a client's local steps plus an algorithm's extra work."""
+  seconds = (steps + extra.train_steps) * costs.flops_per_step / train_flops
+  if costs.flops_per_forward_example:
+    seconds = seconds + extra.forward_examples * costs.flops_per_forward_example / train_flops
+  return seconds

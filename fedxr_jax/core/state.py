@@ -1,0 +1,23 @@
+"""The state a federated run carries from round to round (checkpointed)."""
+from typing import Any
+
+import flax
+import jax
+
+
+@flax.struct.dataclass
+class ServerState:
+  round: jax.Array   # int32 scalar: rounds completed
+  shared: dict       # {role: tree} global copies of the shared trees
+  opt_state: Any     # server optimizer state over `shared`
+  topology: Any      # topology state (edge models, client models, ...)
+  algorithm: Any     # algorithm server state (e.g. SCAFFOLD's c)
+  aggregator: Any = ()   # aggregator state (e.g. centered clipping's momentum)
+  transforms: Any = ()   # update transforms' server state (e.g. an adaptive clip norm)
+
+
+@flax.struct.dataclass
+class ClientStates:
+  personal: dict     # {role: tree} personal trees stacked over the population
+  algorithm: Any     # algorithm client states stacked over the population
+  transforms: Any = ()   # update transforms' client states, stacked likewise

@@ -1,0 +1,62 @@
+"""Topologies by kind (`--config.topology.kind`), each built from its own block.
+
+A kind's factory takes keyword settings (its `config.topology.<kind>`
+block; the defaults are the factory's), plus the run's facts, the
+problem's geography, the channel, and (for kinds with D2D links) the
+`config.topology.d2d` radio graph.
+"""
+import dataclasses
+import difflib
+import inspect
+
+from fedxr_jax.errors import ConfigError
+from fedxr_jax.topology import centralized
+from fedxr_jax.topology import channel as channel_lib
+from fedxr_jax.topology import decentralized
+from fedxr_jax.topology import hierarchical
+from fedxr_jax.topology import layout
+from fedxr_jax.topology import semi
+from fedxr_jax.topology import tree
+
+TOPOLOGIES = {
+    'centralized': centralized.make,
+    'hierarchical': hierarchical.make,
+    'semi': semi.make,
+    'decentralized': decentralized.make,
+    'tree': tree.make,
+}
+# Kinds whose clients talk over D2D links (they take the d2d block).
+USES_D2D = ('semi', 'decentralized', 'tree')
+# Kinds with a central server that runs the round's aggregator.
+CENTRAL = ('centralized',)
+_CONTEXT = ('facts', 'geography', 'channel', 'd2d')
+
+
+def settings(kind: str) -> dict:
+  """{key: default} of a kind's own block (from its factory)."""
+  params = inspect.signature(TOPOLOGIES[kind]).parameters.values()
+  return {p.name: p.default for p in params if p.name not in _CONTEXT}
+
+
+def default_config() -> dict:
+  """The `config.topology` block: kind, the D2D radio graph, one block per kind."""
+  d2d = {f.name: f.default for f in dataclasses.fields(layout.D2D)}
+  return {'kind': 'centralized', 'd2d': d2d, **{k: settings(k) for k in TOPOLOGIES}}
+
+
+def make(block, *, facts, geography, channel: channel_lib.Channel):
+  """The topology `block.kind` with its own settings from `block.<kind>`."""
+  kind = block['kind']
+  if kind not in TOPOLOGIES:
+    close = difflib.get_close_matches(kind, TOPOLOGIES, n=1)
+    hint = f' (did you mean {close[0]!r}?)' if close else ''
+    raise ConfigError(f'topology.kind={kind!r} is not one of {sorted(TOPOLOGIES)}{hint}')
+  own = dict(block.get(kind, {}) or {})
+  context = {'facts': facts, 'geography': geography, 'channel': channel}
+  if kind in USES_D2D:
+    context['d2d'] = layout.D2D(**dict(block.get('d2d', {}) or {}))
+  unknown = sorted(set(own) - set(settings(kind)))
+  if unknown:
+    raise ConfigError(f'topology.{kind} has no setting(s) {unknown}; known: '
+                      f'{sorted(settings(kind))}')
+  return TOPOLOGIES[kind](**context, **own)

@@ -1,0 +1,1 @@
+"""Client update transforms (interface: core.transforms), one file each."""
