@@ -14,12 +14,12 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import tqdm
 
 from fedxr_jax.core import round_plan
 from fedxr_jax.training import checkpoint as checkpoint_lib
+from fedxr_jax.training import evaluation
 from fedxr_jax.training import experiment as experiment_lib
 from fedxr_jax.training import metrics_log
 from fedxr_jax.training import report
@@ -28,84 +28,6 @@ from fedxr_jax.training import report
 RESUMABLE_KEYS = ('num_rounds', 'eval_every', 'checkpoint_every',
                   'max_checkpoints', 'plot', 'rounds_per_call')
 SUMMARY_FILE = 'summary.json'
-
-
-def eval_metrics(prefix: str, sums: dict, tasks) -> dict:
-  """Per-task accuracy and loss from summed eval stats (None: no labels)."""
-  sums = jax.tree.map(np.asarray, sums)
-  out, accs = {}, []
-  for t, name in enumerate(tasks):
-    count = float(sums['count'][t])
-    acc = float(sums['correct'][t]) / count if count else None
-    out[f'{prefix}/{name}/accuracy'] = acc
-    out[f'{prefix}/{name}/loss'] = float(sums['loss_sum'][t]) / count if count else None
-    if acc is not None:
-      accs.append(acc)
-  out[f'{prefix}/accuracy'] = float(np.mean(accs)) if accs else None
-  if 'expert_tokens' in sums:
-    # Submodule activation: share of each task's tokens routed to each expert
-    # ([layer][expert]), and the experts that take >= 5% of them.
-    for t, name in enumerate(tasks):
-      routed = sums['expert_tokens'][t]
-      share = routed / np.maximum(routed.sum(-1, keepdims=True), 1e-9)
-      out[f'{prefix}/{name}/expert_share'] = np.round(share, 4).tolist()
-      out[f'{prefix}/{name}/experts_active'] = float((share >= 0.05).sum(-1).mean())
-  return out
-
-
-def forgetting(rows: list, row: dict, prefix: str, tasks) -> dict:
-  """Forgetting of each task: best past accuracy minus the current one."""
-  out = {}
-  for name in tasks:
-    key = f'{prefix}/{name}/accuracy'
-    past = [r[key] for r in rows if r.get(key) is not None]
-    if past and row.get(key) is not None:
-      out[f'{prefix}/{name}/forgetting'] = max(0.0, max(past) - row[key])
-  return out
-
-
-def client_spread(per_client: dict) -> dict:
-  """Spread of per-client accuracy (mean over each client's tasks)."""
-  correct, count = np.asarray(per_client['correct']), np.asarray(per_client['count'])
-  held = count.sum(-1) > 0
-  acc = correct.sum(-1)[held] / count.sum(-1)[held]
-  return {'eval/client_accuracy_std': float(acc.std()) if acc.size else None,
-          'eval/client_accuracy_min': float(acc.min()) if acc.size else None}
-
-
-def adaptation_metrics(sums: dict, num_clients: int) -> dict:
-  """On-device cost of adapting before evaluation (local FT, TAP), per client."""
-  if 'adapt_compute_s' not in sums:
-    return {}
-  return {'eval/adapt_compute_s': float(sums['adapt_compute_s']) / num_clients,
-          'eval/adapt_energy_j': float(sums['adapt_energy_j']) / num_clients}
-
-
-class Evaluator:
-  """Evaluation rows of a round: participants, unseen users, client spread."""
-
-  def __init__(self, exp):
-    config, fed = exp.config, exp.federation
-    self.exp, self.tasks = exp, exp.spec.tasks
-    self.evaluate = jax.jit(fed.evaluate, static_argnames=(
-        'split', 'personal_from_population', 'per_client'))
-    # Ids past the population are never sampled: new users.
-    self.unseen = jnp.arange(config.population_size,
-                             config.population_size + config.eval_unseen_clients)
-
-  def __call__(self, server, clients, frozen, cohort) -> dict:
-    world, cohort = self.exp.world, jnp.asarray(cohort)
-    sums = self.evaluate(server, clients, frozen, world, cohort, 'test')
-    row = {**eval_metrics('eval', sums, self.tasks),
-           **adaptation_metrics(sums, cohort.shape[0])}
-    if self.unseen.shape[0]:
-      row.update(eval_metrics('eval_unseen', self.evaluate(
-          server, clients, frozen, world, self.unseen, 'test',
-          personal_from_population=False), self.tasks))
-    if self.exp.federation.topology.own_models is not None:
-      row.update(client_spread(self.evaluate(server, clients, frozen, world, cohort,
-                                             'test', per_client=True)))
-    return row
 
 
 def call_lengths(start: int, stop: int, per_call: int, eval_every: int,
@@ -149,7 +71,7 @@ def _run_locked(exp, config, workdir: str, progress: bool) -> list:
   log = metrics_log.MetricsLog(os.path.join(workdir, 'metrics.jsonl'), start)
   one_round = jax.jit(fed.round, donate_argnums=(0, 1))
   many_rounds = jax.jit(fed.rounds, donate_argnums=(0, 1))
-  evaluator = Evaluator(exp)
+  evaluator = evaluation.Evaluator(exp)
   if start >= config.num_rounds:
     print(f'{workdir}: already trained {start} rounds (num_rounds='
           f'{config.num_rounds}); raise --config.num_rounds to continue.')
@@ -175,7 +97,7 @@ def _run_locked(exp, config, workdir: str, progress: bool) -> list:
              **{key: float(v[i]) for key, v in metrics.items()}}
       if done % config.eval_every == 0:
         row.update(evaluator(server, clients, frozen, last_cohort))
-        row.update(forgetting(log.rows, row, 'eval', exp.spec.tasks))
+        row.update(evaluation.forgetting(log.rows, row, 'eval', exp.spec.tasks))
         bar.set_postfix(loss=f"{row['train/loss']:.3f}",
                         acc=f"{row['eval/accuracy'] or 0:.3f}")
       log.append(row)
