@@ -10,7 +10,6 @@ defaults; FedPer = personal heads): `expand_preset` rewrites a config into
 what they are, and says so.
 """
 import difflib
-import inspect
 
 from fedxr_jax.algorithms.ditto import ditto
 from fedxr_jax.algorithms.ewc import ewc
@@ -20,6 +19,7 @@ from fedxr_jax.algorithms.fedrep import fedrep
 from fedxr_jax.algorithms.local_ft import local_ft
 from fedxr_jax.algorithms.scaffold import scaffold
 from fedxr_jax.algorithms.tap import tap
+from fedxr_jax.core import registry
 from fedxr_jax.errors import ConfigError
 
 ALGORITHMS = {'fedavg': fedavg, 'fedprox': fedprox, 'scaffold': scaffold,
@@ -27,15 +27,9 @@ ALGORITHMS = {'fedavg': fedavg, 'fedprox': fedprox, 'scaffold': scaffold,
               'ewc': ewc}
 
 
-def settings(name: str) -> dict:
-  """{key: default} of an algorithm's block (its factory's keyword arguments)."""
-  params = inspect.signature(ALGORITHMS[name]).parameters.values()
-  return {p.name: p.default for p in params if p.kind == p.KEYWORD_ONLY}
-
-
 def default_config() -> dict:
   """The `config.algorithm` block: the name and one block per algorithm."""
-  return {'name': 'fedavg', **{name: settings(name) for name in ALGORITHMS}}
+  return {'name': 'fedavg', **{name: registry.settings(f) for name, f in ALGORITHMS.items()}}
 
 
 def check_name(name: str) -> None:
@@ -50,12 +44,7 @@ def check_name(name: str) -> None:
 def make(name: str, block, facts):
   """The algorithm `name` built from its own settings block and the run's facts."""
   check_name(name)
-  own = dict(block or {})
-  unknown = sorted(set(own) - set(settings(name)))
-  if unknown:
-    raise ConfigError(f'algorithm.{name} has no setting(s) {unknown}; known: '
-                      f'{sorted(settings(name))}')
-  return ALGORITHMS[name](facts, **own)
+  return registry.make(ALGORITHMS[name], block, f'algorithm.{name}', facts)
 
 
 # Literature names for FedAvg with a server optimizer (Reddi et al. 2021's

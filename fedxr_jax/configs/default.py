@@ -11,6 +11,9 @@ import ml_collections
 
 from fedxr_jax import algorithms
 from fedxr_jax import topology
+from fedxr_jax.aggregators import registry as aggregator_registry
+from fedxr_jax.training import pipeline
+from fedxr_jax.transforms import registry as transform_registry
 
 
 def get_config():
@@ -49,6 +52,29 @@ def get_config():
       base='frozen', encoders='shared', lora='shared', prompts='shared',
       user_prompts='personal', adapters='shared', experts='shared',
       heads='shared'))
+  # Server aggregator: mean (masked, example-weighted, streamed) | median |
+  # trimmed_mean | krum | multi_krum | geometric_median | centered_clipping |
+  # norm_bounding; settings per name (aggregator.trimmed_mean.beta, ...),
+  # defaults from fedxr_jax/aggregators/. They need a central server.
+  config.aggregator = ml_collections.ConfigDict(aggregator_registry.default_config())
+  # Client-level DP-FedAvg (McMahan et al. 2018): each update clipped to
+  # clip_norm over all its shared trees, Gaussian noise noise_multiplier *
+  # clip_norm on the sum, a fixed denominator (the cohort size). Give
+  # target_epsilon (+ delta) to calibrate the noise for num_rounds, or
+  # noise_multiplier; mode auto turns DP on when either is set. Accounting:
+  # dp-accounting (rdp | pld), fixed-size cohorts (replace-one neighbours);
+  # privacy/epsilon in every row. adaptive_clip: Andrew et al. 2021.
+  config.privacy = ml_collections.ConfigDict(pipeline.default_privacy_config())
+  # Poisoning: a fixed fraction of the population is malicious (drawn from the
+  # seed). model: none | sign_flip | gaussian | scaled_replacement | alie | ipm;
+  # data: none | label_flip | backdoor (a trigger patch on the vision input,
+  # relabelled to target; attack/success_rate on triggered test data).
+  config.attack = ml_collections.ConfigDict(pipeline.default_attack_config())
+  # Uplink compression: name none | topk | qsgd | sign (error feedback kept
+  # per client); event_threshold > 0: a client uploads only when its update's
+  # norm reaches it. comm/uplink_bits counts what is sent.
+  config.compression = ml_collections.ConfigDict(transform_registry.compression_config())
+
   # LoRA aggregation: fedit | ffa | fedsa | exact | flora (algorithms/lora_rules.py);
   # device_ranks: a rank per data.devices entry (heterogeneous, zero-padded).
   config.lora = ml_collections.ConfigDict(dict(
@@ -131,6 +157,25 @@ def get_config():
 
   config.eval_every = 10
   config.eval_unseen_clients = 64   # clients outside the population
+  # Evaluation protocol (training/eval_protocol.py; every metric: docs/metrics.md),
+  # at every evaluation (the cadence is eval_every): a fixed panel of
+  # panel_size population users (0: none); holdout_environments /
+  # holdout_devices: never drawn for training, each held-out group tested on
+  # holdout_clients dedicated users; necessity_threshold / _relative: the
+  # accuracy bars of personalization necessity; expert_threshold: an active
+  # expert's token share; latency_precision: fp32 | fp16; latency_classes:
+  # 'task:class' for tasks outside Table 2; measure_latency: time the forward
+  # on this host (wall time, the one non-deterministic key family); qoe: the
+  # user and behaviour models (metrics/qoe.py); client_table:
+  # eval_clients.jsonl; tensorboard: event files in WORKDIR/tensorboard.
+  config.eval = ml_collections.ConfigDict(dict(
+      panel_size=32, holdout_environments=(), holdout_devices=(), holdout_clients=32,
+      necessity_threshold=0.9, necessity_relative=0.9, expert_threshold=0.05,
+      latency_precision='fp32', latency_classes=(), measure_latency=True,
+      latency_repeats=20,
+      qoe=dict(tau=1.0, bias_std=0.3, noise_std=0.5, retry_prob=0.5, abort_max=0.5,
+               abort_tau=1.0, hesitation_weight=0.2),
+      client_table=True, tensorboard=True))
   config.checkpoint_every = 10
   config.max_checkpoints = 3
   config.plot = True

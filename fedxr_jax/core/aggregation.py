@@ -31,6 +31,9 @@ class ClientUpdate(NamedTuple):
   update: dict     # {role: tree} the update (after transforms)
   weights: dict    # {role: prefix tree of weights}: its module weights
   client_id: Any   # int32 scalar
+  # What its update transforms report with it ({name: scalar}, e.g. whether
+  # DP clipping scaled it: adaptive clipping counts those on the server).
+  stats: dict = {}
 
 
 def _no_state(shared):

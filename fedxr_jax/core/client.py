@@ -132,13 +132,15 @@ def make_client_fn(stage: LocalStage, server, frozen, source) -> Callable:
     shared_out = {r: trained[r] for r in shared_roles}
     update = jax.tree.map(jnp.subtract, shared_out, start_shared)
     info = transforms_lib.ClientInfo(client_id=client_id, start=start_shared,
-                                     trained=shared_out, data=data, server=server.transforms)
+                                     trained=shared_out, data=data, server=server.transforms,
+                                     aggregator=server.aggregator)
     new_update, new_transform_state, sent_weights, transform_stats = stage.transforms.update(
         update, transform_state, jax.random.fold_in(key, TRANSFORM_STREAM),
         {r: weights[r] for r in shared_roles}, info)
     upload = aggregation.ClientUpdate(
         model=transforms_lib.sent_model(start_shared, shared_out, update, new_update),
-        update=new_update, weights=sent_weights, client_id=client_id)
+        update=new_update, weights=sent_weights, client_id=client_id,
+        stats=dict(transform_stats))
 
     device = device_costs.device_profile(data)
     examples = data['num_examples'].astype(jnp.float32) * available

@@ -8,6 +8,7 @@ ROUND_STREAM = 1
 DATA_STREAM = 2
 EVAL_STREAM = 3
 COHORT_STREAM = 4
+ATTACK_STREAM = 5   # who is malicious (attacks.malicious), and their poisoned data
 
 
 def stream(seed_key: jax.Array, stream_id: int) -> jax.Array:

@@ -35,6 +35,9 @@ class ClientInfo(NamedTuple):
   trained: dict       # {role: tree} its shared trees after local training
   data: dict          # its client data (examples and metadata)
   server: Any = ()    # this transform's server state
+  # The aggregator's server state, as the server broadcast it with the model
+  # (e.g. DP's adaptive clip norm, which the aggregator updates).
+  aggregator: Any = ()
 
 
 def _no_state(shared):

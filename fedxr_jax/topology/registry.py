@@ -6,9 +6,8 @@ problem's geography, the channel, and (for kinds with D2D links) the
 `config.topology.d2d` radio graph.
 """
 import dataclasses
-import difflib
-import inspect
 
+from fedxr_jax.core import registry
 from fedxr_jax.errors import ConfigError
 from fedxr_jax.topology import centralized
 from fedxr_jax.topology import channel as channel_lib
@@ -29,34 +28,24 @@ TOPOLOGIES = {
 USES_D2D = ('semi', 'decentralized', 'tree')
 # Kinds with a central server that runs the round's aggregator.
 CENTRAL = ('centralized',)
-_CONTEXT = ('facts', 'geography', 'channel', 'd2d')
-
-
-def settings(kind: str) -> dict:
-  """{key: default} of a kind's own block (from its factory)."""
-  params = inspect.signature(TOPOLOGIES[kind]).parameters.values()
-  return {p.name: p.default for p in params if p.name not in _CONTEXT}
 
 
 def default_config() -> dict:
   """The `config.topology` block: kind, the D2D radio graph, one block per kind."""
   d2d = {f.name: f.default for f in dataclasses.fields(layout.D2D)}
-  return {'kind': 'centralized', 'd2d': d2d, **{k: settings(k) for k in TOPOLOGIES}}
+  return {'kind': 'centralized', 'd2d': d2d,
+          **{k: registry.settings(f) for k, f in TOPOLOGIES.items()}}
 
 
 def make(block, *, facts, geography, channel: channel_lib.Channel):
   """The topology `block.kind` with its own settings from `block.<kind>`."""
   kind = block['kind']
-  if kind not in TOPOLOGIES:
-    close = difflib.get_close_matches(kind, TOPOLOGIES, n=1)
-    hint = f' (did you mean {close[0]!r}?)' if close else ''
-    raise ConfigError(f'topology.kind={kind!r} is not one of {sorted(TOPOLOGIES)}{hint}')
-  own = dict(block.get(kind, {}) or {})
+  factory = registry.pick(TOPOLOGIES, kind, 'topology.kind')
   context = {'facts': facts, 'geography': geography, 'channel': channel}
   if kind in USES_D2D:
-    context['d2d'] = layout.D2D(**dict(block.get('d2d', {}) or {}))
-  unknown = sorted(set(own) - set(settings(kind)))
-  if unknown:
-    raise ConfigError(f'topology.{kind} has no setting(s) {unknown}; known: '
-                      f'{sorted(settings(kind))}')
-  return TOPOLOGIES[kind](**context, **own)
+    d2d = dict(block.get('d2d', {}) or {})
+    unknown = sorted(set(d2d) - {f.name for f in dataclasses.fields(layout.D2D)})
+    if unknown:
+      raise ConfigError(f'topology.d2d has no setting(s) {unknown}')
+    context['d2d'] = layout.D2D(**d2d)
+  return registry.make(factory, block.get(kind, {}), f'topology.{kind}', **context)

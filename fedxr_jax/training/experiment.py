@@ -13,14 +13,12 @@ import ml_collections
 
 from fedxr_jax import algorithms
 from fedxr_jax import topology as topology_registry
-from fedxr_jax.aggregators.exact_lora import exact_lora
 from fedxr_jax.algorithms import lora_rules
 from fedxr_jax.core import algorithm as algorithm_lib
 from fedxr_jax.core import device_costs
 from fedxr_jax.core import problem as problem_lib
 from fedxr_jax.core import round as round_lib
 from fedxr_jax.core import round_plan
-from fedxr_jax.core import transforms as transforms_lib
 from fedxr_jax.core import trees
 from fedxr_jax.core import vectorize
 from fedxr_jax.core.problem import FederatedProblem
@@ -31,9 +29,9 @@ from fedxr_jax.errors import ConfigError
 from fedxr_jax.models import m3t
 from fedxr_jax.topology import channel as channel_lib
 from fedxr_jax.training import optimizers
+from fedxr_jax.training import pipeline
 from fedxr_jax.training import pretrained
 from fedxr_jax.training import xr_problem
-from fedxr_jax.transforms.hetlora import hetlora
 
 POSITIVE = ('num_rounds', 'population_size', 'cohort_size', 'local_steps',
             'batch_size', 'eval_every', 'checkpoint_every', 'max_checkpoints')
@@ -49,11 +47,20 @@ class Experiment(NamedTuple):
   problem: FederatedProblem
   costs: device_costs.DeviceCosts
   sample_cohort: callable   # round_idx -> [C] numpy cohort
+  privacy: Optional[pipeline.Privacy] = None   # client-level DP and its accounting
 
   def plan(self, round_idx: int):
     """(RoundPlan of a round, host-side graph statistics): computed once per round."""
     return round_plan.make_plan(self.sample_cohort, self.federation.topology.layout,
                                 round_idx)
+
+  def host_metrics(self, rounds_done: int) -> dict:
+    """Per-row metrics known on the host: the accountant's epsilon after the round."""
+    if self.privacy is None:
+      return {}
+    eps = self.privacy.epsilon_per_round
+    return {'privacy/epsilon': eps[rounds_done - 1] if len(eps) >= rounds_done else None,
+            'privacy/noise_multiplier': self.privacy.noise_multiplier}
 
 
 def validate(config) -> None:
@@ -171,6 +178,10 @@ def build(config) -> Experiment:
     raise ConfigError(f'eval_unseen_clients={config.eval_unseen_clients} does not '
                       f'split evenly over {mesh.size} devices')
   facts = run_facts(config, plan, spec.tasks)
+  privacy = pipeline.make_privacy(config)
+  is_malicious = pipeline.malicious_predicate(config)
+  if is_malicious is not None:
+    problem = pipeline.poison_problem(config, problem, spec, is_malicious)
   topology = topology_registry.make(
       config.topology, facts=facts, geography=problem_lib.geography(problem, world),
       channel=channel_lib.Channel(**config.channel.to_dict()))
@@ -182,10 +193,12 @@ def build(config) -> Experiment:
       server_optimizer=optimizers.make(config.server_optimizer, 'server_optimizer'),
       chunk_size=config.chunk_size, mesh=mesh, shuffle=config.shuffle,
       topology=topology, algorithm=make_algorithm(config, topology.kind, facts),
-      transforms=make_transforms(config), aggregator=make_aggregator(config, topology.kind),
+      transforms=pipeline.make_transforms(config, is_malicious, privacy),
+      aggregator=make_aggregator(config, topology.kind, is_malicious, privacy),
       costs=costs)
   sample = round_plan.cohort_sampler(config.seed, config.population_size, config.cohort_size)
-  return Experiment(config, spec, model, federation, world, mesh, problem, costs, sample)
+  return Experiment(config, spec, model, federation, world, mesh, problem, costs, sample,
+                    privacy)
 
 
 def present_plan(plan: dict, problem: FederatedProblem) -> dict:
@@ -301,24 +314,10 @@ def _check_lora(config, topology_kind: str) -> None:
                       '(HetLoRA weighs by both factors, and one is not shared)')
 
 
-def _lora_scale(config) -> float:
-  return config.model.lora_alpha / config.model.lora_rank
-
-
-def make_transforms(config) -> transforms_lib.UpdateTransform:
-  """The chain of client update transforms (HetLoRA's weights today)."""
-  chain = []
-  if config.model.lora_rank and config.lora.hetlora_weights:
-    chain.append(hetlora(scale=_lora_scale(config)))
-  return transforms_lib.chain(*chain)
-
-
-def make_aggregator(config, topology_kind: str):
-  """The server's aggregator: exact LoRA rules wrap the weighted mean."""
+def make_aggregator(config, topology_kind: str, is_malicious=None, privacy=None):
+  """The server's aggregator (`training.pipeline`), after the LoRA rule checks."""
   _check_lora(config, topology_kind)
-  if config.model.lora_rank and config.lora.rule in lora_rules.EXACT_RULES:
-    return exact_lora(config.lora.rule, scale=_lora_scale(config))
-  return None
+  return pipeline.make_aggregator(config, topology_kind, is_malicious, privacy)
 
 
 def make_algorithm(config, topology_kind: str, facts: algorithm_lib.RunFacts):

@@ -1,0 +1,56 @@
+"""Update transforms by config block: model-poisoning attacks and compression.
+
+  attack.model       none | sign_flip | gaussian | scaled_replacement
+                     (per client; alie and ipm need the round's honest
+                     updates and wrap the aggregator: aggregators.omniscient)
+  compression.name   none | topk | qsgd | sign, optionally behind an event
+                     trigger (compression.event_threshold > 0)
+Each name's settings are its own block (attack.sign_flip.scale, ...), the
+factory's defaults.
+"""
+from fedxr_jax.core import registry
+from fedxr_jax.transforms import event_trigger
+from fedxr_jax.transforms import gaussian_attack
+from fedxr_jax.transforms import qsgd
+from fedxr_jax.transforms import scaled_replacement
+from fedxr_jax.transforms import sign
+from fedxr_jax.transforms import sign_flip
+from fedxr_jax.transforms import topk
+
+ATTACKS = {
+    'sign_flip': sign_flip.sign_flip,
+    'gaussian': gaussian_attack.gaussian_attack,
+    'scaled_replacement': scaled_replacement.scaled_replacement,
+}
+COMPRESSORS = {'topk': topk.topk, 'qsgd': qsgd.qsgd, 'sign': sign.scaled_sign}
+
+
+def attack_settings() -> dict:
+  return {n: registry.settings(f) for n, f in ATTACKS.items()}
+
+
+def compression_config() -> dict:
+  return {'name': 'none', 'event_threshold': 0.0, 'event_accumulate': True,
+          **{n: registry.settings(f) for n, f in COMPRESSORS.items()}}
+
+
+def make_attack(block, is_malicious):
+  """The model-poisoning transform of `attack.model` (None for 'none')."""
+  name = block['model']
+  if name == 'none' or name not in ATTACKS:
+    return None
+  return registry.make(ATTACKS[name], block.get(name, {}), f'attack.{name}', is_malicious)
+
+
+def make_compression(block):
+  """The compression transform of `compression` (None when nothing is compressed)."""
+  name = block['name']
+  compressor = None
+  if name != 'none':
+    factory = registry.pick(COMPRESSORS, name, 'compression.name')
+    compressor = registry.make(factory, block.get(name, {}), f'compression.{name}')
+  if block.get('event_threshold', 0.0) > 0:
+    return event_trigger.event_trigger(block['event_threshold'],
+                                       accumulate=block.get('event_accumulate', True),
+                                       compressor=compressor)
+  return compressor
