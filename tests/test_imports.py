@@ -14,8 +14,8 @@ LAYERS = [
     ('models', 'data'),
     ('algorithms', 'topology', 'transforms', 'aggregators', 'privacy', 'attacks', 'metrics'),
     ('training',),
-    ('bench',),
-    ('configs', 'cli'),
+    ('configs',),
+    ('bench', 'cli'),
 ]
 # models is self-contained: it imports nothing of the package.
 SELF_CONTAINED = ('models',)

@@ -1,0 +1,51 @@
+"""The JSON Schemas shipped in bench/schema/, and a one-line check against them.
+
+Schemas reference each other by `$id` (urn:fedxr-jax:schema:NAME:1) through
+a local `referencing` registry: nothing is ever fetched.
+"""
+import functools
+import importlib.resources
+import json
+
+from fedxr_jax.bench.errors import SubmissionError
+from fedxr_jax.errors import FedXRError
+
+try:   # registries (`referencing`) arrived in jsonschema 4.18; tested with 4.26
+  import jsonschema
+  import referencing
+except ImportError:   # said in one line when a schema is first needed
+  jsonschema = referencing = None
+
+NAMES = ('submission', 'verification')
+_MESSAGE_CHARS = 300
+_VALUE_CHARS = 60      # schema messages quote the offending value: shorten it
+
+
+@functools.lru_cache(maxsize=None)
+def load(name: str) -> dict:
+  text = (importlib.resources.files('fedxr_jax.bench') / 'schema' /
+          f'{name}.schema.json').read_text(encoding='utf-8')
+  return json.loads(text)
+
+
+@functools.lru_cache(maxsize=None)
+def _validator(name: str):
+  if jsonschema is None or referencing is None:
+    raise FedXRError('validating submissions needs jsonschema>=4.18 (pip install jsonschema)')
+  registry = referencing.Registry().with_resources(
+      (load(n)['$id'], referencing.Resource.from_contents(load(n))) for n in NAMES)
+  return jsonschema.Draft202012Validator(load(name), registry=registry)
+
+
+def check(doc, name: str) -> None:
+  """Raises SubmissionError naming the JSON path of the first schema error."""
+  errors = sorted(_validator(name).iter_errors(doc),
+                  key=lambda e: (list(map(str, e.absolute_path)), e.message))
+  if errors:
+    error = jsonschema.exceptions.best_match(errors)
+    value = repr(error.instance)
+    short = value if len(value) <= _VALUE_CHARS else value[:_VALUE_CHARS] + '...'
+    message = ' '.join(error.message.replace(value, short).split())
+    if len(message) > _MESSAGE_CHARS:
+      message = message[:_MESSAGE_CHARS] + '...'
+    raise SubmissionError(f'schema: at {error.json_path}: {message}')

@@ -1,0 +1,148 @@
+"""A benchmark submission: one file per (track, method), built from run results.
+
+Layout (schema version 1, bench/schema/submission.schema.json):
+  format, schema_version        'fedxr_jax.submission', 1
+  track                         {id, version}
+  method                        {name, description?, command?, url?}
+  created_utc                   'YYYY-MM-DDTHH:MM:SSZ'
+  frozen, frozen_sha256         the track's frozen part (dotted key -> value)
+                                and the SHA-256 of its canonical JSON
+  config                        the full run config (nested)
+  seeds                         the seeds run, in order
+  runs                          [{seed, curve: [{round, metric: number|null}],
+                                  final: {metric: number|null}}] in seed order
+  summary                       {metric: {mean, std, n}} over seeds (see summarize)
+  hardware, versions            provenance.hardware() / provenance.versions()
+  timing                        {wall_s, compile_s} of the whole submission run
+  content_sha256                SHA-256 of the canonical JSON (canonical.py) of
+                                everything above, i.e. the file without this field
+
+A content hash detects edits and names the file a verification record is
+about; it is not a signature (anyone can recompute it). Trust comes from
+re-running: `fedxr-bench verify`.
+"""
+import datetime
+import json
+import math
+from typing import Any, Mapping, Optional, Sequence
+
+from fedxr_jax.bench import canonical
+from fedxr_jax.bench import files
+from fedxr_jax.bench import schemas
+from fedxr_jax.bench.errors import SubmissionError
+
+FORMAT = 'fedxr_jax.submission'
+SCHEMA_VERSION = 1
+HASH_FIELD = 'content_sha256'
+
+
+def summarize(finals: Sequence[Mapping[str, Any]]) -> dict:
+  """{metric: {mean, std, n}} over runs, skipping nulls.
+
+  mean = fsum / n; std is the unbiased (n - 1) sample std, as OGB reports,
+  and null when n < 2; both null when n = 0.
+  """
+  keys = sorted({k for f in finals for k in f})
+  out = {}
+  for k in keys:
+    values = [f[k] for f in finals if f.get(k) is not None]
+    n = len(values)
+    mean = math.fsum(values) / n if n else None
+    # (v - mean) * (v - mean), not ** 2: it overflows to inf instead of raising.
+    std = (math.sqrt(math.fsum((v - mean) * (v - mean) for v in values) / (n - 1))
+           if n >= 2 else None)
+    out[k] = {'mean': mean, 'std': std, 'n': n}
+  return out
+
+
+def content_hash(doc: Mapping[str, Any]) -> str:
+  return canonical.sha256({k: v for k, v in doc.items() if k != HASH_FIELD})
+
+
+def check_runs(seeds: Sequence[int], runs: Sequence[Mapping[str, Any]]) -> None:
+  """Runs match the seeds, curves rise in round and end at the final metrics."""
+  run_seeds = [r['seed'] for r in runs]
+  if list(seeds) != run_seeds:
+    missing = sorted(set(seeds) - set(run_seeds))
+    extra = sorted(set(run_seeds) - set(seeds))
+    detail = (f'no run for seed {missing[0]}' if missing else
+              f'a run for seed {extra[0]}, which seeds does not list' if extra else
+              'runs out of seed order or repeated')
+    raise SubmissionError(f'runs do not match seeds {list(seeds)}: {detail}')
+  keys = set(runs[0]['final'])
+  for run in runs:
+    seed, curve, final = run['seed'], run['curve'], run['final']
+    if set(final) != keys:
+      odd = sorted(set(final) ^ keys)[0]
+      raise SubmissionError(f'seed {seed}: final metrics differ in keys from seed '
+                            f'{runs[0]["seed"]}\'s (e.g. {odd!r})')
+    rounds = [row['round'] for row in curve]
+    for a, b in zip(rounds, rounds[1:]):
+      if b <= a:
+        raise SubmissionError(f'seed {seed}: curve rounds must increase, got {a} then {b}')
+    last = curve[-1]
+    for k in sorted(set(last) & set(final) - {'round'}):
+      if not canonical.equal(last[k], final[k]):
+        raise SubmissionError(f'seed {seed}: final {k!r} is {final[k]!r} but the curve '
+                              f'ends (round {last["round"]}) at {last[k]!r}')
+
+
+def _now_utc() -> str:
+  return datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')
+
+
+def build(*, track_id: str, track_version: int, frozen: Mapping[str, Any],
+          config: Mapping[str, Any], seeds: Sequence[int],
+          curves: Mapping[int, Sequence[Mapping[str, Any]]],
+          finals: Mapping[int, Mapping[str, Any]], method: Mapping[str, str],
+          hardware: Mapping[str, Any], versions: Mapping[str, Any], wall_s: float,
+          compile_s: Optional[float], created_utc: Optional[str] = None) -> dict:
+  """The submission dict of one finished benchmark run (checked against the schema).
+
+  curves[seed]: the logged rows ({'round': r, metric: value}); finals[seed]:
+  the final (Table 6) metrics; non-finite metric values become null. frozen:
+  the track's frozen part; config: the full config as plain dicts
+  (ConfigDict.to_dict()); hardware / versions: provenance.hardware() and
+  provenance.versions() of the run.
+  """
+  seeds = [int(s) for s in seeds]
+  for name, per_seed in (('curves', curves), ('finals', finals)):
+    if sorted(per_seed) != sorted(seeds):
+      raise SubmissionError(f'{name} has seeds {sorted(per_seed)}, want {sorted(seeds)}')
+  runs = [{'seed': s,
+           'curve': canonical.to_json(list(curves[s]), f'curves[{s}]', nonfinite_to_null=True),
+           'final': canonical.to_json(dict(finals[s]), f'finals[{s}]', nonfinite_to_null=True)}
+          for s in seeds]
+  doc = {
+      'format': FORMAT,
+      'schema_version': SCHEMA_VERSION,
+      'track': {'id': track_id, 'version': track_version},
+      'method': canonical.to_json(dict(method), 'method'),
+      'created_utc': created_utc or _now_utc(),
+      'frozen': canonical.to_json(dict(frozen), 'frozen'),
+      'frozen_sha256': canonical.sha256(canonical.to_json(dict(frozen), 'frozen')),
+      'config': canonical.to_json(dict(config), 'config'),
+      'seeds': seeds,
+      'runs': runs,
+      'summary': summarize([r['final'] for r in runs]),
+      'hardware': canonical.to_json(dict(hardware), 'hardware'),
+      'versions': canonical.to_json(dict(versions), 'versions'),
+      'timing': {'wall_s': float(wall_s),
+                 'compile_s': None if compile_s is None else float(compile_s)},
+  }
+  doc[HASH_FIELD] = content_hash(doc)
+  schemas.check(doc, 'submission')
+  check_runs(seeds, runs)
+  return doc
+
+
+def dumps(doc: Mapping[str, Any]) -> str:
+  """The file text: sorted keys, indented for people (hashes depend on the
+  parsed values, not the layout). < > & are written as \\u escapes (they can
+  only occur inside strings), so a file served as HTML by mistake stays inert."""
+  text = json.dumps(doc, sort_keys=True, indent=1, ensure_ascii=True, allow_nan=False)
+  return text.replace('<', '\\u003c').replace('>', '\\u003e').replace('&', '\\u0026') + '\n'
+
+
+def write(doc: Mapping[str, Any], path: str) -> str:
+  return files.atomic_write(path, dumps(doc))

@@ -1,0 +1,75 @@
+r"""fedxr-leaderboard: build the static leaderboard site from a folder of submissions.
+
+  fedxr-leaderboard submissions/ --out=site/
+  fedxr-leaderboard submissions/ --out=site/ --strict   # exit 1 if any file is invalid
+
+Validates every *.json in the folder against the registered tracks
+(`--tracks`: a module with a TRACKS list, default fedxr_jax.bench.tracks),
+lists the invalid ones on site/invalid.html, ranks the rest per track, and
+writes site/index.html, a page per track, Pareto plots and the entries.
+Open site/index.html in any browser; it needs no network and no scripts.
+"""
+import importlib
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from fedxr_jax.errors import FedXRError
+
+PROG = 'fedxr-leaderboard'
+_OUT = flags.DEFINE_string('out', 'site', 'Folder to write the site into.')
+_TRACKS = flags.DEFINE_string('tracks', 'fedxr_jax.bench.tracks',
+                              'Module whose TRACKS lists the registered tracks.')
+_STRICT = flags.DEFINE_bool('strict', False, 'Exit 1 when any submission is invalid.')
+
+
+def _fail(message: str, code: int = 2):
+  print(f'{PROG}: error: {message}', file=sys.stderr)
+  sys.exit(code)
+
+
+def load_tracks(module_name: str):
+  try:
+    module = importlib.import_module(module_name)
+  except ImportError as e:
+    raise FedXRError(f'cannot import the track registry {module_name!r}: {e}') from None
+  if not hasattr(module, 'TRACKS'):
+    raise FedXRError(f'{module_name} has no TRACKS')
+  return module.TRACKS
+
+
+def main(argv):
+  if len(argv) != 2:
+    _fail(f'expected one SUBMISSIONS_DIR, got {argv[1:]} '
+          '(usage: fedxr-leaderboard SUBMISSIONS_DIR --out=SITE_DIR)')
+  if not os.path.isdir(argv[1]):
+    _fail(f'{argv[1]!r} is not a folder')
+  try:
+    from fedxr_jax.bench import leaderboard   # after flags: keeps --help fast
+    board = leaderboard.build_site(argv[1], _OUT.value, load_tracks(_TRACKS.value))
+  except FedXRError as e:
+    _fail(str(e))
+  except OSError as e:
+    _fail(f'cannot write the site to {_OUT.value!r}: {e.strerror or e}')
+  ranked = sum(len(v) for v in board.entries.values())
+  print(f'{PROG}: {ranked} entries ranked in {len(board.tracks)} tracks, '
+        f'{len(board.invalid)} invalid; open {_OUT.value.rstrip("/")}/index.html')
+  for bad in board.invalid:
+    print(f'{PROG}: invalid: {bad.file}: {bad.reason}', file=sys.stderr)
+  if _STRICT.value and board.invalid:
+    sys.exit(1)
+
+
+def entry():
+  try:
+    app.define_help_flags()
+    remaining = flags.FLAGS(sys.argv)
+  except flags.Error as e:
+    _fail(str(e))
+  app.run(main, flags_parser=lambda _: remaining)
+
+
+if __name__ == '__main__':
+  entry()

@@ -1,0 +1,350 @@
+"""Submissions: canonical hashes, the builder, and a validator that refuses
+every tampered or hostile file in one line and never executes anything."""
+import base64
+import hashlib
+import io
+import json
+import math
+import os
+import pickle
+
+import pytest
+
+from bench_helpers import (ACCURACY, GPU, HARDWARE, TRACKS, VERSIONS, accuracy_doc,
+                           make_doc, tampered, write_raw)
+from fedxr_jax.bench import canonical
+from fedxr_jax.bench import files
+from fedxr_jax.bench import provenance
+from fedxr_jax.bench import schemas
+from fedxr_jax.bench import submission
+from fedxr_jax.bench import validate
+from fedxr_jax.bench import verification
+from fedxr_jax.bench.errors import SubmissionError, TrackError
+from fedxr_jax.bench.track import Between, OneOf, Track
+from fedxr_jax.errors import ConfigError, FedXRError
+
+
+def _refused(path, tracks=TRACKS) -> str:
+  with pytest.raises(FedXRError) as info:
+    validate.validate_file(str(path), tracks)
+  message = str(info.value)
+  assert '\n' not in message and len(message) < 400, message
+  return message
+
+
+# ---------------------------------------------------------------- canonical JSON
+
+
+def test_canonical_bytes_and_hash_known_answer():
+  value = {'b': 1, 'a': [1.0, 'é', None, True, (2, 3)], 'c': 0.1}
+  text = b'{"a":[1.0,"\\u00e9",null,true,[2,3]],"b":1,"c":0.1}'
+  assert canonical.canonical(value) == text
+  assert canonical.sha256(value) == hashlib.sha256(text).hexdigest()
+  assert canonical.equal((1, 2), [1, 2]) and not canonical.equal(1, 1.0)
+  with pytest.raises(SubmissionError, match='canonical JSON'):
+    canonical.canonical({'x': math.nan})
+
+
+def test_to_json_converts_numpy_and_nulls_nonfinite_metrics():
+  np = pytest.importorskip('numpy')
+  out = canonical.to_json({'a': np.float32(0.5), 'b': np.arange(2), 'c': (np.int64(3),),
+                           'd': float('nan')}, nonfinite_to_null=True)
+  assert out == {'a': 0.5, 'b': [0, 1], 'c': [3], 'd': None}
+  with pytest.raises(SubmissionError, match=r'x\.d is nan'):
+    canonical.to_json({'d': float('nan')}, 'x')
+  with pytest.raises(SubmissionError, match='not a JSON value'):
+    canonical.to_json({'s': {1, 2}})
+
+
+def test_summarize_known_answer():
+  s = submission.summarize([{'acc': 0.8, 'e': None, 'z': None}, {'acc': 0.9, 'e': 2.0, 'z': None},
+                            {'acc': 1.0, 'e': None, 'z': None}])
+  assert s['acc']['mean'] == pytest.approx(0.9) and s['acc']['n'] == 3
+  assert s['acc']['std'] == pytest.approx(0.1)      # unbiased: sqrt(0.02 / 2)
+  assert s['e'] == {'mean': 2.0, 'std': None, 'n': 1}
+  assert s['z'] == {'mean': None, 'std': None, 'n': 0}
+
+
+def test_schemas_are_valid_draft_2020_12():
+  import jsonschema
+  for name in schemas.NAMES:
+    jsonschema.Draft202012Validator.check_schema(schemas.load(name))
+
+
+# ---------------------------------------------------------------- builder
+
+
+def test_round_trip_build_write_validate(tmp_path):
+  doc = accuracy_doc('fedavg baseline', [0.8, 0.82, 0.84], energy=3.0)
+  path = submission.write(doc, str(tmp_path / 'a.json'))
+  assert os.listdir(tmp_path) == ['a.json']          # the temp file was renamed
+  s = validate.validate_file(path, TRACKS)
+  assert s.doc == doc and s.track is ACCURACY and s.method == 'fedavg baseline'
+  assert s.content_sha256 == submission.content_hash(json.load(open(path)))
+  assert s.doc['frozen_sha256'] == ACCURACY.frozen_sha256
+  assert s.stat('eval/accuracy')['mean'] == pytest.approx(0.82)
+  assert s.stat('eval/accuracy')['std'] == pytest.approx(0.02)
+  assert [r['seed'] for r in s.doc['runs']] == [0, 1, 2]
+
+
+def test_builder_refuses_a_curve_that_does_not_end_at_the_final_metrics():
+  with pytest.raises(SubmissionError, match="seed 0: final 'eval/accuracy' is 0.9"):
+    submission.build(
+        track_id='xr-accuracy', track_version=1, frozen=ACCURACY.frozen, config={},
+        seeds=[0], curves={0: [{'round': 3, 'eval/accuracy': 0.5}]},
+        finals={0: {'eval/accuracy': 0.9}}, method={'name': 'm'}, hardware=HARDWARE,
+        versions=VERSIONS, wall_s=1.0, compile_s=None)
+  with pytest.raises(SubmissionError, match=r'curves has seeds \[0\], want \[0, 1\]'):
+    submission.build(
+        track_id='xr-accuracy', track_version=1, frozen={}, config={}, seeds=[0, 1],
+        curves={0: []}, finals={0: {}, 1: {}}, method={'name': 'm'}, hardware=HARDWARE,
+        versions=VERSIONS, wall_s=1.0, compile_s=None)
+
+
+def test_provenance_records_fit_the_schema():
+  hardware, versions = provenance.hardware(), provenance.versions()
+  assert hardware['device_count'] >= 1 and hardware['device_platform'] == 'cpu'
+  assert versions['packages']['jax'] and versions['python']
+  assert (versions['git_commit'] is None) == (versions['git_dirty'] is None)
+  doc = accuracy_doc('here', [0.5, 0.5, 0.5], hardware=hardware)
+  doc = tampered(doc, lambda d: d.update(versions=versions), rehash=True)
+  schemas.check(doc, 'submission')
+
+
+# ---------------------------------------------------------------- tampering
+
+
+def _set_final(d):
+  d['runs'][1]['final']['eval/accuracy'] = 0.99
+
+
+def _set_final_and_curve(d):
+  _set_final(d)
+  d['runs'][1]['curve'][-1]['eval/accuracy'] = 0.99
+
+
+def _set_final_curve_summary(d):
+  _set_final_and_curve(d)
+  d['summary'] = submission.summarize([r['final'] for r in d['runs']])
+
+
+def _drop_seed(d):
+  d['seeds'].remove(2)
+  d['runs'].pop()
+  d['summary'] = submission.summarize([r['final'] for r in d['runs']])
+
+
+TAMPERS = [
+    ('frozen key', lambda d: d['frozen'].update({'model.width': 64}),
+     "frozen key 'model.width' is 64; xr-accuracy v1 freezes it at 32"),
+    ('frozen key dropped', lambda d: d['frozen'].pop('num_rounds'),
+     "frozen key 'num_rounds' is missing"),
+    ('config beside frozen', lambda d: d['config']['model'].update(width=64),
+     'config model.width is 64; xr-accuracy v1 freezes it at 32'),
+    ('open key out of limits', lambda d: d['config']['algorithm'].update(name='scaffold'),
+     "algorithm.name is 'scaffold', not one of {'fedavg', 'fedprox'}"),
+    ('final metric', _set_final,
+     "seed 1: final 'eval/accuracy' is 0.99 but the curve ends (round 4) at 0.82"),
+    ('final and curve', _set_final_and_curve, "summary 'eval/accuracy' mean is"),
+    ('final, curve and summary', _set_final_curve_summary, 'content_sha256 does not match'),
+    ('missing seed', _drop_seed, 'missing seed 2 (xr-accuracy v1 runs seeds [0, 1, 2])'),
+    ('extra seed', lambda d: (d['seeds'].append(7), d['runs'].append(dict(d['runs'][0], seed=7))),
+     'seed 7 is not a seed of xr-accuracy v1'),
+    ('content hash', lambda d: d.update(content_sha256='0' * 64),
+     'content_sha256 does not match'),
+    ('unknown track', lambda d: d['track'].update(version=9), 'unknown track xr-accuracy v9'),
+    ('schema version', lambda d: d.update(schema_version=2), 'schema version 2 is not supported'),
+    ('not a submission', lambda d: d.update(format='other'), 'not a fedxr_jax submission'),
+    ('schema', lambda d: d['runs'][0]['final'].update({'eval/accuracy': '0.8'}),
+     "schema: at $.runs[0].final['eval/accuracy']: '0.8' is not of type"),
+    ('extra field', lambda d: d.update(extra=1), "schema: at $: Additional properties"),
+    ('too many rounds', lambda d: d['runs'][0].update(curve=[{'round': i} for i in range(10001)]),
+     "schema: at $.runs[0].curve: [{'round': 0}, {'round': 1}, {'round': 2}, {'round': 3}, "
+     "{'r... is too long"),
+    ('too many metrics', lambda d: d['runs'][0]['final'].update({f'm{i}': 0 for i in range(300)}),
+     '... has too many properties'),
+    ('huge open value', lambda d: d['config'].update(local_steps=10**400),
+     'xr-accuracy v1: local_steps is 1' + '0' * 79 + '..., outside integer [1, 16]'),
+    ('huge metric', lambda d: d['runs'][0]['final'].update({'eval/accuracy': 10**400}),
+     "schema: at $.runs[0].final['eval/accuracy']: 1000"),
+    ('long method name', lambda d: d['method'].update(name='x' * 201),
+     "schema: at $.method.name: '" + 'x' * 59 + '... is too long'),
+]
+
+
+@pytest.mark.parametrize('name, edit, message', TAMPERS, ids=[t[0] for t in TAMPERS])
+def test_each_tamper_is_refused_in_one_line_naming_it(name, edit, message, tmp_path):
+  doc = accuracy_doc('m', [0.8, 0.82, 0.84])
+  path = write_raw(tmp_path / 'x.json', tampered(doc, edit))
+  assert message in _refused(path), name
+
+
+def test_the_track_platform_is_enforced(tmp_path):
+  doc = make_doc(GPU, 'on cpu', {0: {'eval/accuracy': 0.5}})
+  assert 'xr-gpu v1 requires gpu; this ran on cpu' in _refused(
+      write_raw(tmp_path / 'g.json', doc))
+  gpu = dict(HARDWARE, device_platform='gpu', device_kind='NVIDIA H200')
+  doc = make_doc(GPU, 'on gpu', {0: {'eval/accuracy': 0.5}}, hardware=gpu)
+  assert validate.validate_file(write_raw(tmp_path / 'h.json', doc), TRACKS).track is GPU
+
+
+# ---------------------------------------------------------------- hostile files
+
+
+def test_a_100mb_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
+  path = tmp_path / 'big.json'
+  with open(path, 'wb') as f:
+    f.truncate(100 * 2**20)                      # sparse: no 100 MB written
+  def never(*args, **kwargs):
+    raise AssertionError('the file was opened')
+  monkeypatch.setattr(files, 'open', never, raising=False)
+  assert _refused(path) == '100.0 MiB, over the 20.0 MiB limit (not read)'
+
+
+HOSTILE = [
+    (b'\x89PNG\r\n\x1a\n\x00\x00\xff\xfe', 'not UTF-8 text (binary data at byte 0)'),
+    (b'hello', 'not JSON: Expecting value at line 1 column 1'),
+    (b'{"a": 1', 'not JSON:'),
+    (b'{"a": NaN}', 'not strict JSON: NaN is not a JSON number'),
+    (b'{"a": -Infinity}', 'not strict JSON: -Infinity is not a JSON number'),
+    (b'{"a": 1e999}', 'not strict JSON: the number 1e999 overflows a double'),
+    (b'{"a": 1, "a": 2}', "key 'a' appears twice"),
+    (b'[' * 100000 + b']' * 100000, 'nested deeper than 32 levels'),
+    (b'[' * 40 + b']' * 40, 'nested deeper than 32 levels'),
+    (b'{"a": "' + b'x' * 5000 + b'"}', "a string of 5000 characters at $['a'] (limit 4096)"),
+    (b'{"a\\nb": ' + b'[' * 40 + b']' * 40 + b'}', "nested deeper than 32 levels at $['a\\nb'][0][0]"),
+    (b'[1, 2]', 'the top level is a JSON list, not an object'),
+    (b'', 'not JSON: Expecting value'),
+]
+
+
+@pytest.mark.parametrize('data, message', HOSTILE, ids=[
+    'binary', 'text', 'truncated', 'nan', 'infinity', 'overflow', 'duplicate key', 'deep (C)',
+    'deep', 'long string', 'odd key', 'list', 'empty'])
+def test_non_json_and_non_strict_json_is_one_line(data, message, tmp_path):
+  path = tmp_path / 'bad.json'
+  path.write_bytes(data)
+  assert message in _refused(path)
+
+
+def test_a_nan_token_inside_a_real_submission(tmp_path):
+  text = submission.dumps(accuracy_doc('m', [0.8, 0.82, 0.84]))
+  text = text.replace('"eval/accuracy": 0.82', '"eval/accuracy": NaN', 1)
+  path = tmp_path / 'nan.json'
+  path.write_text(text)
+  assert 'NaN is not a JSON number' in _refused(path)
+
+
+def test_special_files_do_not_hang(tmp_path):
+  fifo = tmp_path / 'fifo.json'
+  os.mkfifo(fifo)
+  assert _refused(fifo) == 'not a regular file'
+  assert _refused(tmp_path) == 'not a regular file'
+  assert _refused(tmp_path / 'absent.json') == 'no such file'
+
+
+class _Payload:
+  """Unpickling this creates `marker` (builtins.open(marker, 'w'))."""
+
+  def __init__(self, marker):
+    self.marker = marker
+
+  def __reduce__(self):
+    return (open, (self.marker, 'w'))
+
+
+def test_pickles_inside_strings_are_only_strings(tmp_path):
+  live = tmp_path / 'proof'
+  pickle.loads(pickle.dumps(_Payload(str(live))))   # the payload is live...
+  assert live.exists()
+  marker = tmp_path / 'marker'
+  blob = pickle.dumps(_Payload(str(marker)))
+  as_b64 = base64.b64encode(blob).decode()
+  as_text = pickle.dumps(_Payload(str(marker)), protocol=0).decode('latin-1')
+
+  # In a free-text field it is data: the file validates and keeps the string.
+  doc = accuracy_doc('pickled', [0.8, 0.82, 0.84], description=as_b64, command=as_text)
+  s = validate.validate_file(submission.write(doc, str(tmp_path / 'p.json')), TRACKS)
+  assert s.doc['method']['description'] == as_b64
+  assert s.doc['method']['command'] == as_text
+  # Where a number belongs it fails on the schema.
+  bad = tampered(doc, lambda d: d['runs'][0]['final'].update({'eval/accuracy': as_b64}))
+  assert 'is not of type' in _refused(write_raw(tmp_path / 'q.json', bad))
+  # A raw pickle file is not JSON.
+  raw = tmp_path / 'r.json'
+  raw.write_bytes(blob)
+  assert 'not UTF-8' in _refused(raw) or 'not JSON' in _refused(raw)
+  assert not marker.exists()                        # ...and was never unpickled
+
+
+# ---------------------------------------------------------------- tracks
+
+
+def test_track_open_part_limits():
+  ACCURACY.check_overrides({'algorithm.name': 'fedprox', 'local_steps': 8,
+                            'client_optimizer.learning_rate': 0.5, 'model.width': 32})
+  for key, value, message in [
+      ('model.width', 64, 'model.width is frozen at 32; 64 would leave the track'),
+      ('batch_size', 8, 'batch_size is not an open key (open: algorithm.name, '),
+      ('client_optimizer.learning_rate', 2.0, 'is 2.0, outside [0.0001, 1.0]'),
+      ('local_steps', 2.5, 'local_steps is 2.5, not an integer'),
+      ('local_steps', True, 'local_steps is True, not an integer'),
+      ('algorithm.name', 'scaffold', "is 'scaffold', not one of {'fedavg', 'fedprox'}")]:
+    with pytest.raises(TrackError) as info:
+      ACCURACY.check_override(key, value)
+    assert str(info.value).startswith('xr-accuracy v1: ') and message in str(info.value)
+  assert isinstance(info.value, ConfigError)
+  assert OneOf(((1, 2),)).problem([1, 2]) is None
+
+
+@pytest.mark.parametrize('fields, message', [
+    (dict(id='Bad Id'), 'an id is 1-64 of a-z 0-9 _ -'),
+    (dict(version=0), 'version must be an integer >= 1'),
+    (dict(seeds=(0, 0)), 'seeds must be distinct integers'),
+    (dict(open={'a': Between(0, 1)}, frozen={'a': 1}), "['a'] are both frozen and open"),
+    (dict(open={'a': [1, 2]}), "open key 'a' needs OneOf(...) or Between(...)"),
+    (dict(cost_metrics=('acc',)), 'the primary metric is also a cost metric'),
+    (dict(frozen={'a': {1, 2}}), 'frozen values must be JSON: frozen.a is a set'),
+])
+def test_ill_defined_tracks_are_one_line(fields, message):
+  base = dict(id='t', version=1, description='', frozen={}, open={}, seeds=(0,),
+              primary_metric='acc')
+  with pytest.raises(TrackError) as info:
+    Track(**{**base, **fields})
+  assert message in str(info.value)
+
+
+# ---------------------------------------------------------------- CLI body, verification
+
+
+def test_validate_main_prints_one_line_per_file(tmp_path):
+  good = submission.write(accuracy_doc('m', [0.8, 0.82, 0.84]), str(tmp_path / 'g.json'))
+  bad = tmp_path / 'b.json'
+  bad.write_text('{')
+  out, err = io.StringIO(), io.StringIO()
+  assert validate.main([good, str(bad)], TRACKS, out=out, err=err) == 2
+  assert out.getvalue().startswith(f'{good}: ok (xr-accuracy v1, ')
+  assert err.getvalue().splitlines() == [
+      f'fedxr-bench: error: {bad}: not JSON: Expecting property name enclosed in double '
+      'quotes at line 1 column 2']
+  assert validate.main([good], TRACKS, out=out, err=err) == 0
+
+
+def test_verification_compare_and_record(tmp_path):
+  doc = accuracy_doc('m', [0.8, 0.82, 0.84])
+  path = submission.write(doc, str(tmp_path / 'm.json'))
+  same = {s: [{'round': 4, 'eval/accuracy': a}] for s, a in zip((0, 1), (0.8, 0.82))}
+  result = verification.compare(doc, same)
+  assert result.passed and result.max_abs_diff == 0.0 and result.rounds == (4,)
+  off = verification.compare(doc, {1: [{'round': 2, 'eval/accuracy': 0.42}]}, atol=0.005)
+  assert not off.passed and off.max_abs_diff == pytest.approx(0.01)
+  assert off.mismatches == ({'seed': 1, 'round': 2, 'metric': 'eval/accuracy',
+                             'submitted': 0.41, 'rerun': 0.42},)
+  with pytest.raises(SubmissionError, match='round 3 is not in the submitted curve'):
+    verification.compare(doc, {0: [{'round': 3, 'eval/accuracy': 0.1}]})
+  record = verification.build_record(doc, result, hardware=HARDWARE, versions=VERSIONS)
+  sidecar = verification.write_record(record, path)
+  assert sidecar == str(tmp_path / 'm.verified.json')
+  assert verification.read_record(sidecar) == record
+  assert verification.status(path, doc['content_sha256'])[0] == 'verified'
+  assert verification.status(path, '1' * 64)[0] == 'stale'
