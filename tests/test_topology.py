@@ -75,6 +75,38 @@ def test_decentralized_on_a_complete_graph_is_fedavg(centralized):
   assert float(metrics[-1]['consensus/distance']) < 1e-8
 
 
+def test_gossip_at_population_scale_trains_and_mixes_only_the_cohort():
+  setup = tiny.setup(kind='decentralized', population=24, cohort=8, d2d=dict(graph='ring'))
+  server, _, _ = run_rounds(setup, 1)
+  before = jax.jit(setup.federation.init)(setup.world)[0].topology['models']
+  after = server.topology['models']
+  cohort = np.asarray(setup.plan(0)[0].cohort)
+  moved = np.flatnonzero(np.any(np.asarray(after['body']['w'] != before['body']['w']),
+                                axis=(1, 2)))
+  assert moved.tolist() == sorted(cohort.tolist())
+  # The reported model is the mean over the whole population.
+  np.testing.assert_allclose(server.shared['body']['w'],
+                             np.asarray(after['body']['w']).mean(0), rtol=1e-6)
+
+
+def test_a_device_that_trains_nothing_neither_sends_nor_mixes():
+  # Budget 0 sits a client out (available=False is the same: no step, weight 0).
+  setup = tiny.setup(kind='decentralized', population=6, cohort=6, budgets=[2, 2, 2, 2, 2, 2],
+                     d2d=dict(graph='complete'))
+  fed = setup.federation
+  server, clients, frozen = jax.jit(fed.init)(setup.world)
+  world = dict(setup.world, num_examples=setup.world['num_examples'].at[2].set(0))
+  plan = setup.plan(0)[0]
+  new, _, metrics = jax.jit(fed.round)(server, clients, frozen, world, plan)
+  for leaf_new, leaf_old in zip(jax.tree.leaves(new.topology['models']),
+                                jax.tree.leaves(server.topology['models'])):
+    np.testing.assert_array_equal(np.asarray(leaf_new)[2], np.asarray(leaf_old)[2])
+  # A complete graph on the 5 others: 5 * 4 directed links, gamma = 2 steps.
+  per_client = BODY_BITS + HEAD_BITS * (np.asarray(world['device'])[:6] == 0)
+  expected = 2 * sum(4 * per_client[i] for i in range(6) if i != 2)
+  assert float(metrics['comm/d2d_bits']) == expected
+
+
 def test_decentralized_gossip_reduces_consensus_distance():
   distances = [float(_shared(rounds=1, kind='decentralized', d2d=dict(graph='ring'),
                              topology=dict(gamma=gamma))[1][0]['consensus/distance'])
@@ -147,7 +179,6 @@ def test_layout_is_a_pure_function_of_seed_and_round():
     (dict(kind='semi', topology=dict(num_clusters=9)), r'in \[1, the 8 clients'),
     (dict(kind='semi', topology=dict(gamma=0)), 'gamma must be >= 1'),
     (dict(kind='hierarchical', topology=dict(k2=0)), 'k2 must be >= 1'),
-    (dict(kind='decentralized', population=9), 'set cohort_size = population_size'),
     (dict(kind='gossip'), 'is not one of'),
     (dict(kind='semi', d2d=dict(graph='torus')), 'not supported yet'),
     (dict(kind='tree', d2d=dict(graph='k_regular', degree=8)), 'cannot make a regular'),
