@@ -26,14 +26,15 @@ def ewc(facts, *, lam: float = 10.0, rounds: tuple = ()) -> algorithm_lib.Algori
 
   def init_server_state(shared):
     zeros = jax.tree.map(jnp.zeros_like, shared)
-    return {'anchor': shared, 'fisher': zeros}
+    # lam is data (another lam reuses the compiled round).
+    return {'anchor': shared, 'fisher': zeros, 'lam': jnp.float32(lam)}
 
   def regularizer(params, anchor, client_state, server_state):
     del anchor, client_state
     terms = [jnp.sum(f * (p - a) ** 2) for p, a, f in zip(
         jax.tree.leaves({r: params[r] for r in server_state['anchor']}),
         jax.tree.leaves(server_state['anchor']), jax.tree.leaves(server_state['fisher']))]
-    return 0.5 * lam * sum(terms, jnp.zeros(()))
+    return 0.5 * server_state['lam'] * sum(terms, jnp.zeros(()))
 
   def client_report(ctx, server_state):
     del server_state
@@ -46,7 +47,7 @@ def ewc(facts, *, lam: float = 10.0, rounds: tuple = ()) -> algorithm_lib.Algori
 
   def update_server_state(server_state, update):
     consolidate = jnp.isin(update.round + 1, jnp.asarray(boundaries))
-    new = {'anchor': update.start,
+    new = {'anchor': update.start, 'lam': server_state['lam'],
            'fisher': jax.tree.map(jnp.add, server_state['fisher'], update.report)}
     return jax.tree.map(lambda n, o: jnp.where(consolidate, n, o), new, server_state)
 
