@@ -63,9 +63,13 @@ def make_data(config) -> Data:
   name = d.get('source', 'synthetic')
   if name == 'synthetic':
     spec = synthetic.spec_from_config(d, config.local_steps)
+    # eval.holdout_*: contexts of dedicated users past the unseen ones.
+    spec = synthetic.with_holdouts(spec, config.get('eval'),
+                                   config.population_size + config.eval_unseen_clients)
     world = synthetic.make_world(jax.random.fold_in(jax.random.key(config.seed), 7), spec)
     return Data(spec, world)
   validate(config)
+  synthetic.refuse_holdouts(config.get('eval'), name)
   dataset = load_dataset(name, d.get('archive', ''))
   clients = make_partition(dataset, config)
   spec, source = federated.federate(

@@ -19,6 +19,12 @@ and the SHIFT knobs of `shift.py`. A client's data is a pure function of
 (world, client id, split, round): a population of any size costs no memory
 (10^6 clients: tests/test_synthetic.py), and a client's data does not
 depend on the cohort.
+
+Held-out contexts (config eval.holdout_environments / holdout_devices):
+no client below `holdout_first_id` (the population and the unseen users)
+is ever drawn in a held-out environment or on a held-out device; each
+held-out group gets `holdout_clients` dedicated evaluation ids from there
+on, drawn only in its held-out contexts (`holdout_ids`).
 """
 import dataclasses
 import functools
@@ -65,6 +71,16 @@ class XRSpec:
   interactivity: shift.Interactivity = shift.Interactivity()
   functional: shift.Functional = shift.Functional()
   temporal: shift.Temporal = shift.Temporal()
+  holdout_environments: tuple = ()  # never drawn below holdout_first_id
+  holdout_devices: tuple = ()
+  holdout_first_id: int = 0         # first id of the held-out groups' users
+  holdout_clients: int = 0          # users per held-out group
+
+  @property
+  def holdout_groups(self) -> tuple:
+    """Names of the held-out groups, in the order of their ids."""
+    return tuple(g for g, names in (('holdout_environments', self.holdout_environments),
+                                    ('holdout_devices', self.holdout_devices)) if names)
 
   @property
   def num_classes(self) -> tuple:
@@ -139,6 +155,9 @@ def _device_tables(spec: XRSpec) -> dict:
   fit = np.array([[environments_lib.fits(d, e) for e in envs] for d in devs], np.float32)
   weights = np.asarray(spec.device_weights, np.float32)
   joint = weights[:, None] / weights.sum() * fit / fit.sum(1, keepdims=True)
+  holdout = {}
+  if spec.holdout_groups:
+    joint, holdout['holdout_probs'] = _holdout_probs(joint, spec)
   adds = catalog.addons(spec.sensors.addons)
   from_addon = np.array([[m in modalities_lib.from_sensors(a.sensors)
                           for m in spec.modalities] for a in adds], bool).reshape(
@@ -163,7 +182,31 @@ def _device_tables(spec: XRSpec) -> dict:
       'device_ram_bytes': np.array([d.ram_gb * 1e9 for d in devs], np.float32),
       'device_runtime_h': np.array([min(d.runtime_h, 1e6) for d in devs], np.float32),
       'device_mains': np.array([d.battery_wh == 0 for d in devs], bool),
+      **holdout,
   }
+
+
+def _holdout_probs(joint, spec: XRSpec):
+  """(training (device, environment) probs [D, E], each held-out group's [G, D * E]).
+
+  Training never draws a held-out environment or device. The environment
+  group draws held-out environments on kept devices, the device group
+  held-out devices in kept environments: each isolates one shift.
+  """
+  env_out = np.isin(spec.environment_names, spec.holdout_environments)[None, :]
+  dev_out = np.isin(spec.devices, spec.holdout_devices)[:, None]
+  parts = {'training': joint * (~env_out & ~dev_out),
+           'holdout_environments': joint * (env_out & ~dev_out),
+           'holdout_devices': joint * (~env_out & dev_out)}
+  for name, p in parts.items():
+    if name in ('training',) + spec.holdout_groups and p.sum() <= 0:
+      raise ConfigError(f'eval.holdout_environments={list(spec.holdout_environments)} and '
+                        f'eval.holdout_devices={list(spec.holdout_devices)} leave no '
+                        f'(device, environment) pair for {name.replace("_", " ")} '
+                        '(data.devices x data.environments, Table 1 deployments)')
+  norm = lambda p: (p / p.sum()).astype(np.float32)
+  return norm(parts['training']), np.stack(
+      [norm(parts[g]).reshape(-1) for g in spec.holdout_groups])
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -218,7 +261,11 @@ def client_profile(world: dict, client_id, spec: XRSpec) -> dict:
   u = jax.random.uniform(k_u, (4 + num_tasks + num_addons,))
   z = jax.random.normal(k_normal, (styles * spec.style_bank_size + 2 * num_mods,))
 
-  pair = _inverse_cdf(world['device_environment_probs'], u[0])
+  probs = world['device_environment_probs']
+  if spec.holdout_groups:   # a held-out group's user: drawn in its held-out contexts
+    group = holdout_group(client_id, spec)
+    probs = jnp.where(group >= 0, world['holdout_probs'][jnp.maximum(group, 0)], probs)
+  pair = _inverse_cdf(probs, u[0])
   device, environment = pair // num_envs, pair % num_envs
   has = world['device_modalities'][device]
   if num_addons:   # add-on wearables: each worn with addon_prob where it fits
@@ -255,6 +302,19 @@ def client_profile(world: dict, client_id, spec: XRSpec) -> dict:
       'local_hour': 24.0 * u[2 + num_tasks],
       'battery_phase': u[3 + num_tasks],
   }
+
+
+def holdout_group(client_id, spec: XRSpec):
+  """Index into `spec.holdout_groups` of a client's group; -1 outside them."""
+  offset = jnp.asarray(client_id, jnp.int32) - spec.holdout_first_id
+  group = offset // max(spec.holdout_clients, 1)
+  return jnp.where((offset >= 0) & (group < len(spec.holdout_groups)), group, -1)
+
+
+def holdout_ids(spec: XRSpec, group: str) -> np.ndarray:
+  """The dedicated evaluation ids of a held-out group (numpy int32)."""
+  first = spec.holdout_first_id + spec.holdout_groups.index(group) * spec.holdout_clients
+  return np.arange(first, first + spec.holdout_clients, dtype=np.int32)
 
 
 def client_style(world: dict, profile: dict, round_idx, spec: XRSpec) -> dict:
@@ -407,6 +467,7 @@ def client_data(world: dict, client_id, split: str, spec: XRSpec, round_idx=0) -
       'step_budget': state['step_budget'],
       'task_mask': task_mask_at(profile, round_idx, spec),
       'device': profile['device'],
+      'environment': profile['environment'],   # metadata: evaluation groups by it
       'device_profile': {
           'train_flops': state['train_flops'],
           'tx_power_dbm': world['device_tx_power_dbm'][profile['device']],
@@ -416,6 +477,8 @@ def client_data(world: dict, client_id, split: str, spec: XRSpec, round_idx=0) -
   if spec.hardware.may_sit_out or (arrivals and max(arrivals) > 0):
     # A client with no task yet has nothing to learn: it sits the round out.
     data['available'] = state['available'] & jnp.any(data['task_mask'])
+  if arrivals and max(arrivals) > 0:   # its tasks once all have arrived (evaluation)
+    data['eventual_task_mask'] = profile['task_mask']
   if spec.hardware.memory_limits:
     data['trainable'] = trainable(world, profile['device'], spec)
   return data
@@ -487,6 +550,46 @@ def check_spec(spec: XRSpec) -> None:
     if not any(environments_lib.fits(d, e.name) for e in envs):
       raise ConfigError(f'device {d.name!r} is deployed in none of data.environments='
                         f'{list(spec.environment_names)} (Table 1: {list(d.environments)})')
+
+
+def with_holdouts(spec: XRSpec, eval_config, first_id: int) -> XRSpec:
+  """`spec` with the held-out contexts of an `eval` config block (none: `spec` itself).
+
+  first_id: the first id past the population and its unseen users.
+  """
+  envs, devs, clients = _holdout_settings(eval_config)
+  if not envs and not devs:
+    return spec
+  for kind, names, known in (('environment', envs, spec.environment_names),
+                             ('device', devs, spec.devices)):
+    unknown = [n for n in names if n not in known]
+    if unknown:
+      raise ConfigError(f'eval.holdout_{kind}s: {unknown} not in this run\'s '
+                        f'{kind}s {list(known)} (data.{kind}s)')
+  if clients < 1:
+    raise ConfigError(f'eval.holdout_clients must be >= 1 with held-out contexts, got '
+                      f'{clients}')
+  spec = dataclasses.replace(spec, holdout_environments=envs, holdout_devices=devs,
+                             holdout_first_id=int(first_id), holdout_clients=int(clients))
+  _device_tables(spec)   # raises if a group (or training) has no context left
+  return spec
+
+
+def _holdout_settings(eval_config) -> tuple:
+  if eval_config is None:
+    return (), (), 0
+  return (tuple(eval_config.get('holdout_environments', ())),
+          tuple(eval_config.get('holdout_devices', ())),
+          int(eval_config.get('holdout_clients', 0)))
+
+
+def refuse_holdouts(eval_config, source: str) -> None:
+  """Held-out contexts exist only in the synthetic generator (ConfigError)."""
+  envs, devs, _ = _holdout_settings(eval_config)
+  if envs or devs:
+    raise ConfigError(f'not supported yet: eval.holdout_environments / holdout_devices '
+                      f'with data.source={source!r} (a recorded dataset has one device '
+                      'and no environments to hold out)')
 
 
 def spec_from_config(data_config, local_steps: int) -> XRSpec:

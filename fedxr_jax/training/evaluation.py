@@ -1,13 +1,33 @@
 """Evaluation rows of a round: the metrics the host writes on evaluated rounds.
 
-`Evaluator(exp)(server, clients, frozen, cohort)` evaluates the round's
-participants on their held-out data (with their personal trees and models),
-users outside the population (as new users), and, where clients keep their
-own models, the spread of client accuracy.
+`Evaluator(exp, workdir, resume_round)(server, clients, frozen, cohort,
+history)` evaluates, as `eval_protocol` describes, the round's participants
+(eval/*), users outside the population (eval_unseen/*), where clients keep
+their own models the spread of client accuracy, and the fixed panel and
+held-out groups, giving every Table 6 metric (metrics/registry.py) its
+metrics.jsonl keys; with a workdir it writes the per-client table
+(eval_clients.jsonl) and TensorBoard event files (`log_row`). `history`:
+the earlier rows, for continuity on the panel.
 """
+import os
+from typing import Optional, Sequence
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from fedxr_jax.data import synthetic
+from fedxr_jax.metrics import clients as clients_lib
+from fedxr_jax.metrics import continuity
+from fedxr_jax.metrics import generalization
+from fedxr_jax.metrics import latency
+from fedxr_jax.metrics import tensorboard
+from fedxr_jax.training import client_metrics
+from fedxr_jax.training import device_facts
+from fedxr_jax.training import distributed
+from fedxr_jax.training import eval_protocol
+
+QOE_STREAM = 0x90E   # folded into the seed, then the round: the simulated survey
 
 
 def eval_metrics(prefix: str, sums: dict, tasks) -> dict:
@@ -22,6 +42,10 @@ def eval_metrics(prefix: str, sums: dict, tasks) -> dict:
     if acc is not None:
       accs.append(acc)
   out[f'{prefix}/accuracy'] = float(np.mean(accs)) if accs else None
+  if 'attack/backdoor_count' in sums:   # a backdoor's success on triggered test data
+    count = float(sums['attack/backdoor_count'])
+    key = 'attack/success_rate' if prefix == 'eval' else f'{prefix}/attack/success_rate'
+    out[key] = float(sums['attack/backdoor_hits']) / count if count else None
   if 'expert_tokens' in sums:
     # Submodule activation: share of each task's tokens routed to each expert
     # ([layer][expert]), and the experts that take >= 5% of them.
@@ -62,27 +86,135 @@ def adaptation_metrics(sums: dict, num_clients: int) -> dict:
 
 
 class Evaluator:
-  """Evaluation rows of a round: participants, unseen users, client spread."""
+  """Evaluation rows of a round (see the module docstring)."""
 
-  def __init__(self, exp):
+  def __init__(self, exp, workdir: Optional[str] = None, resume_round: int = 0):
     config, fed = exp.config, exp.federation
     self.exp, self.tasks = exp, exp.spec.tasks
-    self.evaluate = jax.jit(fed.evaluate, static_argnames=(
-        'split', 'personal_from_population', 'per_client'))
+    self.protocol = p = eval_protocol.from_config(config, exp.mesh)
+    evaluate = jax.jit(fed.evaluate, static_argnames=(
+        'split', 'personal_from_population', 'per_client', 'compare_global',
+        'example_losses'))
+    # Host values, on every process (per-client stats sharded across processes gathered).
+    self.evaluate = lambda *args, **kwargs: distributed.fetch(evaluate(*args, **kwargs))
     # Ids past the population are never sampled: new users.
     self.unseen = jnp.arange(config.population_size,
                              config.population_size + config.eval_unseen_clients)
+    self.panel = eval_protocol.panel_ids(config.seed, config.population_size, p.panel_size)
+    self.holdouts = {g: synthetic.holdout_ids(exp.spec, g)
+                     for g in getattr(exp.spec, 'holdout_groups', ())}
+    self.facts = device_facts.build(exp, p.latency_precision)
+    self.budget = client_metrics.budgets(self.tasks, p.latency_classes)
+    self.participated = np.zeros(self.panel.shape, bool)   # panel users sampled so far
+    self.rounds_seen = 0
+    self.storage = None   # needs the client states' shapes: the first call
+    self.forward, self.batches = None, None
+    if p.measure_latency and exp.problem.predict is not None:
+      self.forward = jax.jit(exp.problem.predict)
+    write = workdir is not None
+    self.table = (clients_lib.ClientTable(os.path.join(workdir, clients_lib.FILE),
+                                          resume_round) if write and p.client_table else None)
+    self.writer = (tensorboard.TensorBoardWriter(workdir)
+                   if write and p.tensorboard else None)
 
-  def __call__(self, server, clients, frozen, cohort) -> dict:
+  def __call__(self, server, clients, frozen, cohort, history: Sequence[dict] = ()) -> dict:
     world, cohort = self.exp.world, jnp.asarray(cohort)
     sums = self.evaluate(server, clients, frozen, world, cohort, 'test')
     row = {**eval_metrics('eval', sums, self.tasks),
            **adaptation_metrics(sums, cohort.shape[0])}
+    held_out = {}
     if self.unseen.shape[0]:
-      row.update(eval_metrics('eval_unseen', self.evaluate(
-          server, clients, frozen, world, self.unseen, 'test',
-          personal_from_population=False), self.tasks))
+      held_out['unseen_users'] = self.evaluate(server, clients, frozen, world, self.unseen,
+                                               'test', personal_from_population=False)
+      row.update(eval_metrics('eval_unseen', held_out['unseen_users'], self.tasks))
     if self.exp.federation.topology.own_models is not None:
       row.update(client_spread(self.evaluate(server, clients, frozen, world, cohort,
                                              'test', per_client=True)))
+    records = []
+    if self.panel.size:
+      panel_row, records = self.panel_metrics(server, clients, frozen)
+      row.update(panel_row)
+      row.update(continuity.continuity_metrics(
+          continuity.panel_history(list(history) + [row], self.tasks), self.tasks))
+    for group, ids in self.holdouts.items():
+      per = jax.device_get(self.evaluate(server, clients, frozen, world, jnp.asarray(ids),
+                                         'test', personal_from_population=False,
+                                         per_client=True))
+      held_out[group] = client_metrics.sums(per)
+      records += client_metrics.records(group, ids, per, self.tasks, self.facts,
+                                        self.client_latency(per))
+    row.update(generalization.gaps(jax.device_get(sums), jax.device_get(held_out),
+                                   self.tasks))
+    row.update(self.run_metrics(server, clients, frozen))
+    if self.table is not None and records:
+      self.table.append(int(server.round), records)
     return row
+
+  def client_latency(self, per_client):
+    return client_metrics.client_latency_ms(self.facts, self.protocol.latency_precision,
+                                            per_client['device'], per_client['train_flops'])
+
+  def panel_metrics(self, server, clients, frozen):
+    """(metrics of the fixed panel, its eval_clients.jsonl records)."""
+    p, ids = self.protocol, self.panel
+    per = jax.device_get(self.evaluate(
+        server, clients, frozen, self.exp.world, jnp.asarray(ids), 'test', per_client=True,
+        compare_global=True, example_losses=True))
+    summed = client_metrics.sums(per)
+    lat = self.client_latency(per)
+    row = {**eval_metrics('panel', summed, self.tasks),
+           **client_metrics.personalization_metrics(per, self.tasks, p),
+           **client_metrics.activation_metrics(summed, self.exp.spec, self.facts, p),
+           **client_metrics.before_arrival_metrics(summed, self.tasks),
+           **client_metrics.fine_tuning_metrics(per, self.facts),
+           **client_metrics.membership_metrics(per, self.panel_members(int(server.round)))}
+    if self.budget is not None:
+      key = jax.random.fold_in(jax.random.fold_in(jax.random.key(self.exp.config.seed),
+                                                  QOE_STREAM), server.round)
+      row.update(client_metrics.latency_qoe_metrics(per, lat, self.budget, ids, key,
+                                                    self.tasks, p))
+    return row, client_metrics.records('panel', ids, per, self.tasks, self.facts, lat)
+
+  def panel_members(self, rounds_done: int) -> np.ndarray:
+    """Panel users sampled in any cohort so far (their training examples are members)."""
+    for r in range(self.rounds_seen, rounds_done):
+      self.participated |= np.isin(self.panel, self.exp.sample_cohort(r))
+    self.rounds_seen = max(self.rounds_seen, rounds_done)
+    return self.participated
+
+  def run_metrics(self, server, clients, frozen) -> dict:
+    """Per-device facts of the run, storage, and the forward timed on this host."""
+    if self.storage is None:
+      one = lambda tree: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
+                                      tree)
+      self.storage = device_facts.storage_metrics(self.exp, {
+          'algorithm_state': one(clients.algorithm), 'transform_state': one(clients.transforms)})
+    out = {**self.facts.static, **self.storage}
+    if self.forward is not None:
+      params = {**frozen, **server.shared, **jax.tree.map(
+          lambda x: x[int(self.panel[0]) if self.panel.size else 0], clients.personal)}
+      example, batch = self.timing_batches()
+      out.update(latency.measured_metrics(self.forward, (params, example, {}),
+                                          (params, batch, {}),
+                                          repeats=self.protocol.latency_repeats))
+    return out
+
+  def timing_batches(self):
+    """(one example, one test batch) of the evaluation's shapes, every sensor on."""
+    if self.batches is None:
+      data = jax.eval_shape(lambda: self.exp.problem.client_data(
+          self.exp.world, jnp.int32(0), 'test', 0))['examples']
+      fill = lambda n: jax.tree.map(lambda s: (jnp.ones if s.dtype == jnp.bool_ else jnp.zeros)(
+          (n,) + s.shape[1:], s.dtype), data)
+      self.batches = fill(1), fill(jax.tree.leaves(data)[0].shape[0])
+    return self.batches
+
+  def log_row(self, row: dict) -> None:
+    """Every metrics.jsonl row's scalars into TensorBoard (when the protocol asks)."""
+    if self.writer is not None:
+      self.writer.write(row)
+
+  def close(self) -> None:
+    if self.writer is not None:
+      self.writer.close()
+      self.writer = None

@@ -135,6 +135,18 @@ def make_xr_problem(spec: synthetic.XRSpec, model: m3t.M3TModel, *,
         jnp.sum((jnp.argmax(logits[name], -1) == ex['y'][:, t]) & mask[:, t])
         for t, name in enumerate(tasks)]).astype(jnp.float32)
     stats = {'correct': correct, 'count': counts, 'loss_sum': per_task * counts}
+    if 'eventual_task_mask' in data:   # task arrival: the client's tasks not there yet
+      later = label_mask(ex, data['eventual_task_mask'] & ~data['task_mask'])
+      hits = jnp.stack([jnp.argmax(logits[name], -1) == ex['y'][:, t]
+                        for t, name in enumerate(tasks)], 1)
+      stats['correct_before_arrival'] = jnp.sum(hits & later, 0).astype(jnp.float32)
+      stats['count_before_arrival'] = jnp.sum(later, 0).astype(jnp.float32)
+    # Submodule activation: labeled examples of each task that carry each
+    # modality [T, M], and the LoRA rank they ran with, summed [T].
+    labeled = mask.astype(jnp.float32)
+    present = (ex['modality_mask'] & ex['example_mask'][:, None]).astype(jnp.float32)
+    stats['modality_examples'] = labeled.T @ present
+    stats['lora_rank_sum'] = jnp.sum(labeled, 0) * jnp.sum(rank_mask(data))
     if moe:   # tokens each task's examples route to each expert: [T, L, E]
       routed = jnp.stack([routing[f'block_{i}'][0] for i in range(model.depth)], 1)
       stats['expert_tokens'] = jnp.einsum('nt,nle->tle', mask.astype(jnp.float32), routed)

@@ -137,6 +137,7 @@ def client_data(source: dict, client_id, split: str, round_idx=0) -> dict:
       'step_budget': jnp.asarray(source['step_budget'], jnp.int32),
       'task_mask': jnp.ones((num_tasks,), bool),
       'device': jnp.int32(0),
+      'environment': jnp.int32(-1),   # not recorded: no environment group
       'device_profile': dict(source['device_profile']),
   }
 
