@@ -13,6 +13,10 @@ patterns such as 'cost/*' or 'eval/*/forgetting'). It exits non-zero on any
 difference that is not allowed, and prints the old and new values of the
 allowed ones so they can go into BUILD_NOTES.md.
 
+Keys that measure the machine rather than the run (wall times: 'time/*'
+in every row, the forward timed on the host: 'latency/measured_*') are
+skipped unless --ignore is given another list (--ignore= compares them too).
+
 Runs with a different layout (chunk size, devices) are the same math but
 not bit-identical (XLA:CPU blocks batched matmuls by batch size), so both
 records must come from the same machine and flags.
@@ -27,10 +31,20 @@ import time
 from absl import app
 from absl import flags
 
+# Wall-clock keys: different on every run, never part of the math.
+MACHINE_KEYS = ('time/*', 'latency/measured_*')
+
 _OUT = flags.DEFINE_string('out', 'runs/same_numbers', 'record: output folder.')
 _VARIANTS = flags.DEFINE_list('variants', [], 'record: variants to run (default: all).')
 _ALLOW = flags.DEFINE_list('allow', [], 'compare: key patterns allowed to differ.')
+_IGNORE = flags.DEFINE_list('ignore', list(MACHINE_KEYS),
+                            'compare: key patterns not compared at all (machine-dependent).')
 _ROUNDS = flags.DEFINE_integer('rounds', 8, 'record: rounds per variant.')
+_ADDED = flags.DEFINE_bool('added_keys_differ', False,
+                           'compare: a key only the new record has counts as a difference '
+                           '(default: listed once as added; new metrics change no number).')
+_SET = flags.DEFINE_list('set', [], 'record: KEY=VALUE for every variant, e.g. chunk_size=0 '
+                         '(the default before chunk_size=auto) to compare with older code.')
 
 # name -> {dotted config key: value}, applied to the default config. A key
 # 'a|b' sets the first of a, b the config has (keys renamed between versions).
@@ -58,7 +72,8 @@ def variant_config(name: str, num_rounds: int):
   config.eval_every = 4
   config.checkpoint_every = 4
   config.plot = False
-  for keys, value in VARIANTS[name].items():
+  common = dict(_parsed(kv) for kv in _SET.value)
+  for keys, value in {**VARIANTS[name], **common}.items():
     for key in keys.split('|'):
       *parents, leaf = key.split('.')
       block = config
@@ -73,6 +88,16 @@ def variant_config(name: str, num_rounds: int):
     else:
       raise KeyError(f'none of {keys} is a config key')
   return config
+
+
+def _parsed(assignment: str):
+  key, _, text = assignment.partition('=')
+  for kind in (int, float):
+    try:
+      return key, kind(text)
+    except ValueError:
+      pass
+  return key, text
 
 
 def record(out: str, names, num_rounds: int) -> None:
@@ -100,22 +125,26 @@ def _same(a, b) -> bool:
   return a == b
 
 
-def compare_rows(old_rows, new_rows, allow=()):
-  """[(round, key, old, new, allowed)] for every differing key of every row."""
+def compare_rows(old_rows, new_rows, allow=(), ignore=MACHINE_KEYS):
+  """[(round, key, old, new, allowed)] for every differing key of every row.
+
+  Keys matching `ignore` are not compared (wall times differ on every run).
+  """
   diffs = []
   allowed = lambda key: any(fnmatch.fnmatch(key, p) for p in allow)
+  ignored = lambda key: any(fnmatch.fnmatch(key, p) for p in ignore)
   old_by_round = {r['round']: r for r in old_rows}
   new_by_round = {r['round']: r for r in new_rows}
   for rnd in sorted(set(old_by_round) | set(new_by_round)):
     old, new = old_by_round.get(rnd, {}), new_by_round.get(rnd, {})
-    for key in sorted(set(old) | set(new)):
+    for key in sorted(k for k in set(old) | set(new) if not ignored(k)):
       a, b = old.get(key, '<missing>'), new.get(key, '<missing>')
       if not _same(a, b):
         diffs.append((rnd, key, a, b, allowed(key)))
   return diffs
 
 
-def compare(old_dir: str, new_dir: str, allow) -> int:
+def compare(old_dir: str, new_dir: str, allow, ignore=MACHINE_KEYS) -> int:
   names = sorted(f[:-6] for f in os.listdir(old_dir) if f.endswith('.jsonl'))
   bad = 0
   for name in names:
@@ -125,7 +154,13 @@ def compare(old_dir: str, new_dir: str, allow) -> int:
       bad += 1
       continue
     load = lambda p: [json.loads(line) for line in open(p) if line.strip()]
-    diffs = compare_rows(load(os.path.join(old_dir, f'{name}.jsonl')), load(path_new), allow)
+    diffs = compare_rows(load(os.path.join(old_dir, f'{name}.jsonl')), load(path_new), allow,
+                         ignore)
+    if not _ADDED.value:
+      added = sorted({d[1] for d in diffs if d[2] == '<missing>'})
+      if added:
+        print(f'{name}: {len(added)} key(s) added: {", ".join(added)}')
+      diffs = [d for d in diffs if d[2] != '<missing>']
     refused = [d for d in diffs if not d[4]]
     bad += len(refused)
     status = 'identical' if not diffs else (
@@ -155,7 +190,7 @@ def main(argv):
     return 0
   if len(argv) != 4:
     raise app.UsageError('usage: same_numbers.py compare OLD_DIR NEW_DIR')
-  sys.exit(compare(argv[2], argv[3], _ALLOW.value))
+  sys.exit(compare(argv[2], argv[3], _ALLOW.value, _IGNORE.value))
 
 
 if __name__ == '__main__':

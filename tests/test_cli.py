@@ -1,63 +1,52 @@
-"""fedxr-train: bad input exits non-zero with one clear line, no traceback."""
+"""fedxr-train end to end: a run, a lost only checkpoint, and sharding over host devices.
+
+Bad input is in test_bad_input.py, damaged workdirs in test_resume.py.
+"""
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEST_CONFIG = os.path.join(REPO, 'fedxr_jax', 'configs', 'test.py')
+import cli_harness
+
+TEST_CONFIG = os.path.join(cli_harness.REPO, 'fedxr_jax', 'configs', 'test.py')
 
 
-def _train(*args, workdir):
-  return subprocess.run(
-      [sys.executable, '-m', 'fedxr_jax.cli.train', f'--workdir={workdir}',
-       '--progress=false', *args],
-      capture_output=True, text=True, cwd=REPO, timeout=600)
+@pytest.fixture(scope='module')
+def cli():
+  with cli_harness.Harness() as harness:
+    yield harness
 
 
-@pytest.mark.parametrize('args, message', [
-    (['--config.nonexistent=1'], "unknown config key 'nonexistent'"),
-    (['--config.cohort_size=0'], 'cohort_size must be >= 1'),
-    (['--config.population_size=4'], 'larger than population_size=4'),
-    (["--config.data.modalities=('vision','smell')"], "unknown modality 'smell'"),
-    (["--config.data.tasks=('gestur',)"], "did you mean 'gesture'"),
-    (['--config=missing.py'], "config file 'missing.py' does not exist"),
-])
-def test_bad_input_is_one_clear_line(args, message, tmp_path):
-  if not any(a.startswith('--config=') for a in args):
-    args = [f'--config={TEST_CONFIG}', *args]
-  result = _train(*args, workdir=tmp_path)
-  assert result.returncode != 0
-  assert 'Traceback' not in result.stderr
-  lines = [l for l in result.stderr.splitlines() if l.strip()]
-  assert len(lines) == 1 and message in lines[0], result.stderr
+def _rows(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
 
 
-def test_corrupt_checkpoint_via_cli(tmp_path):
-  ok = _train(f'--config={TEST_CONFIG}', '--config.num_rounds=2', workdir=tmp_path)
-  assert ok.returncode == 0, ok.stderr
+def test_a_damaged_only_checkpoint_is_one_line(cli, tmp_path):
+  ok = cli.train(f'--config={TEST_CONFIG}', '--config.num_rounds=2', f'--workdir={tmp_path}')
+  assert ok.rc == 0 and ok.lines == [], ok
   assert 'participating' in ok.stdout
   for root, _, files in os.walk(tmp_path / 'checkpoints' / '2'):
     for name in files:
       with open(os.path.join(root, name), 'wb') as f:
         f.write(b'broken')
-  bad = _train(f'--config={TEST_CONFIG}', '--config.num_rounds=4', workdir=tmp_path)
-  assert bad.returncode != 0
-  assert 'Traceback' not in bad.stderr
-  lines = [l for l in bad.stderr.splitlines() if l.strip()]
-  assert len(lines) == 1 and 'corrupt or from another run' in lines[0], bad.stderr
+  bad = cli.train(f'--config={TEST_CONFIG}', '--config.num_rounds=4', f'--workdir={tmp_path}')
+  assert bad.rc == 2 and 'Traceback' not in bad.stderr and len(bad.lines) == 1, bad
+  assert 'corrupt or from another run' in bad.lines[0]
+  assert 'no older good checkpoint: move' in bad.lines[0]
+  assert [r['round'] for r in _rows(tmp_path)] == [1, 2]   # nothing lost meanwhile
 
 
-def test_host_devices_shards_and_matches_one_device(tmp_path):
+def test_host_devices_shards_compiles_once_and_matches_one_device(cli, tmp_path):
+  # row 16: round 2 compiled again (the state's sharding changed after round 1)
   rows = {}
   for n in (1, 2):
-    result = _train(f'--config={TEST_CONFIG}', f'--host_devices={n}',
-                    workdir=tmp_path / str(n))
-    assert result.returncode == 0, result.stderr
-    with open(tmp_path / str(n) / 'metrics.jsonl') as f:
-      rows[n] = [json.loads(line) for line in f]
+    result = cli.train(f'--config={TEST_CONFIG}', f'--host_devices={n}',
+                       f'--workdir={tmp_path / str(n)}')
+    assert result.rc == 0 and result.lines == [], result
+    rows[n] = _rows(tmp_path / str(n))
+    assert ['time/compile_s' in r for r in rows[n]] == [True, False, False, False]
   assert [r['round'] for r in rows[1]] == [r['round'] for r in rows[2]]
   for a, b in zip(rows[1], rows[2]):
     # Same math over 2 devices: float32 reassociation only.

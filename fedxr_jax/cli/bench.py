@@ -21,6 +21,7 @@ import sys
 from absl import app
 from absl import flags
 
+from fedxr_jax.cli import common
 from fedxr_jax.errors import FedXRError
 
 PROG = 'fedxr-bench'
@@ -83,6 +84,7 @@ def _tracks():
 
 def main(argv):
   command, rest = argv[1], argv[2:]
+  common.quiet_logs()
   try:
     if command == 'run':
       if [a for a in rest if not a.startswith('--config.')]:

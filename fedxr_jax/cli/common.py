@@ -1,11 +1,52 @@
-"""What the absl entry points share: one-line errors for config-file problems."""
+"""What the absl entry points share: --help, and one-line errors for config problems."""
 import os
+import re
 import sys
+import textwrap
+
+from absl import flags
+from absl import logging
 
 from fedxr_jax.errors import FedXRError
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(__file__)),
                               'configs', 'default.py')
+HELP_FLAGS = ('--help', '-h', '-?', '--helpshort', '--helpfull')
+
+CONFIG_HELP = """\
+  --config: the run's config file (ml_collections; default: {default}).
+    Other configs: fedxr_jax/configs/test.py (seconds on a CPU),
+    fedxr_jax/configs/real/*.py (real datasets), fedxr_jax/configs/scenarios/*.py.
+  --config.KEY=VALUE: overrides one key of that config; nested blocks are
+    dotted, e.g. --config.num_rounds=100 --config.topology.kind=semi
+    --config.client_optimizer.learning_rate=0.05 --config.data.tasks="('gesture',)".
+    Every key, its default and what it means is in the config file above; an
+    unknown key is an error (with the closest known key)."""
+
+
+def quiet_logs() -> None:
+  """Silences absl logging unless --verbosity is given.
+
+  JAX (backend probing), orbax (every save, its view of a damaged file) log
+  through absl; our errors are one line on stderr. --verbosity=0 shows them.
+  """
+  if not any(a.startswith(('--verbosity', '-v')) for a in sys.argv[1:]):
+    logging.set_verbosity(logging.FATAL)
+
+
+def wants_help(argv) -> bool:
+  return any(a in HELP_FLAGS for a in argv)
+
+
+def print_help(program: str, doc: str, module_name: str) -> None:
+  """The module's docstring, its flags, and how --config overrides work."""
+  print(doc.strip())
+  print(f'\n{program} flags:')
+  for flag in sorted(flags.FLAGS.get_flags_for_module(sys.modules[module_name]),
+                     key=lambda f: f.name):
+    print(textwrap.fill(f'--{flag.name}: {flag.help} (default: {flag.default_as_str})',
+                        width=88, initial_indent='  ', subsequent_indent='    '))
+  print(CONFIG_HELP.format(default=DEFAULT_CONFIG))
 
 
 def check_config_file(argv, default: str = DEFAULT_CONFIG) -> None:
@@ -26,18 +67,44 @@ def check_config_file(argv, default: str = DEFAULT_CONFIG) -> None:
     raise FedXRError(f'config file {path!r} cannot be read: {type(e).__name__}: {e}')
 
 
-def config_error(e: Exception) -> str:
-  """One line for an exception raised while loading or overriding a config."""
-  overrides = [a for a in sys.argv[1:] if a.startswith('--config')]
-  if isinstance(e, (KeyError, AttributeError)):
-    key = str(e).strip('"\'')
-    return f'unknown config key {key!r} in {overrides}'
+def _innermost(e: BaseException) -> BaseException:
   while e.__cause__ or e.__context__:
     e = e.__cause__ or e.__context__
-  detail = ' '.join(str(e).split())
-  return f'cannot load the config: {type(e).__name__}: {detail}'
+  return e
+
+
+def _unknown_key(e: BaseException):
+  """(key, suggestion or None) of ml_collections' unknown-key errors, else None."""
+  for x in (e, _innermost(e)):
+    if isinstance(x, AttributeError) and x.args and isinstance(x.args[0], KeyError):
+      x = x.args[0]   # ml_collections wraps its KeyError in an AttributeError
+    if isinstance(x, KeyError) and x.args and isinstance(x.args[0], str):
+      first, *rest = x.args[0].splitlines()
+      close = re.search(r'Did you mean "([^"]+)"', ' '.join(rest))
+      return first.strip('"\' '), close.group(1) if close else None
+  return None
+
+
+def config_error(e: BaseException) -> str:
+  """One line for an exception raised while loading or overriding a config."""
+  overrides = [a for a in sys.argv[1:] if a.startswith('--config.')]
+  unknown = _unknown_key(e)
+  if unknown is not None:
+    key, close = unknown
+    given = [a.split('=', 1)[0] for a in overrides if re.search(rf'\b{re.escape(key)}\b', a)]
+    where = f' in {given[0]}' if given else ''
+    hint = f" (did you mean {close!r}?)" if close else ''
+    return f'unknown config key {key!r}{where}{hint}; see --help'
+  detail = ' '.join(str(_innermost(e)).split())
+  return f'cannot load the config: {type(_innermost(e)).__name__}: {detail}'
 
 
 def fail(program: str, message: str, code: int = 2):
-  print(f'{program}: error: {message}', file=sys.stderr)
+  print(f'{program}: error: {" ".join(str(message).split())}', file=sys.stderr)
   sys.exit(code)
+
+
+def fail_now(program: str, message: str, code: int = 2):
+  """`fail` from any thread, when the main one cannot unwind (blocked in a runtime)."""
+  print(f'{program}: error: {" ".join(str(message).split())}', file=sys.stderr, flush=True)
+  os._exit(code)

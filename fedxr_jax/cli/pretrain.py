@@ -12,7 +12,6 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 from fedxr_jax.cli import common
@@ -37,12 +36,11 @@ _CONFIG = None
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    common.fail(_PROGRAM, f'unexpected arguments: {argv[1:]} (flags are --name=value)')
   from fedxr_jax.core import compilation_cache  # after flags: keeps --help fast
   from fedxr_jax.training import pretrain
   compilation_cache.enable()
-  if not any(a.startswith(('--verbosity', '-v')) for a in sys.argv[1:]):
-    logging.set_verbosity(logging.FATAL)   # orbax logs every save through absl
+  common.quiet_logs()
   try:
     config = _CONFIG.value
   except Exception as e:  # pylint: disable=broad-except
@@ -56,6 +54,8 @@ def main(argv):
                         overwrite=_OVERWRITE.value, progress=_PROGRESS.value)
   except FedXRError as e:
     common.fail(_PROGRAM, str(e))
+  except OSError as e:
+    common.fail(_PROGRAM, f'{e.filename or _OUTPUT_DIR.value}: {e.strerror or e}')
   accs = ', '.join(f'{t} {a:.3f}' if a is not None else f'{t} -'
                    for t, a in meta['public_accuracy'].items())
   print(f"pretrained {meta['steps']} steps on {meta['public_clients']} "
@@ -67,13 +67,15 @@ def main(argv):
 
 def entry():
   global _CONFIG
+  if common.wants_help(sys.argv[1:]):
+    common.print_help(_PROGRAM, __doc__, __name__)
+    sys.exit(0)
   try:
     common.check_config_file(sys.argv[1:])
     # ml_collections applies --config.KEY overrides while defining the flag.
     _CONFIG = config_flags.DEFINE_config_file(
         'config', common.DEFAULT_CONFIG, 'Run config file (ml_collections).',
         lock_config=True)
-    app.define_help_flags()
     remaining = flags.FLAGS(sys.argv)   # parsed here: errors become one line
   except (flags.Error, FedXRError) as e:
     common.fail(_PROGRAM, str(e))
