@@ -94,7 +94,7 @@ def test_calibrated_epsilon_is_the_accountants_and_meets_the_target(config):
      'not supported yet: attack.model=alie with topology.kind=semi'),
     (dict(privacy=dict(noise_multiplier=1.0), topology=dict(kind='tree')),
      'not supported yet: client-level DP with topology.kind=tree'),
-    (dict(privacy=dict(mode='example')), 'not supported yet: privacy.mode=example'),
+    (dict(privacy=dict(mode='example', example_clip=0.0)), 'privacy.example_clip must be > 0'),
     (dict(privacy=dict(noise_multiplier=1.0, sampling='poisson')),
      'not supported yet: privacy.sampling'),
     (dict(attack=dict(model='sign_flip')), 'need attack.fraction in (0, 1)'),

@@ -11,10 +11,13 @@ Two cohort samplers, each with the neighbouring relation its bound needs:
            dp_accounting's PLD has no sampling-without-replacement event.
   poisson  every client joins independently with q = cohort_size / population:
            add-or-remove-one neighbours, sensitivity C, multiplier sigma.
-Example level (DP-SGD inside one client, Abadi et al. 2016): each local step
-is a subsampled Gaussian over that client's examples with q = batch /
-num_examples; a client's epsilon composes all the steps it ran; the run
-reports the worst client.
+Example level (DP-SGD inside local training, `privacy.dpsgd`), two models:
+  example_epsilon_per_round  what `core.local` really does: one shuffle and
+           consecutive batches per round, no amplification by sampling
+           (`example_round_event`; the run's privacy/epsilon);
+  example_epsilon  each step an independent Poisson (or without-replacement)
+           sample of the client's examples: valid only for a sampler that
+           draws batches that way, which local training does not.
 """
 import functools
 import math
@@ -122,7 +125,13 @@ def epsilon_per_round(noise_multiplier: float, *, delta: float, rounds: int,
     return []
   event = sampled_gaussian(noise_multiplier, sample_size=cohort_size,
                            dataset_size=population, sampling=sampling)
-  acc = make_accountant(accountant, sampling).compose(event, 1)
+  return _epsilon_curve(make_accountant(accountant, sampling), event, rounds, delta,
+                        accountant)
+
+
+def _epsilon_curve(acc, event, rounds, delta, accountant) -> list:
+  """[epsilon after 1, ..., `rounds` compositions of `event`] from a fresh `acc`."""
+  acc = acc.compose(event, 1)
   if accountant == 'rdp':
     # dp_accounting keeps the composed curve in `_rdp` (no public getter).
     curve = np.asarray(acc._rdp)
@@ -154,9 +163,16 @@ def calibrate_noise_multiplier(target_epsilon: float, *, delta: Optional[float],
         sampled_gaussian(sigma, sample_size=cohort_size, dataset_size=population,
                          sampling=sampling), int(rounds))
 
+  return _calibrate(make_event, lambda: make_accountant(accountant, sampling),
+                    target_epsilon, delta, tol)
+
+
+def _calibrate(make_event, new_accountant, target_epsilon, delta, tol):
+  """The smallest sigma (within `tol`) with epsilon(make_event(sigma)) <= target."""
+
   @functools.lru_cache(maxsize=None)
   def eps(sigma):
-    return make_accountant(accountant, sampling).compose(make_event(sigma)).get_epsilon(delta)
+    return new_accountant().compose(make_event(sigma)).get_epsilon(delta)
 
   # Bracket by doubling/halving from 1: Brent's method cannot start at
   # sigma = 0 (epsilon = inf), and PLD's cost grows like 1 / sigma^2.
@@ -173,8 +189,8 @@ def calibrate_noise_multiplier(target_epsilon: float, *, delta: Optional[float],
       raise ConfigError(f'privacy.target_epsilon={target_epsilon} is met with '
                         f'noise_multiplier < {_MIN_SIGMA}: that is no meaningful privacy')
   return float(dp_accounting.calibrate_dp_mechanism(
-      lambda: make_accountant(accountant, sampling), make_event, float(target_epsilon),
-      delta, dp_accounting.ExplicitBracketInterval(lo, hi), tol=tol))
+      new_accountant, make_event, float(target_epsilon), delta,
+      dp_accounting.ExplicitBracketInterval(lo, hi), tol=tol))
 
 
 def update_noise_multiplier(noise_multiplier: float, count_stddev: float) -> float:
@@ -230,3 +246,103 @@ def example_epsilon(noise_multiplier: float, *, delta: float, batch_size: int,
   worst = int(np.argmax(per_client)) if len(per_client) else -1
   return ExampleEpsilon(float(per_client[worst]) if len(per_client) else 0.0, worst,
                         per_client)
+
+
+# Example level, as `core.local` samples its batches (see `privacy.dpsgd`).
+
+
+def occurrence_energy(num_examples: int, batch_size: int, steps: int) -> int:
+  """K = max over a client's examples of sum_s m_s^2, m_s its copies in step s's batch.
+
+  Mirrors `core.local.batch_indices`: step s takes positions (s B + i) mod N,
+  i < B, of the round's order, a permutation of the N examples drawn from
+  the client's key (not from the data). K holds for any permutation (it is
+  a maximum over positions). N >= S B: every example once a round, K = 1;
+  N = 8, B = 4, S = 4: twice (two passes), K = 2; N = 3, B = 4, S = 1:
+  one example twice in the batch, K = 4.
+  """
+  if steps < 1:
+    return 0
+  n = max(int(num_examples), 1)
+  pos = (np.arange(steps)[:, None] * batch_size + np.arange(batch_size)[None, :]) % n
+  counts = np.zeros((steps, n), np.int64)
+  np.add.at(counts, (np.repeat(np.arange(steps), batch_size), pos.ravel()), 1)
+  return int(np.max(np.sum(counts ** 2, axis=0)))
+
+
+def worst_occurrence_energy(num_examples: Sequence[int], *, batch_size: int,
+                            steps: int) -> int:
+  """The largest K over clients holding >= 1 example (0: no client trains)."""
+  if batch_size < 1 or steps < 0:
+    raise ConfigError(f'need batch_size >= 1 and steps >= 0, got {batch_size}, {steps}')
+  counts = {int(n) for n in np.asarray(num_examples).ravel() if n >= 1}
+  return max((occurrence_energy(n, batch_size, steps) for n in counts), default=0)
+
+
+def example_round_event(noise_multiplier: float, energy: int) -> dp_accounting.DpEvent:
+  """One round of DP-SGD on one client, for its worst example (energy K >= 1).
+
+  Replace-one neighbours (the client's example count is public): replacing
+  an example moves step s's sum of clipped gradients by <= 2 C m_s, against
+  noise sigma C. Gaussians compose (in RDP and PLD alike) as one Gaussian of
+  sensitivity 2 C sqrt(sum_s m_s^2): noise multiplier sigma / (2 sqrt K), no
+  amplification by sampling. Compose it with `_gaussian_accountant`.
+  """
+  return dp_accounting.GaussianDpEvent(noise_multiplier / (2 * math.sqrt(energy)))
+
+
+def _gaussian_accountant(accountant: str):
+  # Add-or-remove: dp_accounting then reads a GaussianDpEvent as the
+  # sensitivity-1 Gaussian (its PLD doubles the sensitivity under REPLACE_ONE,
+  # its RDP does not); the replace-one factor 2 is already in the event.
+  if accountant == 'rdp':
+    return rdp.RdpAccountant(RDP_ORDERS)
+  return pld.PLDAccountant()
+
+
+def _check_example(noise_multiplier, accountant, energy, rounds):
+  if noise_multiplier < 0:
+    raise ConfigError(f'privacy.noise_multiplier must be >= 0, got {noise_multiplier}')
+  if accountant not in ACCOUNTANTS:
+    raise ConfigError(f'privacy.accountant must be one of {ACCOUNTANTS}, got {accountant!r}')
+  if rounds < 0 or energy < 0:
+    raise ConfigError(f'need rounds >= 0 and energy >= 0, got {rounds}, {energy}')
+
+
+def example_epsilon_per_round(noise_multiplier: float, *, delta: float, rounds: int,
+                              energy: int, accountant: str = 'rdp') -> list:
+  """[epsilon after round 1, ..., `rounds`] of the worst client's DP-SGD.
+
+  `energy`: `worst_occurrence_energy` of the run. Worst case: the client is
+  in every round's cohort (no amplification by cohort sampling either).
+  """
+  delta = check_delta(delta)
+  _check_example(noise_multiplier, accountant, energy, rounds)
+  if energy == 0:
+    return [0.0] * int(rounds)
+  if noise_multiplier == 0:
+    return [math.inf] * int(rounds)
+  if rounds == 0:
+    return []
+  return _epsilon_curve(_gaussian_accountant(accountant),
+                        example_round_event(noise_multiplier, energy), rounds, delta,
+                        accountant)
+
+
+def calibrate_example_noise(target_epsilon: float, *, delta: Optional[float], rounds: int,
+                            energy: int, accountant: str = 'rdp',
+                            tol: float = 1e-3) -> float:
+  """The smallest sigma (within `tol`) whose worst-client epsilon after `rounds` is <= target."""
+  if delta is None:
+    raise ConfigError('privacy.target_epsilon needs privacy.delta')
+  delta = check_delta(delta)
+  if not target_epsilon > 0:
+    raise ConfigError(f'privacy.target_epsilon must be > 0, got {target_epsilon}')
+  if rounds < 1 or energy < 1:
+    raise ConfigError(f'calibrating sigma needs rounds >= 1 and a client that trains, '
+                      f'got rounds={rounds}, energy={energy}')
+  _check_example(0.0, accountant, energy, rounds)
+  return _calibrate(
+      lambda sigma: dp_accounting.SelfComposedDpEvent(example_round_event(sigma, energy),
+                                                      int(rounds)),
+      lambda: _gaussian_accountant(accountant), target_epsilon, delta, tol)

@@ -6,8 +6,10 @@ Client update chain, in order:
   2. HetLoRA's weights (`lora.hetlora_weights`),
   3. compression, optionally event-triggered (`compression`),
   4. client-level DP: uniform weights, then the clip (`privacy`): last, so
-     what is released is bounded by C whatever came before.
-Server: the DP mean (`privacy`), else `aggregator.name`, with exact LoRA
+     what is released is bounded by C whatever came before; example-level
+     DP (privacy.mode=example: DP-SGD in local training, `privacy.dpsgd`):
+     example-count weights instead, nothing on the update.
+Server: the client-level DP mean (`privacy`), else `aggregator.name`, with exact LoRA
 wrapping the mean and omniscient attacks (ALIE, IPM) wrapping whichever
 aggregator runs. Data poisoning (label flips, a backdoor) wraps the problem.
 Contradictory settings are refused in one line.
@@ -16,6 +18,8 @@ import math
 from typing import Callable, NamedTuple, Optional
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from fedxr_jax import topology as topology_registry
 from fedxr_jax.aggregators import dp_mean as dp_mean_lib
@@ -30,6 +34,7 @@ from fedxr_jax.core import transforms as transforms_lib
 from fedxr_jax.core.problem import FederatedProblem
 from fedxr_jax.errors import ConfigError
 from fedxr_jax.privacy import accounting
+from fedxr_jax.privacy import dpsgd
 from fedxr_jax.transforms import clip as clip_lib
 from fedxr_jax.transforms import registry as transform_registry
 from fedxr_jax.transforms.hetlora import hetlora
@@ -48,19 +53,24 @@ def default_attack_config() -> dict:
 
 
 def default_privacy_config() -> dict:
-  return {'mode': 'auto', 'clip_norm': 1.0, 'noise_multiplier': 0.0,
+  return {'mode': 'auto', 'clip_norm': 1.0, 'example_clip': 1.0, 'noise_multiplier': 0.0,
           'target_epsilon': 0.0, 'delta': 0.0, 'sampling': 'fixed', 'accountant': 'rdp',
           'adaptive_clip': {'enabled': False, 'target_quantile': 0.5, 'learning_rate': 0.2,
                             'count_stddev': 0.0}}
 
 
 class Privacy(NamedTuple):
-  """Client-level DP of a run: the noise it adds and the epsilon it spends."""
+  """DP of a run: the noise it adds and the epsilon it spends."""
   noise_multiplier: float       # sigma the accountant charges
   update_noise: float           # sigma on the updates (less, if the clip count is noised)
-  clip_norm: float
+  clip_norm: float              # C: of an update (client) or of an example's gradient
   delta: float
   epsilon_per_round: tuple      # privacy/epsilon after rounds 1..T
+  mode: str = 'client'          # 'client' (DP-FedAvg) | 'example' (DP-SGD)
+
+
+def client_level(privacy: Optional[Privacy]) -> bool:
+  return privacy is not None and privacy.mode == 'client'
 
 
 def privacy_mode(p) -> str:
@@ -76,15 +86,16 @@ def privacy_mode(p) -> str:
   return p.mode
 
 
-def make_privacy(config) -> Optional[Privacy]:
-  """Calibrates sigma for a target epsilon, or accounts the given sigma (None: no DP)."""
+def make_privacy(config, problem: Optional[FederatedProblem] = None,
+                 source=None) -> Optional[Privacy]:
+  """Calibrates sigma for a target epsilon, or accounts the given sigma (None: no DP).
+
+  Example mode reads every client's example count from `problem` on `source`.
+  """
   p = config.privacy
   mode = privacy_mode(p)
   if mode == 'none':
     return None
-  if mode == 'example':
-    raise ConfigError('not supported yet: privacy.mode=example (DP-SGD inside local '
-                      'training); use privacy.mode=client')
   if p.sampling != 'fixed':
     raise ConfigError(f'not supported yet: privacy.sampling={p.sampling!r}: the cohort '
                       'sampler draws a fixed-size cohort without replacement (fixed)')
@@ -92,6 +103,8 @@ def make_privacy(config) -> Optional[Privacy]:
     raise ConfigError('give privacy.target_epsilon or privacy.noise_multiplier, not both')
   if p.target_epsilon > 0 and not 0 < p.delta < 1:
     raise ConfigError(f'privacy.target_epsilon needs privacy.delta in (0, 1), got {p.delta}')
+  if mode == 'example':
+    return _example_privacy(config, problem, source)
   if (p.noise_multiplier > 0 or p.target_epsilon > 0) and math.isinf(p.clip_norm):
     raise ConfigError('client-level DP needs a finite privacy.clip_norm (the bound on one '
                       "client's update)")
@@ -108,6 +121,56 @@ def make_privacy(config) -> Optional[Privacy]:
     update_noise = accounting.update_noise_multiplier(sigma, p.adaptive_clip.count_stddev)
   return Privacy(float(sigma), float(update_noise), float(p.clip_norm), float(p.delta),
                  epsilons)
+
+
+def example_counts(problem: FederatedProblem, source, population: int) -> np.ndarray:
+  """[P] train example counts of the population (round 0: no source changes them)."""
+  count = lambda c: problem.client_data(source, c, 'train', 0)['num_examples']
+  # Only the counts leave the jit: the examples themselves are never built.
+  return np.asarray(jax.jit(jax.vmap(count))(jnp.arange(population)))
+
+
+def _example_privacy(config, problem, source) -> Privacy:
+  """DP-SGD in local training: sigma and the worst client's epsilon (`privacy.dpsgd`)."""
+  p = config.privacy
+  if not p.example_clip > 0:
+    raise ConfigError(f'privacy.example_clip must be > 0, got {p.example_clip}')
+  if (p.noise_multiplier > 0 or p.target_epsilon > 0) and math.isinf(p.example_clip):
+    raise ConfigError('example-level DP needs a finite privacy.example_clip (the bound on '
+                      "one example's gradient)")
+  if p.adaptive_clip.enabled:
+    raise ConfigError('privacy.adaptive_clip with privacy.mode=example: adaptive clipping '
+                      "is DP-FedAvg's (client level); DP-SGD clips to privacy.example_clip")
+  if problem is None:
+    raise ConfigError("privacy.mode=example needs the problem and its source (the clients' "
+                      'example counts)')
+  energy = accounting.worst_occurrence_energy(
+      example_counts(problem, source, config.population_size),
+      batch_size=config.batch_size, steps=config.local_steps)
+  sizes = dict(rounds=config.num_rounds, energy=energy, accountant=p.accountant)
+  sigma = p.noise_multiplier
+  if p.target_epsilon > 0:
+    sigma = accounting.calibrate_example_noise(p.target_epsilon, delta=p.delta, **sizes)
+  epsilons = ()
+  if sigma > 0 and 0 < p.delta < 1:
+    epsilons = tuple(accounting.example_epsilon_per_round(sigma, delta=p.delta, **sizes))
+  return Privacy(float(sigma), float(sigma), float(p.example_clip), float(p.delta),
+                 epsilons, 'example')
+
+
+def make_private_grads(privacy: Optional[Privacy]) -> Optional[Callable]:
+  """The DP-SGD hook of local training (None: plain gradients)."""
+  if privacy is None or privacy.mode != 'example':
+    return None
+  return dpsgd.local_grads(clip_norm=privacy.clip_norm,
+                           noise_multiplier=privacy.noise_multiplier)
+
+
+def check_algorithm(privacy: Optional[Privacy], algorithm) -> None:
+  """Example-level DP covers the update: refuse an algorithm that reports more."""
+  if privacy is not None and privacy.mode == 'example' and algorithm.client_report is not None:
+    raise ConfigError(f'privacy.mode=example with algorithm.name={algorithm.name}: its client '
+                      'report (computed from raw examples) leaves the device without noise')
 
 
 def malicious_predicate(config) -> Optional[Callable]:
@@ -155,13 +218,18 @@ def make_transforms(config, is_malicious, privacy: Optional[Privacy]
   compression = transform_registry.make_compression(config.compression)
   if compression is not None:
     chain.append(compression)
-  if privacy is not None:
+  if client_level(privacy):
     chain += [clip_lib.uniform_weights(),
               clip_lib.clip(privacy.clip_norm, adaptive=config.privacy.adaptive_clip.enabled)]
+  elif privacy is not None:
+    chain.append(clip_lib.example_count_weights())
   return transforms_lib.chain(*chain)
 
 
 def _check_combinations(config, topology_kind: str, privacy):
+  # Example-level DP protects each upload itself: whatever the server or a
+  # neighbour does with it is post-processing.
+  privacy = privacy if client_level(privacy) else None
   name, central = config.aggregator.name, topology_kind in topology_registry.CENTRAL
   exact = config.model.lora_rank and config.lora.rule in lora_rules.EXACT_RULES
   omniscient_attack = config.attack.model in ('alie', 'ipm')
@@ -193,7 +261,7 @@ def make_aggregator(config, topology_kind: str, is_malicious, privacy: Optional[
   """The server's aggregator (None: the default streamed mean)."""
   _check_combinations(config, topology_kind, privacy)
   aggregator = None
-  if privacy is not None:
+  if client_level(privacy):
     p = config.privacy.adaptive_clip
     adaptive = (dp_mean_lib.AdaptiveClip(p.target_quantile, p.learning_rate, p.count_stddev)
                 if p.enabled else None)

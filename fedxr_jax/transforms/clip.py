@@ -10,6 +10,10 @@ noisy count of clipped clients, as TFF's adaptive clipping does.
 
 `uniform_weights` gives every participating client weight 1 on each module
 it holds: example counts would leak through DP's weighting.
+`example_count_weights` (example-level DP-SGD, `privacy.dpsgd`) gives each
+module it holds its example count instead, public under replace-one-example
+neighbours, where per-module counts (examples with a modality, tokens routed
+to an expert) would change with one example.
 
 Stats (reported with the upload and summed over the cohort by the round):
 'clip/norm' (pre-clip norm), 'clip/clipped' (1 if scaled down),
@@ -56,5 +60,16 @@ def uniform_weights() -> transforms.UpdateTransform:
   def update(update, key, weights, info):
     del key, info
     return update, jax.tree.map(lambda w: (w > 0).astype(w.dtype), weights), {}
+
+  return transforms.stateless(update)
+
+
+def example_count_weights() -> transforms.UpdateTransform:
+  """Sets each module weight > 0 to the client's example count (0 stays 0)."""
+
+  def update(update, key, weights, info):
+    del key
+    n = info.data['num_examples']
+    return update, jax.tree.map(lambda w: jnp.where(w > 0, n.astype(w.dtype), 0), weights), {}
 
   return transforms.stateless(update)
