@@ -2,12 +2,15 @@ r"""Client-updates per second of the default XR round against cohort size.
 
   python benchmarks/throughput.py                       # 16 .. 4096 clients
   python benchmarks/throughput.py --cohorts=16,256 --rounds=5 --chunk_size=64
+  python benchmarks/throughput.py --chunk_size=auto --noschedule_by_budget
 
 One warm-up round (compile) then --rounds timed rounds; the median is
 reported. A client update is one local step of one client (steps past a
 device's budget are not counted). Prints a table and, last, one JSON line.
 """
 import json
+import os
+import sys
 import time
 
 from absl import app
@@ -18,37 +21,44 @@ import numpy as np
 from fedxr_jax.configs import default as default_config
 from fedxr_jax.training import experiment
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import scheduling  # noqa: E402  pylint: disable=g-import-not-at-top
+
 _COHORTS = flags.DEFINE_list('cohorts', ['16', '64', '256', '1024', '4096'],
                              'Cohort sizes to time.')
 _ROUNDS = flags.DEFINE_integer('rounds', 3, 'Timed rounds per size.')
-_CHUNK = flags.DEFINE_integer(
-    'chunk_size', 256, 'Clients per vmapped chunk (0: whole cohort at once); '
-    'capped at the cohort size.')
+_CHUNK = flags.DEFINE_string(
+    'chunk_size', 'auto', "Clients per vmapped chunk (0: whole cohort at once; 'auto': "
+    'core.chunking); capped at the cohort size.')
+_SCHEDULE = flags.DEFINE_bool('schedule_by_budget', True,
+                              'Chunks in step-budget order (core.schedule).')
 
 
-def time_cohort(cohort: int, rounds: int, chunk: int) -> dict:
+def time_cohort(cohort: int, rounds: int, chunk: str) -> dict:
   config = default_config.get_config()
   config.cohort_size = cohort
   config.population_size = max(4 * cohort, config.population_size)
-  config.chunk_size = chunk if 0 < chunk < cohort else 0
-  exp = experiment.build(config)
+  chunk = chunk if chunk == 'auto' else int(chunk) if 0 < int(chunk) < cohort else 0
+  exp = scheduling.build_experiment(experiment, config, chunk_size=chunk,
+                                    schedule_by_budget=_SCHEDULE.value)
   server, clients, frozen = jax.jit(exp.federation.init)(exp.world)
   round_fn = jax.jit(exp.federation.round, donate_argnums=(0, 1))
   t0 = time.perf_counter()
   server, clients, metrics = round_fn(server, clients, frozen, exp.world,
-                                     exp.layout(0)[0])
+                                     exp.plan(0)[0])
   jax.block_until_ready(metrics)
   warmup = time.perf_counter() - t0
   times, steps = [], []
   for r in range(1, rounds + 1):
-    topo, _ = exp.layout(r)   # host-side, outside the timed region
+    plan, _ = exp.plan(r)   # host-side, outside the timed region
     t0 = time.perf_counter()
-    server, clients, metrics = round_fn(server, clients, frozen, exp.world, topo)
+    server, clients, metrics = round_fn(server, clients, frozen, exp.world, plan)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - t0)
     steps.append(float(metrics['train/mean_local_steps']) * cohort)
   median = float(np.median(times))
-  return dict(cohort=cohort, chunk_size=config.chunk_size, warmup_s=warmup,
+  return dict(cohort=cohort, chunk_size=exp.federation.chunk_size, warmup_s=warmup,
+              schedule_by_budget=_SCHEDULE.value,
               median_s_per_round=median,
               client_updates_per_s=float(np.median(steps)) / median,
               clients_per_s=cohort / median, loss=float(metrics['train/loss']))

@@ -23,13 +23,18 @@ config.topology.d2d.graph = 'ring'
 config.topology.semi.num_clusters = 2
 config.topology.semi.cluster_by = 'id'
 semi, _, _ = run_rounds(experiment.build(config), 2)
+# Chunks of 8 in step-budget order (core.schedule), one client per device each.
+config = test_config.get_config()
+config.cohort_size, config.chunk_size = 16, 8
+scheduled, _, _ = run_rounds(experiment.build(config), 2)
 if exp.mesh is not None:
   # The compiled round really is partitioned: it holds cross-device collectives.
   s, c, f = exp.federation.init(exp.world)
   hlo = jax.jit(exp.federation.round).lower(s, c, f, exp.world, exp.plan(0)[0]).compile().as_text()
   assert any(op in hlo for op in ('all-reduce', 'all-gather', 'reduce-scatter')), 'no collectives'
 leaves = jax.tree_util.tree_leaves_with_path({'centralized': server.shared,
-                                               'semi': semi.shared})
+                                               'semi': semi.shared,
+                                               'scheduled': scheduled.shared})
 np.savez(sys.argv[1], **{jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves})
 print(jax.device_count())
 '''
@@ -45,6 +50,7 @@ def _run(devices, out):
   return np.load(out)
 
 
+@pytest.mark.slow   # 8 host devices on 2 cores; tests/test_cli.py covers 2 in the default suite
 def test_eight_devices_equal_one(tmp_path):
   one = _run(1, tmp_path / 'one.npz')
   eight = _run(8, tmp_path / 'eight.npz')

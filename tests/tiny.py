@@ -114,9 +114,12 @@ def setup(*, population: int = 8, cohort: int = 8, local_steps: int = 3,
           algorithm: str = 'fedavg', algorithm_settings=None, plan=None,
           lr: float = 0.1, server_optimizer=None, chunk_size: int = 0, mesh=None,
           transforms=None, aggregator=None, seed: int = 0, unseen: int = 4,
-          walk_m_per_round: float = 0.0, budgets=None) -> Setup:
+          walk_m_per_round: float = 0.0, budgets=None, private_grads=None,
+          client_optimizer=None) -> Setup:
   """A federation of the tiny problem; `topology`: the kind's own settings;
-  `budgets`: every client's step budget (cycled), instead of random ones."""
+  `budgets`: every client's step budget (cycled), instead of random ones;
+  `private_grads`: DP-SGD in local training (`privacy.dpsgd.local_grads`);
+  `client_optimizer`: instead of optax.sgd(lr)."""
   plan = plan or {'body': 'shared', 'head': 'shared'}
   prob = problem(walk_m_per_round)
   source = make_source(population + unseen, local_steps, seed)
@@ -133,9 +136,9 @@ def setup(*, population: int = 8, cohort: int = 8, local_steps: int = 3,
                                 channel=channel_lib.Channel())
   fed = round_lib.build_federation(
       prob, plan, seed=seed, population_size=population, cohort_size=cohort,
-      local_steps=local_steps, batch_size=batch_size, client_optimizer=optax.sgd(lr),
+      local_steps=local_steps, batch_size=batch_size, client_optimizer=client_optimizer or optax.sgd(lr),
       server_optimizer=server_optimizer or optax.sgd(1.0), topology=topo,
       chunk_size=chunk_size, mesh=mesh,
       algorithm=algorithms.make(algorithm, algorithm_settings or {}, facts),
-      transforms=transforms, aggregator=aggregator)
+      transforms=transforms, aggregator=aggregator, private_grads=private_grads)
   return Setup(fed, world, prob, round_plan.cohort_sampler(seed, population, cohort))

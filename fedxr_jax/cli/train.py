@@ -3,20 +3,31 @@ r"""fedxr-train: train a federated M3T foundation model on simulated XR clients.
   fedxr-train                                   # the embedded default
   fedxr-train --config=fedxr_jax/configs/default.py --workdir=runs/a \
       --config.cohort_size=64 --config.num_rounds=100
+  fedxr-train --config.algorithm.name=fedadam   # a preset: prints what it expands to
 
-Re-running with the same --workdir resumes from the last checkpoint.
+Re-running with the same --workdir resumes from the last checkpoint (only
+num_rounds, the eval/checkpoint cadence and the guards may change). Bad input
+is one line on stderr and exit code 2; a run that diverges stops with exit
+code 3, keeping its last good checkpoint.
+
+Several processes (hosts) train one run on JAX's distributed runtime, the
+client axis sharded over all their devices; process 0 writes the workdir's
+files and prints, every process needs the same --workdir (a shared
+filesystem: orbax writes checkpoints from each) and the same config:
+  fedxr-train --coordinator_address=node0:12355 --num_processes=2 --process_id=I ...
+  srun fedxr-train --distributed=auto ...          # inside a SLURM job
 """
 import os
 import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 from fedxr_jax.cli import common
 from fedxr_jax.errors import FedXRError
 
+_PROGRAM = 'fedxr-train'
 _WORKDIR = flags.DEFINE_string(
     'workdir', os.path.join('runs', 'xr_default'),
     'Where checkpoints, metrics.jsonl and plots go; an existing one resumes.')
@@ -25,6 +36,21 @@ _HOST_DEVICES = flags.DEFINE_integer(
     'host_devices', 1, 'Split the CPU into this many XLA devices and shard the '
     'client axis over them (uses several cores in parallel). Results equal a '
     '1-device run up to float32 rounding; resume with the same value.')
+_DISTRIBUTED = flags.DEFINE_string(
+    'distributed', os.environ.get('FEDXR_DISTRIBUTED', 'off'),
+    "Multi-process runs: 'off' (one process, or the --coordinator_address "
+    "flags), 'auto' (JAX's cluster detection: SLURM, Open MPI, TPU), or one "
+    "detection method ('slurm', 'ompi', 'mpi4py'...). Default: $FEDXR_DISTRIBUTED.")
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', '', "HOST:PORT where process 0 serves JAX's distributed "
+    'runtime; with --num_processes and --process_id, the same on every process.')
+_NUM_PROCESSES = flags.DEFINE_integer(
+    'num_processes', None, 'Processes of a multi-process run (one per host).')
+_PROCESS_ID = flags.DEFINE_integer(
+    'process_id', None, 'This process: 0..num_processes-1 (0 writes the files).')
+_INIT_TIMEOUT = flags.DEFINE_integer(
+    'initialization_timeout', 300, 'Seconds for every process to join a '
+    'multi-process run before each gives up with one line.')
 _CONFIG = None
 
 
@@ -37,56 +63,93 @@ def _define_config_flag():
       lock_config=True)
 
 
+def _canonical_algorithm(config):
+  """FedAdam, FedPer...: algorithm and preset names are matched without case."""
+  from fedxr_jax import algorithms   # pylint: disable=import-outside-toplevel
+  name = config.algorithm.name
+  known = list(algorithms.registry.ALGORITHMS) + list(algorithms.PRESETS)
+  lower = {k.lower(): k for k in known}
+  if name not in known and name.lower() in lower:
+    with config.unlocked():
+      config.algorithm.name = lower[name.lower()]
+  return config
+
+
+_LEADER = True
+
+
+def _join_run():
+  """Joins a multi-process run (before JAX touches a device); only process 0 prints."""
+  global _LEADER
+  from fedxr_jax.training import distributed  # pylint: disable=import-outside-toplevel
+  launch = distributed.Launch(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
+                              _PROCESS_ID.value, _INIT_TIMEOUT.value)
+  try:
+    joined = distributed.initialize(
+        launch, on_timeout=lambda message: common.fail_now(_PROGRAM, message))
+  except FedXRError as e:
+    common.fail(_PROGRAM, str(e))
+  _LEADER = not joined or distributed.is_leader()
+  if not _LEADER:
+    # Every process computes the same rows; process 0 reports them. Errors
+    # still reach stderr.
+    sys.stdout = open(os.devnull, 'w')  # pylint: disable=consider-using-with
+
+
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    common.fail(_PROGRAM, f'unexpected arguments: {argv[1:]} (flags are --name=value)')
   if _HOST_DEVICES.value < 1:
-    print('fedxr-train: error: --host_devices must be >= 1', file=sys.stderr)
-    sys.exit(2)
+    common.fail(_PROGRAM, '--host_devices must be >= 1')
   if _HOST_DEVICES.value > 1:
     # Read when JAX first initializes its CPU backend, which has not happened yet.
     os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                                f' --xla_force_host_platform_device_count={_HOST_DEVICES.value}')
+  common.quiet_logs()   # before joining: jax logs the distributed service's start
+  _join_run()
   from fedxr_jax.core import compilation_cache  # after flags: keeps --help fast
+  from fedxr_jax.training import experiment
+  from fedxr_jax.training import guards
   from fedxr_jax.training import loop
   compilation_cache.enable()
-  if not any(a.startswith(('--verbosity', '-v')) for a in sys.argv[1:]):
-    # Orbax logs every save (INFO) and its own view of a damaged file (ERROR)
-    # through absl; our errors are one line on stderr. --verbosity=0 shows them.
-    logging.set_verbosity(logging.FATAL)
+  common.quiet_logs()
   try:
-    config = _CONFIG.value
+    config = _canonical_algorithm(_CONFIG.value)
   except Exception as e:  # pylint: disable=broad-except
     # A missing or broken config file fails when first read.
-    print(f'fedxr-train: error: {common.config_error(e)}', file=sys.stderr)
-    sys.exit(2)
+    common.fail(_PROGRAM, common.config_error(e))
   try:
-    loop.run(config, _WORKDIR.value, progress=_PROGRESS.value)
+    _, expansion = experiment.expand_preset(config)
+    if expansion:
+      print(expansion)
+    loop.run(config, _WORKDIR.value, progress=_PROGRESS.value and _LEADER)
+  except guards.DivergenceError as e:
+    common.fail(_PROGRAM, str(e), code=e.exit_code)
   except FedXRError as e:
-    print(f'fedxr-train: error: {e}', file=sys.stderr)
-    sys.exit(2)
+    common.fail(_PROGRAM, str(e))
+  except OSError as e:   # a full disk, a file that vanished under the run
+    common.fail(_PROGRAM, f'{e.filename or _WORKDIR.value}: {e.strerror or e}')
   except KeyboardInterrupt:
-    print(f'\nfedxr-train: interrupted; run the same command again to resume from the '
+    print(f'\n{_PROGRAM}: interrupted; run the same command again to resume from the '
           f'last checkpoint in {_WORKDIR.value}/checkpoints', file=sys.stderr)
     sys.exit(130)
 
 
 def entry():
+  if common.wants_help(sys.argv[1:]):
+    common.print_help(_PROGRAM, __doc__, __name__)
+    sys.exit(0)
   try:
     common.check_config_file(sys.argv[1:])
     _define_config_flag()
     # Parse here, not in app.run, so flag and config errors become one line.
-    app.define_help_flags()
     remaining = flags.FLAGS(sys.argv)
-  except flags.Error as e:
-    print(f'fedxr-train: error: {e}', file=sys.stderr)
-    sys.exit(2)
   except FedXRError as e:
-    print(f'fedxr-train: error: {e}', file=sys.stderr)
-    sys.exit(2)
+    common.fail(_PROGRAM, str(e))
+  except flags.Error as e:
+    common.fail(_PROGRAM, str(e))
   except Exception as e:  # pylint: disable=broad-except
-    print(f'fedxr-train: error: {common.config_error(e)}', file=sys.stderr)
-    sys.exit(2)
+    common.fail(_PROGRAM, common.config_error(e))
   app.run(main, flags_parser=lambda _: remaining)
 
 

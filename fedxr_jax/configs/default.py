@@ -24,7 +24,13 @@ def get_config():
   config.cohort_size = 32
   config.local_steps = 8          # steps of a compute-tier-1.0 device
   config.batch_size = 16
-  config.chunk_size = 0           # 0: vmap the whole cohort at once
+  # Clients per vmapped chunk: 0 (the whole cohort at once), N, or 'auto'
+  # (the platform's preferred chunk that fits memory_budget_gb; core/chunking.py:
+  # 8 on CPU, the whole cohort on an accelerator).
+  config.chunk_size = ml_collections.FieldReference('auto', field_type=object)
+  # Chunks take the cohort in step-budget order, each running to its own
+  # largest budget (core/schedule.py): the same numbers up to float rounding.
+  config.schedule_by_budget = True
   config.rounds_per_call = 1      # rounds run in one compiled call (lax.scan)
   config.shuffle = True           # shuffle each client's examples per round
 
@@ -64,6 +70,10 @@ def get_config():
   # noise_multiplier; mode auto turns DP on when either is set. Accounting:
   # dp-accounting (rdp | pld), fixed-size cohorts (replace-one neighbours);
   # privacy/epsilon in every row. adaptive_clip: Andrew et al. 2021.
+  # mode=example: DP-SGD in local training instead (privacy/dpsgd.py): each
+  # example's gradient clipped to example_clip, noise noise_multiplier *
+  # example_clip on the batch sum; the worst client's epsilon, no
+  # amplification (shuffled batches), every round in its cohort.
   config.privacy = ml_collections.ConfigDict(pipeline.default_privacy_config())
   # Poisoning: a fixed fraction of the population is malicious (drawn from the
   # seed). model: none | sign_flip | gaussian | scaled_replacement | alie | ipm;
@@ -155,19 +165,31 @@ def get_config():
       uplink_bandwidth_hz=1e6, downlink_bandwidth_hz=10e6, d2d_bandwidth_hz=8e6,
       server_tx_power_dbm=30.0, backhaul_bps=1e9))
 
+  # Failing safely (training/guards.py, training/checks.py). A round whose
+  # training loss or new parameters are not finite, or whose loss exceeds
+  # divergence_factor x the run's first loss (0: no such limit), diverged:
+  # on_divergence = stop (the run ends, keeping its last good checkpoint) |
+  # skip_round (that round's aggregate is discarded and logged).
+  # memory_budget_gb: the memory a run may plan to use; a run whose
+  # estimated peak exceeds it is refused before it runs (0: the free memory).
+  config.on_divergence = 'stop'
+  config.divergence_factor = 100.0
+  config.memory_budget_gb = 0.0
+
   config.eval_every = 10
   config.eval_unseen_clients = 64   # clients outside the population
   # Evaluation protocol (training/eval_protocol.py; every metric: docs/metrics.md),
   # at every evaluation (the cadence is eval_every): a fixed panel of
-  # panel_size population users (0: none); holdout_environments /
-  # holdout_devices: never drawn for training, each held-out group tested on
-  # holdout_clients dedicated users; necessity_threshold / _relative: the
-  # accuracy bars of personalization necessity; expert_threshold: an active
-  # expert's token share; latency_precision: fp32 | fp16; latency_classes:
-  # 'task:class' for tasks outside Table 2; measure_latency: time the forward
-  # on this host (wall time, the one non-deterministic key family); qoe: the
-  # user and behaviour models (metrics/qoe.py); client_table:
-  # eval_clients.jsonl; tensorboard: event files in WORKDIR/tensorboard.
+  # panel_size population users (at most the population; 0: none);
+  # holdout_environments / holdout_devices: never drawn for training, each
+  # held-out group tested on holdout_clients dedicated users;
+  # necessity_threshold / _relative: the accuracy bars of personalization
+  # necessity; expert_threshold: an active expert's token share;
+  # latency_precision: fp32 | fp16; latency_classes: 'task:class' for tasks
+  # outside Table 2; measure_latency: time the forward on this host (wall
+  # time, the one non-deterministic key family); qoe: the user and behaviour
+  # models (metrics/qoe.py); client_table: eval_clients.jsonl; tensorboard:
+  # event files in WORKDIR/tensorboard.
   config.eval = ml_collections.ConfigDict(dict(
       panel_size=32, holdout_environments=(), holdout_devices=(), holdout_clients=32,
       necessity_threshold=0.9, necessity_relative=0.9, expert_threshold=0.05,

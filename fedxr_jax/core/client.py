@@ -11,6 +11,7 @@
             whole `ClientUpdate` (stacked path)
   costs     bits it downloads and uploads, seconds it computes
 """
+import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -117,8 +118,19 @@ def updated_weights(weights, stats, available):
           for r in weights}
 
 
+def with_hyperparams(stage: LocalStage, server) -> LocalStage:
+  """The stage whose local steps take the server's client-optimizer hyperparameters."""
+  hyperparams = server.hyperparams.get('client_optimizer') if isinstance(
+      server.hyperparams, dict) else None
+  if not hyperparams:
+    return stage
+  return stage._replace(local_update=functools.partial(stage.local_update,
+                                                       hyperparams=hyperparams))
+
+
 def make_client_fn(stage: LocalStage, server, frozen, source) -> Callable:
   """client_fn(client_id, key, own, algo_state, transform_state[, start]) -> (per_client, summed)."""
+  stage = with_hyperparams(stage, server)
   shared_roles, algorithm = stage.shared_roles, stage.algorithm
 
   def client_fn(client_id, key, own, algo_state, transform_state, start=None):

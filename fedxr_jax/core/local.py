@@ -1,10 +1,13 @@
-"""Local training on one client: a `lax.scan` over a fixed number of steps.
+"""Local training on one client: a `lax.while_loop` up to its step budget.
 
-Heterogeneous compute is a per-client step budget: the scan always runs
-`local_steps` steps (static shapes, one compile) and masks the steps past a
-client's budget, so a straggler's update simply stops early.
+Heterogeneous compute is a per-client step budget (at most `local_steps`).
+Under vmap the loop runs until every client of the batch is done and masks
+the finished ones, so a vmapped chunk costs its largest budget, not
+`local_steps` (`core.schedule` groups similar budgets into one chunk).
+Per-step values go into [local_steps] buffers and are summed as a scan's
+stacked outputs were: the same numbers, bit for bit.
 """
-from typing import Callable
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +15,23 @@ import optax
 
 from fedxr_jax.core import problem as problem_lib
 from fedxr_jax.core import trees
+
+DPSGD_STREAM = 0xD95D   # a client's DP-SGD noise keys, folded into its local key
+
+
+def hyperparams_of(optimizer: optax.GradientTransformation) -> dict:
+  """{name: value} an `optax.inject_hyperparams` optimizer keeps in its state ({}: none)."""
+  state = optimizer.init(jnp.zeros((), jnp.float32))
+  return dict(getattr(state, 'hyperparams', {}))
+
+
+def with_hyperparams(opt_state, hyperparams: Optional[dict]):
+  """A fresh optimizer state holding `hyperparams` (data: any value, one executable)."""
+  if not hyperparams:
+    return opt_state
+  own = opt_state.hyperparams
+  return opt_state._replace(hyperparams={
+      **own, **{k: jnp.asarray(v, own[k].dtype) for k, v in hyperparams.items()}})
 
 
 def batch_indices(step, order, num_examples, batch_size):
@@ -31,7 +51,9 @@ def example_order(key, num_examples, max_examples, shuffle: bool):
 
 
 def make_local_update(loss_fn: Callable, optimizer: optax.GradientTransformation,
-                      *, local_steps: int, batch_size: int, shuffle: bool = True):
+                      *, local_steps: int, batch_size: int, shuffle: bool = True,
+                      batch_axis: Optional[str] = None,
+                      private_grads: Optional[Callable] = None):
   """Returns local_update(params, frozen, data, key, **hooks) -> (params, stats).
 
   Hooks (all optional; algorithms supply them):
@@ -41,14 +63,23 @@ def make_local_update(loss_fn: Callable, optimizer: optax.GradientTransformation
       head-then-body schedule); a role also stays fixed where the client's
       `data['trainable'][role]` is False (it cannot afford to train it);
     objective(params, batch, meta) -> (loss, aux), replacing `loss_fn`
-      (TAP's distillation).
+      (TAP's distillation);
+    hyperparams: {name: value} written into the optimizer's fresh state (an
+      `optax.inject_hyperparams` optimizer: the server's learning rate, data).
   `stats['role_steps']` counts the steps that updated each role;
   `stats['sums']` adds `aux['sums']` (if the loss reports any, e.g. tokens
   routed to each expert) over the steps actually run.
+  `batch_axis`: the name of the vmap axis it runs under (`vectorize.map_clients`),
+  if any: the loop then runs to the batch's largest budget, one counter
+  for the batch, as a scan would (none: to this client's budget).
+  `private_grads(data_loss, regularizer) -> grad_fn(params, batch, key)`:
+  example-level DP-SGD (`privacy.dpsgd.local_grads`) in place of the plain
+  gradient, step s keyed by fold_in(fold_in(key, DPSGD_STREAM), s) (None:
+  the plain gradient).
   """
 
   def local_update(params, frozen, data, key, *, regularizer=None, correct_grads=None,
-                   role_active=None, objective=None):
+                   role_active=None, objective=None, hyperparams=None):
     examples = data['examples']
     meta = problem_lib.client_meta(data)
     max_examples = jax.tree.leaves(examples)[0].shape[0]
@@ -65,6 +96,12 @@ def make_local_update(loss_fn: Callable, optimizer: optax.GradientTransformation
       return loss, aux
 
     grad_fn = jax.value_and_grad(total_loss, has_aux=True)
+    grad_at = lambda p, batch, s: grad_fn(p, batch)
+    if private_grads is not None:
+      private = private_grads(lambda p, batch: base_loss({**frozen, **p}, batch, meta),
+                              regularizer)
+      noise_key = jax.random.fold_in(key, DPSGD_STREAM)
+      grad_at = lambda p, batch, s: private(p, batch, jax.random.fold_in(noise_key, s))
 
     def active_roles(s):
       active = dict(role_active(s, tuple(params))) if role_active is not None else {}
@@ -75,11 +112,15 @@ def make_local_update(loss_fn: Callable, optimizer: optax.GradientTransformation
         active[role] = a
       return active
 
-    def step(carry, s):
-      p, opt_state = carry
-      idx = batch_indices(s, order, num_examples, batch_size)
-      batch = jax.tree.map(lambda x: x[idx], examples)
-      (loss, aux), grads = grad_fn(p, batch)
+    def batch_at(s):
+      return jax.tree.map(lambda x: x[batch_indices(s, order, num_examples, batch_size)],
+                          examples)
+
+    def sums_of(aux):
+      return aux.get('sums', {}) if isinstance(aux, dict) else {}
+
+    def step(p, opt_state, s):
+      (loss, aux), grads = grad_at(p, batch_at(s), s)
       if correct_grads is not None:
         grads = correct_grads(grads)
       roles = active_roles(s)
@@ -89,22 +130,37 @@ def make_local_update(loss_fn: Callable, optimizer: optax.GradientTransformation
       updates, new_opt_state = optimizer.update(grads, opt_state, p)
       new_p = optax.apply_updates(p, updates)
       new_p = {r: trees.where_tree(roles[r], new_p[r], p[r]) for r in new_p}
-      active = s < budget
-      carry = (trees.where_tree(active, new_p, p),
-               trees.where_tree(active, new_opt_state, opt_state))
-      sums = aux.get('sums', {}) if isinstance(aux, dict) else {}
-      sums = jax.tree.map(lambda x: jnp.where(active, x, 0.0), sums)
-      ran = {r: (active & roles[r]).astype(jnp.int32) for r in roles}
-      return carry, (jnp.where(active, loss, 0.0), sums, ran)
+      return new_p, new_opt_state, loss, sums_of(aux), roles
 
-    init = (params, optimizer.init(params))
-    (params, _), (losses, sums, ran) = jax.lax.scan(step, init, jnp.arange(local_steps))
     steps_done = jnp.clip(budget, 0, local_steps)
+    opt_state = with_hyperparams(optimizer.init(params), hyperparams)
+    # [local_steps] buffers of each step's (loss, sums), shaped by one forward.
+    loss, aux = jax.eval_shape(lambda: total_loss(params, batch_at(0)))
+    buffers = jax.tree.map(lambda x: jnp.zeros((local_steps,) + x.shape, x.dtype),
+                           (loss, sums_of(aux)))
+
+    def body(carry):
+      s, p, opt_state, logs, ran = carry
+      new_p, new_opt_state, loss, sums, roles = step(p, opt_state, s)
+      active = s < steps_done   # False past this client's budget, within the batch's
+      p = trees.where_tree(active, new_p, p)
+      opt_state = trees.where_tree(active, new_opt_state, opt_state)
+      # Row s of each buffer, written once (a past-budget step writes 0).
+      put = lambda buf, x: buf.at[s].set(jnp.where(active, x, jnp.zeros_like(x)))
+      ran = {r: ran[r] + (active & roles[r]).astype(jnp.int32) for r in ran}
+      return s + 1, p, opt_state, jax.tree.map(put, logs, (loss, sums)), ran
+
+    # An unbatched bound (the batch's largest budget) keeps the counter a
+    # scalar: a batched one would mask every carry again at every step.
+    bound = steps_done if batch_axis is None else jax.lax.pmax(steps_done, batch_axis)
+    init = (jnp.int32(0), params, opt_state, buffers, {r: jnp.int32(0) for r in params})
+    _, params, _, (losses, sums), ran = jax.lax.while_loop(
+        lambda carry: carry[0] < bound, body, init)
     stats = {'loss': jnp.sum(losses) / jnp.maximum(steps_done, 1),
              'steps': steps_done,
              'sums': jax.tree.map(lambda x: jnp.sum(x, axis=0), sums),
              # Steps that updated each role: a role that took none is unchanged.
-             'role_steps': {r: jnp.sum(n) for r, n in ran.items()}}
+             'role_steps': ran}
     return params, stats
 
   return local_update

@@ -17,10 +17,13 @@ round(server, clients, frozen, source, plan) -> (server, clients, metrics):
   metrics    reduced over the client axis (`core.round_metrics`), plus the
              round's communication, latency and energy (`topology.costs`)
 `rounds(server, clients, frozen, source, plans)` runs K rounds of stacked
-plans in one call (`lax.scan`) and returns the metrics of each.
+plans in one call (`lax.scan`) and returns the metrics of each. Both take
+an optional divergence `guard` (`round_metrics.Guard`): the metrics then
+hold 'guard/diverged', and with `guard.skip` a diverged round keeps the
+old server and client states (only the round counter moves on).
 """
 import functools
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +32,7 @@ from jax.sharding import Mesh
 
 from fedxr_jax.core import aggregation
 from fedxr_jax.core import algorithm as algorithm_lib
+from fedxr_jax.core import chunking
 from fedxr_jax.core import client as client_lib
 from fedxr_jax.core import device_costs
 from fedxr_jax.core import evaluate as evaluate_lib
@@ -36,6 +40,7 @@ from fedxr_jax.core import local as local_lib
 from fedxr_jax.core import plan as plan_lib
 from fedxr_jax.core import rng
 from fedxr_jax.core import round_metrics
+from fedxr_jax.core import schedule
 from fedxr_jax.core import server as server_lib
 from fedxr_jax.core import topology as topology_lib
 from fedxr_jax.core import transforms as transforms_lib
@@ -59,6 +64,8 @@ class Federation(NamedTuple):
   evaluate: Callable    # (server, clients, frozen, source, client_ids, split) -> sums
   plan: dict            # {role: tuning mode}
   topology: topology_lib.Topology
+  chunk_size: int = 0   # clients per vmapped chunk (0: the whole cohort), 'auto' resolved
+  setup: Optional['RoundSetup'] = None   # what round / rounds close over (sweeps rebind it)
 
 
 def check_sizes(*, population_size, cohort_size, local_steps, batch_size):
@@ -83,6 +90,9 @@ class RoundSetup(NamedTuple):
   cohort_size: int
   chunk_size: int
   mesh: Optional[Mesh]
+  schedule_by_budget: bool = True
+  # The client optimizer's injected hyperparameters at round 0 (`server.hyperparams`).
+  client_hyperparams: Optional[dict] = None
 
   def initial_params(self):
     return self.stage.problem.init_params(rng.stream(self.seed_key, rng.INIT_STREAM))
@@ -93,21 +103,31 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
                      batch_size: int, client_optimizer: optax.GradientTransformation,
                      server_optimizer: optax.GradientTransformation,
                      topology: topology_lib.Topology,
-                     chunk_size: int = 0, mesh: Optional[Mesh] = None,
+                     chunk_size: Union[int, str] = 0, mesh: Optional[Mesh] = None,
                      shuffle: bool = True,
                      algorithm: Optional[algorithm_lib.Algorithm] = None,
                      transforms: Optional[transforms_lib.UpdateTransform] = None,
                      aggregator: Optional[aggregation.Aggregator] = None,
-                     costs: device_costs.DeviceCosts = device_costs.DeviceCosts()
-                     ) -> Federation:
+                     costs: device_costs.DeviceCosts = device_costs.DeviceCosts(),
+                     schedule_by_budget: bool = True, source=None,
+                     memory_budget_gb: float = 0.0,
+                     private_grads: Optional[Callable] = None) -> Federation:
   """Builds the pure init / round / evaluate functions of a federation.
 
   `topology` from `fedxr_jax.topology.make`; `algorithm` defaults to FedAvg,
   `transforms` to none, `aggregator` to the streamed example-weighted mean.
+  `schedule_by_budget`: chunks run in step-budget order (`core.schedule`).
+  chunk_size='auto' is measured on `source` (the data, or its shapes) within
+  `memory_budget_gb` (0: half the device's memory; `core.chunking`).
+  `private_grads`: example-level DP-SGD in local training (`core.local`).
   """
   check_sizes(population_size=population_size, cohort_size=cohort_size,
               local_steps=local_steps, batch_size=batch_size)
-  vectorize.check_layout(cohort_size, chunk_size, mesh)
+  chunk_size = chunking.parse(chunk_size)
+  if chunk_size != chunking.AUTO:
+    vectorize.check_layout(cohort_size, chunk_size, mesh)
+  elif source is None:
+    raise ConfigError("chunk_size='auto' needs build_federation(source=...) to measure")
   roles = jax.eval_shape(problem.init_params, jax.random.key(0)).keys()
   plan = plan_lib.validate_plan(plan, roles)
   aggregator = aggregator or aggregation.weighted_mean()
@@ -115,21 +135,35 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
       problem=problem,
       local_update=local_lib.make_local_update(problem.loss, client_optimizer,
                                                local_steps=local_steps,
-                                               batch_size=batch_size, shuffle=shuffle),
+                                               batch_size=batch_size, shuffle=shuffle,
+                                               batch_axis=vectorize.VMAP_AXIS,
+                                               private_grads=private_grads),
       algorithm=algorithm or algorithm_lib.plain('fedavg'),
       transforms=transforms or transforms_lib.chain(), aggregator=aggregator,
       shared_roles=plan_lib.roles_with(plan, plan_lib.SHARED),
       personal_roles=plan_lib.roles_with(plan, plan_lib.PERSONAL), local_steps=local_steps,
       batch_size=batch_size, costs=costs, streams=topology.streams(aggregator))
   setup = RoundSetup(stage, topology, server_optimizer, jax.random.key(seed), plan,
-                     population_size, cohort_size, chunk_size, mesh)
+                     population_size, cohort_size, chunk_size, mesh, schedule_by_budget,
+                     local_lib.hyperparams_of(client_optimizer))
+  if chunk_size == chunking.AUTO:
+    setup = _measured_chunk(setup, source, memory_budget_gb)
+    chunk_size = setup.chunk_size
   evaluate = evaluate_lib.make_evaluate(stage, seed_key=setup.seed_key,
                                         initial_params=setup.initial_params,
                                         own_models=topology.own_models,
                                         chunk_size=chunk_size, mesh=mesh)
   return Federation(init=_bound(init, setup), round=_bound(round_step, setup),
                     rounds=_bound(rounds, setup), evaluate=evaluate, plan=plan,
-                    topology=topology)
+                    topology=topology, chunk_size=chunk_size, setup=setup)
+
+
+def _measured_chunk(setup: RoundSetup, source, memory_budget_gb: float) -> RoundSetup:
+  """setup with chunk_size='auto' measured on this federation (`core.chunking`)."""
+  states = jax.eval_shape(functools.partial(init, setup), source)
+  return setup._replace(chunk_size=chunking.resolve(
+      chunking.AUTO, setup.stage, states, source, num_clients=setup.cohort_size,
+      mesh=setup.mesh, memory_budget_gb=memory_budget_gb))
 
 
 def _bound(fn, setup):
@@ -155,7 +189,8 @@ def init(setup: RoundSetup, source):
       opt_state=setup.server_optimizer.init(shared),
       topology=setup.topology.init(shared, {r: template[r] for r in stage.shared_roles}),
       algorithm=algorithm.init_server_state(shared),
-      aggregator=stage.aggregator.init(shared), transforms=transforms.init_server(shared))
+      aggregator=stage.aggregator.init(shared), transforms=transforms.init_server(shared),
+      hyperparams={'client_optimizer': dict(setup.client_hyperparams or {})})
   clients = ClientStates(personal=per_client({r: params[r] for r in stage.personal_roles}),
                          algorithm=per_client(algorithm.init_client_state(shared)),
                          transforms=per_client(transforms.init(shared)))
@@ -164,7 +199,11 @@ def init(setup: RoundSetup, source):
 
 
 def local(setup: RoundSetup, server, clients, frozen, source, round_plan):
-  """The cohort's local stage: (per-client outputs [C, ...], streamed sums)."""
+  """The cohort's local stage: (per-client outputs [C, ...], streamed sums).
+
+  With `schedule_by_budget` the chunks run in step-budget order
+  (`core.schedule`); the outputs come back in cohort order.
+  """
   cohort = round_plan.cohort
   keys = rng.client_keys(rng.round_key(setup.seed_key, server.round), cohort)
   start = setup.topology.client_start(server.shared, server.topology, round_plan.topo)
@@ -173,7 +212,10 @@ def local(setup: RoundSetup, server, clients, frozen, source, round_plan):
           server_lib.gather(clients.transforms, cohort))
   args = args + (() if start is None else (start,))
   client_fn = client_lib.make_client_fn(setup.stage, server, frozen, source)
-  return vectorize.map_clients(client_fn, args, chunk_size=setup.chunk_size, mesh=setup.mesh)
+  order = schedule.cohort_order(setup.stage, source, cohort, server.round,
+                                chunk_size=setup.chunk_size, enabled=setup.schedule_by_budget)
+  return vectorize.map_clients(client_fn, args, chunk_size=setup.chunk_size, mesh=setup.mesh,
+                               order=order)
 
 
 def server_update(setup: RoundSetup, server, agg, sums):
@@ -205,7 +247,7 @@ def algorithm_server(setup: RoundSetup, server, clients, out, sums, cohort):
       report=report, start=server.shared, round=server.round))
 
 
-def round_step(setup: RoundSetup, server, clients, frozen, source, round_plan):
+def round_step(setup: RoundSetup, server, clients, frozen, source, round_plan, guard=None):
   """One round: local -> aggregate -> server -> metrics (see the module docstring)."""
   cohort, topo, topology = round_plan.cohort, round_plan.topo, setup.topology
   round_key = rng.round_key(setup.seed_key, server.round)
@@ -226,22 +268,34 @@ def round_step(setup: RoundSetup, server, clients, frozen, source, round_plan):
       aggregator=agg.aggregator_state,
       transforms=transforms.update_server(
           server.transforms, sums['transforms'],
-          jax.random.fold_in(round_key, TRANSFORM_SERVER_STREAM)))
+          jax.random.fold_in(round_key, TRANSFORM_SERVER_STREAM)),
+      hyperparams=server.hyperparams)
+  train = round_metrics.training_metrics(stats)
+  if guard is not None:
+    bad = round_metrics.diverged(guard, train['train/loss'], (shared, out['personal']))
+    train[round_metrics.DIVERGED] = bad.astype(jnp.float32)
+    if guard.skip:   # the cohort's old states go back: a [C] slice, not [P]
+      keep = lambda new, old: trees.where_tree(bad, old, new)
+      new_server = keep(new_server, server.replace(round=new_server.round))
+      out = {**out, **{k: keep(out[k], server_lib.gather(getattr(clients, k), cohort))
+                       for k in ('personal', 'algorithm', 'transforms')}}
   new_clients = ClientStates(
       personal=server_lib.scatter(clients.personal, cohort, out['personal']),
       algorithm=server_lib.scatter(clients.algorithm, cohort, out['algorithm']),
       transforms=server_lib.scatter(clients.transforms, cohort, out['transforms']))
-  metrics = {**round_metrics.training_metrics(stats), **agg.metrics,
+  metrics = {**train, **agg.metrics,
              **round_metrics.transform_metrics(sums['transforms'], setup.cohort_size),
              **topology.costs(stats, agg.link_bits, topo,
                               jax.random.fold_in(round_key, COSTS_STREAM), agg.sync)}
   return new_server, new_clients, metrics
 
 
-def rounds(setup: RoundSetup, server, clients, frozen, source, plans):
+def rounds(setup: RoundSetup, server, clients, frozen, source, plans, guard=None):
   """K rounds of stacked plans in one call; metrics stacked [K]."""
   def body(carry, round_plan):
-    server, clients, metrics = round_step(setup, *carry, frozen, source, round_plan)
-    return (server, clients), metrics
-  (server, clients), metrics = jax.lax.scan(body, (server, clients), plans)
+    server, clients, guard = carry
+    server, clients, metrics = round_step(setup, server, clients, frozen, source,
+                                          round_plan, guard)
+    return (server, clients, round_metrics.next_guard(guard, metrics)), metrics
+  (server, clients, _), metrics = jax.lax.scan(body, (server, clients, guard), plans)
   return server, clients, metrics

@@ -14,6 +14,10 @@ class ServerState:
   algorithm: Any     # algorithm server state (e.g. SCAFFOLD's c)
   aggregator: Any = ()   # aggregator state (e.g. centered clipping's momentum)
   transforms: Any = ()   # update transforms' server state (e.g. an adaptive clip norm)
+  # Hyperparameters held as data, not constants of the compiled round:
+  # {'client_optimizer': {name: f32}}, written into every client's fresh
+  # optimizer state (`core.local`); another value reuses the executable.
+  hyperparams: Any = ()
 
 
 @flax.struct.dataclass

@@ -8,6 +8,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from fedxr_jax.errors import ConfigError
 
 CLIENT_AXIS = 'clients'
+# The vmap axis of a chunk: per-client code may reduce over it (`core.local`).
+VMAP_AXIS = 'chunk'
 
 
 def client_mesh(devices=None) -> Mesh:
@@ -34,7 +36,7 @@ def _constrain(tree, mesh, spec):
 
 
 def map_clients(fn: Callable, args, *, chunk_size: int = 0,
-                mesh: Optional[Mesh] = None):
+                mesh: Optional[Mesh] = None, order: Optional[jax.Array] = None):
   """fn mapped over the leading client axis of every leaf of `args`.
 
   `fn` returns (per_client, summed): `per_client` comes back stacked [C, ...];
@@ -44,16 +46,21 @@ def map_clients(fn: Callable, args, *, chunk_size: int = 0,
   chunk_size > 0 runs `lax.scan` over groups of `chunk_size` vmapped clients:
   the same per-client math in a working set that fits caches (CPU) or memory
   (GPU). With a mesh, each vmapped group is sharded over its devices.
+  `order` ([C] positions, `core.schedule`): the chunks take the clients in
+  that order; `per_client` still comes back in the order of `args`
+  (ignored without chunks).
   """
   num_clients = jax.tree.leaves(args)[0].shape[0]
   check_layout(num_clients, chunk_size, mesh)
-  batched = jax.vmap(fn)
+  batched = jax.vmap(fn, axis_name=VMAP_AXIS)
   total = sum_over_clients
   if not chunk_size or chunk_size >= num_clients:
     per_client, summed = batched(*_constrain(args, mesh, P(CLIENT_AXIS)))
     return _constrain(per_client, mesh, P(CLIENT_AXIS)), total(summed)
   groups = num_clients // chunk_size
   split = lambda x: x.reshape((groups, chunk_size) + x.shape[1:])
+  if order is not None:
+    args = jax.tree.map(lambda x: x[order], args)
   grouped = _constrain(jax.tree.map(split, args), mesh, P(None, CLIENT_AXIS))
   one_group = jax.tree.map(lambda x: x[0], grouped)
   summed_shape = jax.eval_shape(lambda a: total(batched(*a)[1]), one_group)
@@ -65,8 +72,11 @@ def map_clients(fn: Callable, args, *, chunk_size: int = 0,
   zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), summed_shape)
   summed, per_client = jax.lax.scan(body, zeros, grouped)
   per_client = _constrain(per_client, mesh, P(None, CLIENT_AXIS))
-  return (jax.tree.map(lambda x: x.reshape((num_clients,) + x.shape[2:]), per_client),
-          summed)
+  per_client = jax.tree.map(lambda x: x.reshape((num_clients,) + x.shape[2:]), per_client)
+  if order is not None:   # back to the order of `args`
+    inverse = jnp.zeros_like(order).at[order].set(jnp.arange(num_clients, dtype=order.dtype))
+    per_client = jax.tree.map(lambda x: x[inverse], per_client)
+  return per_client, summed
 
 
 def sum_over_clients(tree):

@@ -15,6 +15,7 @@ from fedxr_jax import algorithms
 from fedxr_jax import topology as topology_registry
 from fedxr_jax.algorithms import lora_rules
 from fedxr_jax.core import algorithm as algorithm_lib
+from fedxr_jax.core import chunking
 from fedxr_jax.core import device_costs
 from fedxr_jax.core import problem as problem_lib
 from fedxr_jax.core import round as round_lib
@@ -47,7 +48,7 @@ class Experiment(NamedTuple):
   problem: FederatedProblem
   costs: device_costs.DeviceCosts
   sample_cohort: callable   # round_idx -> [C] numpy cohort
-  privacy: Optional[pipeline.Privacy] = None   # client-level DP and its accounting
+  privacy: Optional[pipeline.Privacy] = None   # DP (client or example level), its accounting
 
   def plan(self, round_idx: int):
     """(RoundPlan of a round, host-side graph statistics): computed once per round."""
@@ -71,8 +72,7 @@ def validate(config) -> None:
   if config.cohort_size > config.population_size:
     raise ConfigError(f'cohort_size={config.cohort_size} is larger than '
                       f'population_size={config.population_size}')
-  if config.chunk_size < 0:
-    raise ConfigError(f'chunk_size must be >= 0, got {config.chunk_size}')
+  chunking.parse(config.chunk_size)
   if config.eval_unseen_clients < 0:
     raise ConfigError('eval_unseen_clients must be >= 0')
   _validate_data(config.data)
@@ -178,13 +178,15 @@ def build(config) -> Experiment:
     raise ConfigError(f'eval_unseen_clients={config.eval_unseen_clients} does not '
                       f'split evenly over {mesh.size} devices')
   facts = run_facts(config, plan, spec.tasks)
-  privacy = pipeline.make_privacy(config)
+  privacy = pipeline.make_privacy(config, problem, world)
   is_malicious = pipeline.malicious_predicate(config)
   if is_malicious is not None:
     problem = pipeline.poison_problem(config, problem, spec, is_malicious)
   topology = topology_registry.make(
       config.topology, facts=facts, geography=problem_lib.geography(problem, world),
       channel=channel_lib.Channel(**config.channel.to_dict()))
+  algorithm = make_algorithm(config, topology.kind, facts)
+  pipeline.check_algorithm(privacy, algorithm)
   federation = round_lib.build_federation(
       problem, plan, seed=config.seed,
       population_size=config.population_size, cohort_size=config.cohort_size,
@@ -192,10 +194,12 @@ def build(config) -> Experiment:
       client_optimizer=optimizers.make(config.client_optimizer, 'client_optimizer'),
       server_optimizer=optimizers.make(config.server_optimizer, 'server_optimizer'),
       chunk_size=config.chunk_size, mesh=mesh, shuffle=config.shuffle,
-      topology=topology, algorithm=make_algorithm(config, topology.kind, facts),
+      topology=topology, algorithm=algorithm,
       transforms=pipeline.make_transforms(config, is_malicious, privacy),
       aggregator=make_aggregator(config, topology.kind, is_malicious, privacy),
-      costs=costs)
+      costs=costs, schedule_by_budget=config.schedule_by_budget, source=world,
+      memory_budget_gb=config.memory_budget_gb,
+      private_grads=pipeline.make_private_grads(privacy))
   sample = round_plan.cohort_sampler(config.seed, config.population_size, config.cohort_size)
   return Experiment(config, spec, model, federation, world, mesh, problem, costs, sample,
                     privacy)

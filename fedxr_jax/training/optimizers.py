@@ -41,22 +41,35 @@ def scale_by_reddi_adagrad(b1: float = 0.0, tau: float = 1e-3) -> optax.Gradient
 
 
 def make(cfg, where: str) -> optax.GradientTransformation:
-  """The optimizer of a `client_optimizer` / `server_optimizer` block."""
-  name, lr = cfg.name, cfg.learning_rate
+  """The optimizer of a `client_optimizer` / `server_optimizer` block.
+
+  Its learning rate lives in its state (`optax.inject_hyperparams`:
+  `state.hyperparams['learning_rate']`, float32), data rather than a
+  constant of the compiled round, so another rate reuses the executable.
+  The other settings (momentum, b1, b2, eps) stay constants.
+  """
+  lr = cfg.learning_rate
   if lr <= 0:
     raise ConfigError(f'{where}.learning_rate must be > 0, got {lr}')
+  return optax.inject_hyperparams(_factory(cfg, where), hyperparam_dtype=jnp.float32)(
+      learning_rate=lr)
+
+
+def _factory(cfg, where: str):
+  """learning_rate -> the block's optimizer."""
+  name = cfg.name
   if name == 'sgd':
-    return optax.sgd(lr, momentum=cfg.get('momentum') or None)
+    momentum = cfg.get('momentum') or None
+    return lambda learning_rate: optax.sgd(learning_rate, momentum=momentum)
+  b1, b2, eps = cfg.get('b1', 0.9), cfg.get('b2', 0.99), cfg.get('eps', 1e-3)
   if name == 'adam':
-    return optax.adam(lr, b1=cfg.get('b1', 0.9), b2=cfg.get('b2', 0.99),
-                      eps=cfg.get('eps', 1e-3))
+    return lambda learning_rate: optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
   if name == 'yogi':
-    return optax.yogi(lr, b1=cfg.get('b1', 0.9), b2=cfg.get('b2', 0.99),
-                      eps=cfg.get('eps', 1e-3))
+    return lambda learning_rate: optax.yogi(learning_rate, b1=b1, b2=b2, eps=eps)
   if name == 'adagrad':
     if where == 'server_optimizer':
-      return optax.chain(scale_by_reddi_adagrad(b1=cfg.get('b1', 0.0),
-                                                tau=cfg.get('eps', 1e-3)),
-                         optax.scale(-lr))
-    return optax.adagrad(lr, eps=cfg.get('eps', 1e-3))
+      b1 = cfg.get('b1', 0.0)
+      return lambda learning_rate: optax.chain(scale_by_reddi_adagrad(b1=b1, tau=eps),
+                                               optax.scale(-learning_rate))
+    return lambda learning_rate: optax.adagrad(learning_rate, eps=eps)
   raise ConfigError(f'{where}.name={name!r} is not one of {OPTIMIZERS}')
