@@ -28,11 +28,11 @@ entry() {   # entry TRACK NAME [--config.KEY=VALUE ...]
   mv "$RUNS/${track}-v1__${name}.json" "$file"
 }
 
+# Method by method over the tracks, so that an interrupted run (the script
+# resumes: a finished entry is kept) has covered every track with FedAvg first.
+for track in "${TRACKS[@]}"; do entry "$track" fedavg; done
+for track in "${TRACKS[@]}"; do entry "$track" ditto --config.algorithm.name=ditto; done
 for track in "${TRACKS[@]}"; do
-  entry "$track" fedavg
-  entry "$track" fedadam --config.algorithm.name=fedadam
-  entry "$track" fedprox --config.algorithm.name=fedprox --config.algorithm.fedprox.mu=0.01
-  entry "$track" ditto --config.algorithm.name=ditto
   case "$track" in
     robust)
       entry "$track" median --config.aggregator.name=median
@@ -41,8 +41,14 @@ for track in "${TRACKS[@]}"; do
     private)
       entry "$track" dp_adaptive_clip --config.privacy.adaptive_clip.enabled=True ;;
     continual)
-      entry "$track" ewc --config.algorithm.name=ewc --config.algorithm.ewc.rounds='(15,)' ;;
+      entry "$track" ewc --config.algorithm.name=ewc --config.algorithm.ewc.rounds='(10,)' ;;
   esac
+done
+for track in "${TRACKS[@]}"; do entry "$track" fedadam --config.algorithm.name=fedadam; done
+for track in "${TRACKS[@]}"; do
+  entry "$track" fedprox --config.algorithm.name=fedprox --config.algorithm.fedprox.mu=0.01
+done
+for track in "${TRACKS[@]}"; do
   first="$OUT/${track}-v1__fedavg.json"
   [[ -f "${first%.json}.verified.json" ]] || fedxr-bench verify "$first" --rounds=2
 done

@@ -1,7 +1,7 @@
 """The benchmark tracks: each a base config (default + overrides) and its rules.
 
-Sizes are set for the 2-core CPU the baselines run on (a track's 3 seeds of
-one entry in a few minutes); `gpu-scale` needs an accelerator.
+Sizes are set for the 2-core CPU the baselines run on (a track's 2 seeds of
+one entry in about two minutes); `gpu-scale` needs an accelerator.
 """
 from fedxr_jax.bench.track import Between, OneOf, Track
 from fedxr_jax.bench.tracks import common
@@ -10,10 +10,10 @@ from fedxr_jax.configs.real import hapt
 from fedxr_jax.configs.scenarios import (ai_companions, cognitive_augmentation,
                                          emotion_gaming, neuroadaptive)
 
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1)
 
 
-def _sized(config, rounds=30, eval_every=10):
+def _sized(config, rounds=20, eval_every=10):
   config.num_rounds = rounds
   config.eval_every = eval_every
   config.checkpoint_every = eval_every
@@ -48,14 +48,14 @@ def hetero_hardware():
 
 
 def continual():
-  """SHIFT I/T/F: style drift, environment drift, emotion labels arriving at round 15."""
+  """SHIFT I/T/F: style drift, environment drift, emotion labels arriving at round 10."""
   config = _sized(default.get_config())
   config.data.interactivity.style_drift = 0.05
   config.data.temporal.schedule = 'linear'
-  config.data.temporal.period_rounds = 30
+  config.data.temporal.period_rounds = 20
   config.data.temporal.lighting = 0.5
   config.data.temporal.audio_noise = 1.0
-  config.data.functional.arrival_rounds = (0, 0, 15)
+  config.data.functional.arrival_rounds = (0, 0, 10)
   return config
 
 
@@ -76,7 +76,7 @@ def robust():
 
 
 def hapt_30():
-  return _sized(hapt.get_config(), rounds=40)
+  return _sized(hapt.get_config(), rounds=30)
 
 
 def gpu_scale():
@@ -107,33 +107,33 @@ PRIVATE_OPEN = {**common.METHOD,
                 'privacy.adaptive_clip.count_stddev': Between(0.0, 1000.0)}
 CONTINUAL_OPEN = {**common.METHOD, 'algorithm.name': OneOf(common.ALGORITHMS + ('ewc',)),
                   'algorithm.ewc.lam': Between(0.0, 1000.0),
-                  'algorithm.ewc.rounds': OneOf(((15,),))}
+                  'algorithm.ewc.rounds': OneOf(((10,),))}
 
 _TRACKS = [
     _track('xr-default', xr_default, 'The embedded default XR federation: 500 users on six '
            'Table 1 devices, 32 a round, gesture/intent/emotion from camera, microphone, '
-           'IMU and eye tracker, LoRA + prompts over a frozen base; 30 rounds.'),
+           'IMU and eye tracker, LoRA + prompts over a frozen base; 20 rounds.'),
     _track('cognitive-augmentation', scenario(cognitive_augmentation),
-           'Scenario 1 preset (configs/scenarios/cognitive_augmentation.py); 30 rounds.'),
+           'Scenario 1 preset (configs/scenarios/cognitive_augmentation.py); 20 rounds.'),
     _track('neuroadaptive', scenario(neuroadaptive),
-           'Scenario 2 preset (configs/scenarios/neuroadaptive.py); 30 rounds.'),
+           'Scenario 2 preset (configs/scenarios/neuroadaptive.py); 20 rounds.'),
     _track('ai-companions', scenario(ai_companions),
-           'Scenario 3 preset (configs/scenarios/ai_companions.py); 30 rounds.'),
+           'Scenario 3 preset (configs/scenarios/ai_companions.py); 20 rounds.'),
     _track('emotion-gaming', scenario(emotion_gaming),
-           'Scenario 4 preset (configs/scenarios/emotion_gaming.py); 30 rounds.'),
+           'Scenario 4 preset (configs/scenarios/emotion_gaming.py); 20 rounds.'),
     _track('d2d', d2d, 'Semi-decentralized: 4 position clusters with gamma = 2 D2D '
-           'consensus steps and one uplink each, the default radio; 30 rounds.'),
+           'consensus steps and one uplink each, the default radio; 20 rounds.'),
     _track('hetero-hardware', hetero_hardware, 'SHIFT H: a 10 ms compute deadline, 20% '
            'stragglers (4x slower), availability from battery and time of day.'),
     _track('continual', continual, 'SHIFT I/T/F: user-style drift, linear environment '
-           'drift, emotion labels arriving at round 15.', open_=CONTINUAL_OPEN),
+           'drift, emotion labels arriving at round 10.', open_=CONTINUAL_OPEN),
     _track('private', private, 'Client-level DP-FedAvg at delta = 1e-5, epsilon <= 4 '
            '(dp-accounting RDP, fixed cohorts).', open_=PRIVATE_OPEN),
     _track('robust', robust, '20% of the population send ALIE updates (Baruch et al. '
            '2019); the entry picks the server aggregator.',
            open_={**common.METHOD, **common.DEFENSES}),
     _track('hapt-30', hapt_30, 'UCI HAPT smartphone IMU: 25 real users train, 5 unseen; '
-           '12 activities; 40 rounds.'),
+           '12 activities; 30 rounds.'),
     _track('gpu-scale', gpu_scale, '10,240 clients a round of 100,000 over a pretrained '
            'base (fedxr-pretrain into runs/pretrained); accelerators only.',
            requires=('gpu', 'tpu')),
