@@ -29,9 +29,9 @@ entry() {   # entry TRACK NAME [--config.KEY=VALUE ...]
 }
 
 # Method by method over the tracks, so that an interrupted run (the script
-# resumes: a finished entry is kept) has covered every track with FedAvg first.
+# resumes: a finished entry is kept) has covered every track with FedAvg and
+# each track's own defense first.
 for track in "${TRACKS[@]}"; do entry "$track" fedavg; done
-for track in "${TRACKS[@]}"; do entry "$track" ditto --config.algorithm.name=ditto; done
 for track in "${TRACKS[@]}"; do
   case "$track" in
     robust)
@@ -44,13 +44,14 @@ for track in "${TRACKS[@]}"; do
       entry "$track" ewc --config.algorithm.name=ewc --config.algorithm.ewc.rounds='(10,)' ;;
   esac
 done
-for track in "${TRACKS[@]}"; do entry "$track" fedadam --config.algorithm.name=fedadam; done
-for track in "${TRACKS[@]}"; do
-  entry "$track" fedprox --config.algorithm.name=fedprox --config.algorithm.fedprox.mu=0.01
-done
 for track in "${TRACKS[@]}"; do
   first="$OUT/${track}-v1__fedavg.json"
   [[ -f "${first%.json}.verified.json" ]] || fedxr-bench verify "$first" --rounds=2
+done
+for track in "${TRACKS[@]}"; do entry "$track" ditto --config.algorithm.name=ditto; done
+for track in "${TRACKS[@]}"; do entry "$track" fedadam --config.algorithm.name=fedadam; done
+for track in "${TRACKS[@]}"; do
+  entry "$track" fedprox --config.algorithm.name=fedprox --config.algorithm.fedprox.mu=0.01
 done
 
 fedxr-bench validate $(ls "$OUT"/*.json | grep -v '\.verified\.json$')
