@@ -37,6 +37,7 @@ def test_metrics_rows_hold_round_loss_and_task_accuracy(config, tmp_path):
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
 
 
+@pytest.mark.slow   # default suite: test_resume.py::test_kill_9_mid_run_resumes_to_the_same_rows
 def test_interrupted_and_resumed_equals_uninterrupted(config, tmp_path):
   full = loop.run(config, str(tmp_path / 'full'), progress=False)
   config.num_rounds = 2
@@ -58,6 +59,7 @@ def test_rerun_of_a_finished_run_changes_nothing(config, tmp_path):
   assert loop.run(config, str(tmp_path), progress=False) == first
 
 
+@pytest.mark.slow   # default suite: test_resume.py (damaged and foreign checkpoint entries)
 def test_corrupt_checkpoint_is_a_clear_error(config, tmp_path):
   config.num_rounds = 2
   loop.run(config, str(tmp_path), progress=False)
@@ -74,6 +76,7 @@ def test_corrupt_checkpoint_is_a_clear_error(config, tmp_path):
     loop.run(config, str(tmp_path), progress=False)
 
 
+@pytest.mark.slow   # default suite: test_resume.py::test_a_workdir_of_another_run_or_unreadable_config_is_one_line
 def test_workdir_of_another_run_is_refused(config, tmp_path):
   config.num_rounds = 2
   loop.run(config, str(tmp_path), progress=False)
@@ -82,6 +85,7 @@ def test_workdir_of_another_run_is_refused(config, tmp_path):
     loop.run(config, str(tmp_path), progress=False)
 
 
+@pytest.mark.slow   # the README's first command; 100 s on 2 cores
 def test_default_run_learns(tmp_path):
   """The embedded default: every task clearly above chance, seen and unseen users."""
   config = default_config.get_config()

@@ -143,16 +143,22 @@ def _epsilon_curve(acc, event, rounds, delta, accountant) -> list:
   return out
 
 
-def calibrate_noise_multiplier(target_epsilon: float, *, delta: Optional[float],
-                               rounds: int, cohort_size: int, population: int,
-                               sampling: str = 'fixed', accountant: str = 'rdp',
-                               tol: float = 1e-3) -> float:
-  """The smallest sigma (within `tol`) whose epsilon after `rounds` is <= target."""
+def _target_delta(target_epsilon: float, delta: Optional[float]) -> float:
+  """delta, checked, for calibrating to `target_epsilon` (ConfigError otherwise)."""
   if delta is None:
     raise ConfigError('privacy.target_epsilon needs privacy.delta')
   delta = check_delta(delta)
   if not target_epsilon > 0:
     raise ConfigError(f'privacy.target_epsilon must be > 0, got {target_epsilon}')
+  return delta
+
+
+def calibrate_noise_multiplier(target_epsilon: float, *, delta: Optional[float],
+                               rounds: int, cohort_size: int, population: int,
+                               sampling: str = 'fixed', accountant: str = 'rdp',
+                               tol: float = 1e-3) -> float:
+  """The smallest sigma (within `tol`) whose epsilon after `rounds` is <= target."""
+  delta = _target_delta(target_epsilon, delta)
   if rounds < 1:
     raise ConfigError(f'calibrating sigma needs rounds >= 1, got {rounds}')
   _check(0.0, sampling, accountant)
@@ -333,11 +339,7 @@ def calibrate_example_noise(target_epsilon: float, *, delta: Optional[float], ro
                             energy: int, accountant: str = 'rdp',
                             tol: float = 1e-3) -> float:
   """The smallest sigma (within `tol`) whose worst-client epsilon after `rounds` is <= target."""
-  if delta is None:
-    raise ConfigError('privacy.target_epsilon needs privacy.delta')
-  delta = check_delta(delta)
-  if not target_epsilon > 0:
-    raise ConfigError(f'privacy.target_epsilon must be > 0, got {target_epsilon}')
+  delta = _target_delta(target_epsilon, delta)
   if rounds < 1 or energy < 1:
     raise ConfigError(f'calibrating sigma needs rounds >= 1 and a client that trains, '
                       f'got rounds={rounds}, energy={energy}')
