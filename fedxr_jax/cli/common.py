@@ -4,6 +4,7 @@ import re
 import sys
 import textwrap
 
+from absl import app
 from absl import flags
 from absl import logging
 
@@ -108,3 +109,23 @@ def fail_now(program: str, message: str, code: int = 2):
   """`fail` from any thread, when the main one cannot unwind (blocked in a runtime)."""
   print(f'{program}: error: {" ".join(str(message).split())}', file=sys.stderr, flush=True)
   os._exit(code)
+
+
+def config_entry(program: str, doc: str, module_name: str, define_config_flag, main) -> None:
+  """The entry point of a CLI with a --config flag: --help, then flags parsed into one line.
+
+  Flags are parsed here, not in app.run, so flag and config errors (an unknown
+  key, a bad value, a missing or broken config file) become one line.
+  """
+  if wants_help(sys.argv[1:]):
+    print_help(program, doc, module_name)
+    sys.exit(0)
+  try:
+    check_config_file(sys.argv[1:])
+    define_config_flag()
+    remaining = flags.FLAGS(sys.argv)
+  except (FedXRError, flags.Error) as e:
+    fail(program, str(e))
+  except Exception as e:  # pylint: disable=broad-except
+    fail(program, config_error(e))
+  app.run(main, flags_parser=lambda _: remaining)

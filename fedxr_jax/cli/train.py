@@ -20,7 +20,6 @@ filesystem: orbax writes checkpoints from each) and the same config:
 import os
 import sys
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
@@ -112,7 +111,6 @@ def main(argv):
   from fedxr_jax.training import guards
   from fedxr_jax.training import loop
   compilation_cache.enable()
-  common.quiet_logs()
   try:
     config = _canonical_algorithm(_CONFIG.value)
   except Exception as e:  # pylint: disable=broad-except
@@ -136,21 +134,7 @@ def main(argv):
 
 
 def entry():
-  if common.wants_help(sys.argv[1:]):
-    common.print_help(_PROGRAM, __doc__, __name__)
-    sys.exit(0)
-  try:
-    common.check_config_file(sys.argv[1:])
-    _define_config_flag()
-    # Parse here, not in app.run, so flag and config errors become one line.
-    remaining = flags.FLAGS(sys.argv)
-  except FedXRError as e:
-    common.fail(_PROGRAM, str(e))
-  except flags.Error as e:
-    common.fail(_PROGRAM, str(e))
-  except Exception as e:  # pylint: disable=broad-except
-    common.fail(_PROGRAM, common.config_error(e))
-  app.run(main, flags_parser=lambda _: remaining)
+  common.config_entry(_PROGRAM, __doc__, __name__, _define_config_flag, main)
 
 
 if __name__ == '__main__':
