@@ -107,7 +107,7 @@ PRIVATE_OPEN = {**common.METHOD,
                 'privacy.adaptive_clip.count_stddev': Between(0.0, 1000.0)}
 CONTINUAL_OPEN = {**common.METHOD, 'algorithm.name': OneOf(common.ALGORITHMS + ('ewc',)),
                   'algorithm.ewc.lam': Between(0.0, 1000.0),
-                  'algorithm.ewc.rounds': OneOf(((10,),))}
+                  'algorithm.ewc.rounds': OneOf(((), (10,)))}
 
 _TRACKS = [
     _track('xr-default', xr_default, 'The embedded default XR federation: 500 users on six '
