@@ -4,8 +4,16 @@ import tempfile
 
 import pytest
 
-from fedxr_jax.configs import test as test_config
-from fedxr_jax.core import compilation_cache
+# Tests compile many small programs and run each for milliseconds: XLA's unoptimized CPU code
+# generation halves their compile time. Tests compare programs with each other, or with hand
+# computations within a tolerance, never with numbers made under other flags. Subprocesses
+# (the CLI tests) inherit it through the environment.
+_FAST_COMPILE = '--xla_backend_optimization_level=0'
+if _FAST_COMPILE not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE}".strip()
+
+from fedxr_jax.configs import test as test_config   # pylint: disable=wrong-import-position
+from fedxr_jax.core import compilation_cache   # pylint: disable=wrong-import-position
 
 # Many tests compile the same round; the persistent cache (shared by xdist
 # workers and the CLI subprocesses, through the environment) compiles each

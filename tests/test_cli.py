@@ -23,6 +23,9 @@ def _rows(workdir):
     return [json.loads(line) for line in f]
 
 
+# tests/test_resume.py::test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one is
+# default.
+@pytest.mark.slow
 def test_a_damaged_only_checkpoint_is_one_line(cli, tmp_path):
   ok = cli.train(f'--config={TEST_CONFIG}', '--config.num_rounds=2', f'--workdir={tmp_path}')
   assert ok.rc == 0 and ok.lines == [], ok
@@ -38,6 +41,7 @@ def test_a_damaged_only_checkpoint_is_one_line(cli, tmp_path):
   assert [r['round'] for r in _rows(tmp_path)] == [1, 2]   # nothing lost meanwhile
 
 
+@pytest.mark.slow   # two 2-device CLI runs; the sharded path's tests are all slow (-m slow)
 def test_host_devices_shards_compiles_once_and_matches_one_device(cli, tmp_path):
   # row 16: round 2 compiled again (the state's sharding changed after round 1)
   rows = {}

@@ -117,6 +117,7 @@ def two_processes(tmp_path_factory):
   return workdir, results
 
 
+@pytest.mark.slow   # two 4-device processes; every sharded-path test runs with -m slow
 def test_two_processes_give_the_rows_of_one_process_with_four_devices(one_process,
                                                                        two_processes):
   workdir, (leader, other) = two_processes

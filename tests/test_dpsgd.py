@@ -65,8 +65,9 @@ def test_without_noise_or_clipping_local_dpsgd_is_the_plain_local_training(with_
   assert float(transforms.global_norm(jax.tree.map(jnp.subtract, private, params))) > 0.05
 
 
-@pytest.mark.parametrize('algorithm, settings', [
-    ('fedprox', {'mu': 0.5}), ('scaffold', {}), ('ditto', {'lam': 0.5})])
+@pytest.mark.parametrize('algorithm, settings', [   # fedprox by default
+    ('fedprox', {'mu': 0.5}), pytest.param('scaffold', {}, marks=pytest.mark.slow),
+    pytest.param('ditto', {'lam': 0.5}, marks=pytest.mark.slow)])
 def test_without_noise_or_clipping_dpsgd_rounds_are_the_algorithms_rounds(algorithm, settings):
   # The regularizer's exact gradient (FedProx, Ditto), SCAFFOLD's correction
   # and Ditto's personal training (the same hook) all go through DP-SGD.
@@ -322,6 +323,8 @@ def test_a_tiny_federation_trains_under_small_dp_noise_and_not_under_large():
   assert noisy_loss[-1] > loss[-1] + 0.15 and noisy_acc < acc - 0.1
 
 
+# test_a_tiny_federation_trains_under_small_dp_noise_and_not_under_large is default.
+@pytest.mark.slow
 def test_an_example_mode_experiment_trains_and_reports_epsilon(config):
   config.num_rounds = 3
   _config(config, noise_multiplier=0.5, example_clip=1.0)

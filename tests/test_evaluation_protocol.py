@@ -58,6 +58,7 @@ def run(tmp_path_factory):
   return exp, evaluator, rows, workdir, (server, clients, frozen)
 
 
+@pytest.mark.slow   # many evaluations; test_an_evaluated_run_carries_every_table6_metric is default
 def test_the_panel_is_the_same_clients_at_every_evaluation(run):
   exp, evaluator, _, workdir, _ = run
   table = clients_lib.read(os.path.join(workdir, clients_lib.FILE))
@@ -78,6 +79,8 @@ def _contexts(exp, ids):
   return np.asarray(profile['device']), np.asarray(profile['environment'])
 
 
+# test_an_evaluated_run_carries_every_table6_metric evaluates the held-out groups by default.
+@pytest.mark.slow
 def test_a_held_out_device_and_environment_are_never_sampled_for_training(run):
   exp = run[0]
   spec = exp.spec
@@ -148,6 +151,7 @@ def test_without_personalization_the_global_model_is_the_evaluated_one(run):
     assert last[f'personalization/{t}/effectiveness'] == 0.0
 
 
+@pytest.mark.slow   # experiment-level personal heads
 def test_the_global_model_of_personal_heads_is_the_initial_heads():
   config = test_config.get_config()
   config.plan.heads = 'personal'

@@ -53,6 +53,9 @@ def _with_pretrained(config):
   return pretrained.with_pretrained(pretrain.make_setup(config).problem, config)
 
 
+# test_pretraining_lowers_the_loss_on_a_fixed_batch and test_a_different_model_is_refused are
+# default.
+@pytest.mark.slow
 def test_metadata_records_the_run(saved):
   _, meta = saved
   assert sorted(meta['roles']) == ['base', 'encoders', 'heads']   # no PEFT trees
@@ -62,6 +65,8 @@ def test_metadata_records_the_run(saved):
     assert 0.0 <= acc <= 1.0
 
 
+# A pretraining and a federated run; test_pretraining_lowers_the_loss_on_a_fixed_batch is default.
+@pytest.mark.slow
 def test_federated_run_starts_from_the_saved_base_and_keeps_it_frozen(saved):
   directory, _ = saved
   exp = experiment.build(_config(directory))   # plan: base frozen, encoders shared
@@ -97,6 +102,7 @@ def test_a_different_model_is_refused(saved, change, message):
     experiment.build(_config(directory, **change))
 
 
+@pytest.mark.slow   # test_pretraining_lowers_the_loss_on_a_fixed_batch is default
 def test_base_transfers_to_other_tasks_but_heads_do_not(saved):
   directory, _ = saved
   config = _config(directory, pretrained_roles=('base',))
@@ -189,6 +195,9 @@ def _cli(*args):
       capture_output=True, text=True, cwd=REPO, timeout=600)
 
 
+# test_pretraining_lowers_the_loss_on_a_fixed_batch and test_a_different_model_is_refused are
+# default.
+@pytest.mark.slow
 def test_cli_pretrains_saves_and_refuses_a_taken_output_dir(tmp_path):
   out = str(tmp_path / 'out')
   flags = ['--steps=2', '--public_clients=4', '--batch_size=8', '--users_per_batch=4']

@@ -137,10 +137,20 @@ def test_topk_with_error_feedback_keeps_its_residual_in_the_checkpointed_state()
   assert float(metrics[0]['comm/uplink_bits']) < float(full['comm/uplink_bits'])
 
 
+# Experiment-level pairs, all slow: each attack and aggregator has unit tests in
+# tests/test_attacks.py and tests/test_robust_aggregators.py, and by default
+# tests/test_sweep.py::test_a_seed_that_changes_the_compiled_round_is_not_vmapped builds and
+# lowers an attacked round from the config.
+_SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize('model, data, aggregator', [
-    ('sign_flip', 'none', 'trimmed_mean'), ('gaussian', 'none', 'krum'),
-    ('scaled_replacement', 'backdoor', 'norm_bounding'), ('alie', 'none', 'median'),
-    ('ipm', 'label_flip', 'centered_clipping'), ('none', 'label_flip', 'geometric_median'),
+    pytest.param('sign_flip', 'none', 'trimmed_mean', marks=_SLOW),
+    pytest.param('gaussian', 'none', 'krum', marks=_SLOW),
+    pytest.param('scaled_replacement', 'backdoor', 'norm_bounding', marks=_SLOW),
+    pytest.param('alie', 'none', 'median', marks=_SLOW),
+    pytest.param('ipm', 'label_flip', 'centered_clipping', marks=_SLOW),
+    pytest.param('none', 'label_flip', 'geometric_median', marks=_SLOW),
 ])
 def test_attacks_against_defenses_from_the_config(config, model, data, aggregator):
   config.num_rounds = 1

@@ -70,6 +70,8 @@ def _damage_line(workdir, number):
   path.write_text(''.join(lines))
 
 
+# test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one resumes by default.
+@pytest.mark.slow
 def test_a_damaged_row_in_the_middle_is_recomputed(cli, trained, copy):
   # row 2: garbage in line 5 of the run, then resume to 10 rounds
   _damage_line(copy, 5)
@@ -94,6 +96,7 @@ def test_a_damaged_last_row_with_an_evaluation_is_recomputed(cli, trained, copy)
   assert 'eval/accuracy' in rows[-1] and 'time/eval_s' in rows[-1]
 
 
+@pytest.mark.slow   # test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one is default
 def test_a_deleted_metrics_file_is_recomputed(cli, trained, copy):
   # row 4
   os.remove(copy / 'metrics.jsonl')
@@ -160,6 +163,8 @@ def test_a_workdir_of_another_run_or_unreadable_config_is_one_line(cli, copy):
 
 @pytest.mark.skipif(not cli_harness.can_mount_read_only(),
                     reason='needs unshare and bind mounts to make a read-only workdir')
+# Two CLI runs; test_a_checkpoints_path_that_is_a_file_is_one_line_and_changes_nothing is default.
+@pytest.mark.slow
 def test_read_only_workdirs(cli, trained, tmp_path):
   # row 7: fresh, to resume, or finished
   finished, partial, empty = tmp_path / 'finished', tmp_path / 'partial', tmp_path / 'empty'
@@ -184,6 +189,8 @@ def test_read_only_workdirs(cli, trained, tmp_path):
   assert math_of(rows_of(finished)) == math_of(trained[1])
 
 
+# tests/test_guards.py::test_a_nan_round_is_flagged_and_skip_round_keeps_the_old_state is default.
+@pytest.mark.slow
 def test_lr_nan_stops_at_round_1_in_one_line_with_valid_json(cli, tmp_path):
   # row 1: it trained to the end on NaN before, writing bare NaN tokens
   result = cli.train(f'--config={TEST_CONFIG}', f'--workdir={tmp_path}',
@@ -210,6 +217,7 @@ def test_a_huge_learning_rate_stops_in_one_line(cli, tmp_path, lr, cause):
   rows_of(tmp_path)   # strict JSON
 
 
+@pytest.mark.slow   # tests/test_guards.py covers divergence by default
 def test_divergence_keeps_the_last_good_checkpoint_and_resumes(cli, trained, tmp_path):
   # Loss limit 0.5 x round 1's loss: round 2 diverges. Stopped there, the run
   # keeps checkpoint 1; resumed without the limit it loses nothing.

@@ -3,6 +3,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from fedxr_jax.core import rng
 from fedxr_jax.core import round as round_lib
@@ -59,6 +60,7 @@ def test_fedavg_of_one_full_batch_step_is_a_centralized_gradient_step(config):
   assert_trees_close(new_server.shared, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow   # masked aggregation has unit tests in tests/test_core.py
 def test_module_no_client_holds_keeps_its_value(config):
   # Ray-Ban Meta glasses have camera and microphone only: no client trains
   # the motion or gaze encoders, so masked averaging must leave them alone,
@@ -77,6 +79,7 @@ def test_module_no_client_holds_keeps_its_value(config):
                          after['vision']['embed']['kernel'])
 
 
+@pytest.mark.slow   # masked aggregation has unit tests in tests/test_core.py
 def test_head_of_task_without_labels_keeps_its_value(config):
   # XReal Air has no microphone and no eye tracker; with only 'keyword'
   # (audio) and 'gesture' tasks, no client can label 'keyword'.
@@ -93,6 +96,9 @@ def test_head_of_task_without_labels_keeps_its_value(config):
                          after.shared['heads']['heads']['gesture']['kernel'])
 
 
+# tests/test_topology.py::test_semi_with_chunked_clients_and_personal_heads compares chunked and
+# unchunked rounds by default.
+@pytest.mark.slow
 def test_chunked_round_equals_unchunked(config):
   unchunked = experiment.build(config)
   config.chunk_size = 2
@@ -102,6 +108,7 @@ def test_chunked_round_equals_unchunked(config):
   assert_trees_close(a.shared, b.shared, **REASSOCIATION)
 
 
+@pytest.mark.slow   # tests/test_bench.py verifies re-runs bit for bit by default
 def test_same_seed_is_bit_identical_and_seeds_differ(config):
   a, _, _ = run_rounds(experiment.build(config), 2)
   exp = experiment.build(config)
@@ -114,6 +121,8 @@ def test_same_seed_is_bit_identical_and_seeds_differ(config):
                          c.shared['lora_b']['backbone']['block_0']['attn']['query']['lora_B'])
 
 
+# tests/test_strategies.py::test_personal_trees_are_never_communicated is default.
+@pytest.mark.slow
 def test_personal_trees_stay_with_their_clients(config):
   config.plan.heads = 'personal'
   config.population_size = 12
@@ -130,6 +139,7 @@ def test_personal_trees_stay_with_their_clients(config):
   assert sorted(np.flatnonzero(changed).tolist()) == sorted(cohort.tolist())
 
 
+@pytest.mark.slow   # tests/test_algorithms.py runs server optimizers by default
 def test_server_momentum_changes_the_update(config):
   plain = experiment.build(config)
   config.server_optimizer.momentum = 0.9

@@ -74,6 +74,8 @@ def _client(tree, i):
   return jax.tree.map(lambda x: x[i], tree)
 
 
+# tests/test_synthetic.py::test_client_data_does_not_depend_on_the_cohort is default.
+@pytest.mark.slow
 def test_data_is_identical_on_any_cohort_size(world, rounds):
   """Client 5 at round 20 alone, among 8 and among 256: bit-identical."""
   alone = jax.jit(lambda w, c, r: synthetic.client_data(w, c, 'train', SPEC, round_idx=r))(

@@ -29,6 +29,8 @@ def _client_weights(exp, ids):
   return np.asarray(data['num_examples'], np.float64) * avail
 
 
+# The one exact-LoRA test (a large compile): run -m slow before changing algorithms/lora_rules.py.
+@pytest.mark.slow
 def test_exact_lora_equals_the_average_of_products_and_differs_from_fedit(config):
   config = _full_cohort(config)
   scale = config.model.lora_alpha / config.model.lora_rank
@@ -64,6 +66,8 @@ def test_exact_lora_equals_the_average_of_products_and_differs_from_fedit(config
     assert gap > 1e-3 * np.abs(expected[k]).max() > 0   # FedIT's product is inexact
 
 
+# Experiment-level; the default plan's shared LoRA (fedit) runs in most default tests.
+@pytest.mark.slow
 def test_ffa_lora_never_changes_a(config):
   config.lora.rule = 'ffa'
   exp = experiment.build(config)
@@ -77,6 +81,8 @@ def test_ffa_lora_never_changes_a(config):
   assert np.abs(np.asarray(jax.tree.leaves(server.shared['lora_b'])[0])).max() > 0
 
 
+# Experiment-level; test_personal_trees_are_never_communicated covers personal trees.
+@pytest.mark.slow
 def test_fedsa_lora_shares_a_and_keeps_b_personal(config):
   config.lora.rule = 'fedsa'
   exp = experiment.build(config)
@@ -112,6 +118,7 @@ def test_rule_needs_shared_lora_and_exact_needs_a_server(config):
     experiment.build(config)
 
 
+@pytest.mark.slow   # experiment-level LoRA ranks
 def test_heterogeneous_ranks_train_only_each_clients_first_ranks(config):
   assert config.model.lora_rank == 2
   config.lora.device_ranks = (1,) * len(config.data.devices)
@@ -166,6 +173,7 @@ def test_personal_trees_are_never_communicated(config):
                              config.cohort_size * 8 * 4 * width * prompts)
 
 
+@pytest.mark.slow   # experiment-level; tests/test_model.py checks top-k routing by default
 def test_moe_routed_tokens_sum_to_top_k_times_tokens(config):
   config.model.num_experts = 4
   config.model.expert_top_k = 2
@@ -196,6 +204,7 @@ def test_experts_are_averaged_by_routed_tokens():
   np.testing.assert_allclose(out, [[(2 * 1 + 4) / 3], [7.0]])
 
 
+@pytest.mark.slow   # experiment-level local_ft; run -m slow before changing algorithms/local_ft.py
 def test_local_finetuning_changes_evaluation_only(config):
   exp = experiment.build(config)
   plain, plain_clients, _ = run_rounds(exp, 1)

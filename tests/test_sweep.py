@@ -88,6 +88,7 @@ def test_client_learning_rate_is_in_the_server_state():
   assert float(server.opt_state.hyperparams['learning_rate']) == 1.0
 
 
+@pytest.mark.slow   # tests/test_bench.py starts and trains sweep lanes by default
 def test_a_lane_of_the_experiment_starts_where_its_own_build_does():
   """FedProx mu, FedAdam's and the client's rates on one build: the lane's round-0
   server state is its own build's, and both builds lower to one round."""
@@ -161,6 +162,8 @@ def _assert_rows_close(rows, expected):
         assert got == value, key
 
 
+# The HLO tests here show a learning rate is data of one program; tests/test_bench.py runs lanes.
+@pytest.mark.slow
 def test_sequential_sweep_compiles_once_and_matches_separate_runs_bit_for_bit(separate,
                                                                                 tmp_path):
   summary = sweep.run(_config(), str(tmp_path), [sweep.Spec(LR, (0.1, 0.03))], vmap=False)
@@ -175,6 +178,7 @@ def test_sequential_sweep_compiles_once_and_matches_separate_runs_bit_for_bit(se
       separate[0.03, 0][-1]['eval/accuracy'])
 
 
+@pytest.mark.slow   # tests/test_bench.py trains vmapped lanes (seeds) and verifies them by default
 def test_vmapped_sweep_of_two_values_matches_two_separate_runs(separate, tmp_path):
   summary = sweep.run(_config(), str(tmp_path), [sweep.Spec(LR, (0.1, 0.03))], vmap=True)
   assert summary['round_compiles'] == 1
@@ -183,6 +187,7 @@ def test_vmapped_sweep_of_two_values_matches_two_separate_runs(separate, tmp_pat
     _assert_rows_close(_lane_rows(summary, lr, 0), separate[lr, 0])
 
 
+@pytest.mark.slow   # tests/test_bench.py trains and verifies vmapped seeds by default
 def test_vmapped_sweep_over_seeds_matches_a_separate_run(separate, tmp_path):
   summary = sweep.run(_config(), str(tmp_path), [sweep.Spec(LR, (0.1,))], seeds=(0, 1),
                       vmap=True)
@@ -200,6 +205,7 @@ def test_a_seed_that_changes_the_compiled_round_is_not_vmapped():
   assert 'seed 1 compiles a different round' in sweep.seeds_share_program(exps)
 
 
+@pytest.mark.slow   # tests/test_guards.py covers divergence by default
 def test_a_diverged_lane_stops_alone_under_vmap(separate, tmp_path):
   """on_divergence=stop: the lane that blows up ends with its message; the other trains on."""
   config = _config(divergence_factor=1.5)

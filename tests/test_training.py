@@ -54,6 +54,8 @@ def test_interrupted_and_resumed_equals_uninterrupted(config, tmp_path):
   assert resumed[:2] == first_two
 
 
+# A CLI run twice; test_metrics_rows_hold_round_loss_and_task_accuracy is default.
+@pytest.mark.slow
 def test_rerun_of_a_finished_run_changes_nothing(config, tmp_path):
   first = loop.run(config, str(tmp_path), progress=False)
   assert loop.run(config, str(tmp_path), progress=False) == first
@@ -76,7 +78,8 @@ def test_corrupt_checkpoint_is_a_clear_error(config, tmp_path):
     loop.run(config, str(tmp_path), progress=False)
 
 
-@pytest.mark.slow   # default suite: test_resume.py::test_a_workdir_of_another_run_or_unreadable_config_is_one_line
+# Default suite: test_resume.py::test_a_workdir_of_another_run_or_unreadable_config_is_one_line.
+@pytest.mark.slow
 def test_workdir_of_another_run_is_refused(config, tmp_path):
   config.num_rounds = 2
   loop.run(config, str(tmp_path), progress=False)
@@ -101,6 +104,8 @@ def test_default_run_learns(tmp_path):
       assert last[f'{prefix}/{t}/accuracy'] > chance + 0.2, (prefix, t, last)
 
 
+# tests/test_resume.py::test_a_workdir_of_another_run_or_unreadable_config_is_one_line is default.
+@pytest.mark.slow
 def test_a_workdir_in_use_is_refused(config, tmp_path):
   from fedxr_jax.training import checkpoint
   held = checkpoint.lock_workdir(str(tmp_path))

@@ -9,6 +9,9 @@ def get_config():
   config.cohort_size = 8
   config.local_steps = 2
   config.batch_size = 8
+  # 'auto' resolves to the whole cohort of 8 on CPU; 0 says so without tracing the chunk
+  # program at every build (1 s of 2). tests/test_scheduling.py tests 'auto' itself.
+  config.chunk_size = 0
   config.model.width = 16
   config.model.depth = 1
   config.model.num_heads = 2

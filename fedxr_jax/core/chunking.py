@@ -143,7 +143,10 @@ def auto_chunk_size(num_clients: int, *, platform: str, budget_bytes: float,
     per_client = measure(n) / n
     remaining = [c for c in remaining if c // mesh_size * per_client <= budget_bytes]
   raise ConfigError(f'not even {mesh_size} client(s) per chunk fit the memory budget: '
-                    f'{budget_bytes / 1e9:.3g} GB beside the run state (memory_budget_gb)')
+                    f'one client trains in an estimated {per_client / 1e9:.3g} GB but '
+                    f'{budget_bytes / 1e9:.3g} GB is left beside the run state '
+                    '(memory_budget_gb or the free memory); lower local_steps, batch_size '
+                    'or the model size')
 
 
 def resolve(chunk_size, stage: client_lib.LocalStage, states, source, *, num_clients: int,
