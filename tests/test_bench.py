@@ -19,14 +19,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _base():
-  config = test_config.get_config()   # 4 rounds, evaluated every 2
+  config = test_config.get_config()
+  config.num_rounds = 3   # verify re-runs the first 2: a prefix
+  config.eval_every = config.checkpoint_every = 3
   config.plot = False
   return config
 
 
 OPEN = {'algorithm.name': OneOf(('fedavg', 'fedprox')),
         'algorithm.fedprox.mu': Between(0.0, 1.0)}
-TINY = Track(id='tiny-test', version=1, description='configs/test.py, 4 rounds.',
+TINY = Track(id='tiny-test', version=1, description='configs/test.py, 3 rounds.',
              frozen=common.frozen_part(_base, OPEN), open=OPEN, seeds=(0, 1),
              primary_metric='eval/accuracy', cost_metrics=common.COSTS)
 
@@ -49,9 +51,24 @@ def test_run_writes_a_submission_that_validates(submitted):
   final = doc['runs'][0]['final']
   assert 0 <= final['eval/accuracy'] <= 1 and final['total/comm/uplink_bits'] > 0
   # The curve holds every round; machine-dependent keys stay out of it.
-  assert [r['round'] for r in doc['runs'][0]['curve']] == [1, 2, 3, 4]
+  assert [r['round'] for r in doc['runs'][0]['curve']] == [1, 2, 3]
   assert not any(k.startswith('time/') for r in doc['runs'][0]['curve'] for k in r)
   assert doc['config']['algorithm']['fedprox']['mu'] == 0.01
+  # Both seeds compile one round: they trained in one program, and the file says so.
+  assert doc['timing']['seeds'] == 'vmapped'
+
+
+def test_vmapped_seeds_refuse_a_started_seed_and_unknown_modes(tmp_path):
+  started = tmp_path / 'runs' / 'tiny-test-v1' / 'fedavg' / 'seed1'
+  started.mkdir(parents=True)
+  (started / 'metrics.jsonl').write_text('')
+  with tracks.registered(TINY, _base):
+    with pytest.raises(TrackError, match='already holds seed 1: use --seeds=sequential'):
+      run_lib.run_track('tiny-test', str(tmp_path), {}, method={'name': 'fedavg'},
+                        seeds='vmapped')
+    with pytest.raises(TrackError, match="--seeds must be one of"):
+      run_lib.run_track('tiny-test', str(tmp_path), {}, method={'name': 'fedavg'},
+                        seeds='parallel')
 
 
 def test_verify_passes_on_the_submission_and_fails_on_an_edited_curve(submitted, tmp_path):
@@ -69,7 +86,7 @@ def test_verify_passes_on_the_submission_and_fails_on_an_edited_curve(submitted,
 
 
 @pytest.mark.parametrize('overrides, message', [
-    ({'num_rounds': 5}, 'num_rounds is frozen at 4'),
+    ({'num_rounds': 5}, 'num_rounds is frozen at 3'),
     ({'algorithm.name': 'scaffold'}, "not one of {'fedavg', 'fedprox'}"),
     ({'algorithm.fedprox.mu': 2.0}, 'outside [0.0, 1.0]'),
     ({'seed': 3}, 'sets the seeds itself'),

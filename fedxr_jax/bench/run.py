@@ -11,6 +11,7 @@ the same software and device kind, within a stated float tolerance across
 them.
 """
 import ast
+import copy
 import fnmatch
 import json
 import math
@@ -55,7 +56,7 @@ def parse_overrides(args) -> dict:
 
 def apply(config, overrides: Mapping) -> ml_collections.ConfigDict:
   """The config with dotted overrides set; an unknown key or a wrong type is one line."""
-  config = ml_collections.ConfigDict(config.to_dict())
+  config = copy.deepcopy(config)   # keeps typed references (chunk_size: 'auto' or an int)
   config.lock()
   for key, value in overrides.items():
     *parents, leaf = key.split('.')
@@ -103,21 +104,31 @@ def _read_summary(workdir: str) -> dict:
     return json.load(f)
 
 
+SEED_MODES = ('auto', 'vmapped', 'sequential')
+
+
 def run_track(track_id: str, output_dir: str, overrides: Mapping, *, method: Mapping,
-              progress: bool = False) -> str:
-  """Trains every seed of the track; writes and returns the submission's path."""
+              progress: bool = False, seeds: str = 'auto') -> str:
+  """Trains every seed of the track; writes and returns the submission's path.
+
+  seeds: 'vmapped' runs all seeds in one compiled program (a vmapped seed
+  axis, `training.sweep`), or is refused; 'sequential' one after another;
+  'auto' vmapped where the seeds compile one program and their stacked state
+  fits, else sequential (also when a seed's workdir holds a run to resume).
+  The submission records which (`timing.seeds`): `verify` re-runs it alike.
+  """
   import jax   # pylint: disable=g-import-not-at-top
-  import fedxr_jax   # pylint: disable=g-import-not-at-top
+  if seeds not in SEED_MODES:
+    raise TrackError(f'--seeds must be one of {SEED_MODES}, got {seeds!r}')
   track = tracks_lib.get(track_id)
   track.check_platform(jax.devices()[0].platform)
   config = track_config(track, overrides)
-  curves, finals, t0, compile_s = {}, {}, time.perf_counter(), 0.0
-  for seed in track.seeds:
-    run_config = ml_collections.ConfigDict(config.to_dict())
-    run_config.seed = seed
-    workdir = os.path.join(output_dir, 'runs', f'{track.id}-v{track.version}',
-                           method['name'], f'seed{seed}')
-    rows = fedxr_jax.run(run_config, workdir, progress=progress)
+  t0 = time.perf_counter()
+  base = os.path.join(output_dir, 'runs', f'{track.id}-v{track.version}', method['name'])
+  workdirs, mode = _seed_runs(config, track.seeds, base, seeds, progress)
+  curves, finals, compile_s = {}, {}, 0.0
+  for seed, workdir in workdirs.items():
+    rows = _written_rows(workdir)
     curves[seed] = curve_rows(rows)
     finals[seed] = final_metrics(rows, _read_summary(workdir))
     compile_s += sum(r.get('time/compile_s') or 0.0 for r in rows)
@@ -125,22 +136,60 @@ def run_track(track_id: str, output_dir: str, overrides: Mapping, *, method: Map
       track_id=track.id, track_version=track.version, frozen=track.frozen,
       config=config.to_dict(), seeds=track.seeds, curves=curves, finals=finals,
       method=method, hardware=provenance.hardware(), versions=provenance.versions(),
-      wall_s=time.perf_counter() - t0, compile_s=compile_s or None)
+      wall_s=time.perf_counter() - t0, compile_s=compile_s or None, seed_mode=mode)
   path = os.path.join(output_dir, f'{track.id}-v{track.version}__{method["name"]}.json')
   return submission.write(doc, path)
 
 
-def rerun(doc: Mapping, seed: int, rounds: int, workdir: Optional[str] = None) -> list:
-  """The first `rounds` rounds of `seed` from the submission's recorded config."""
+def _seed_runs(config, seeds, base: str, mode: str, progress: bool) -> tuple:
+  """({seed: its finished workdir}, 'vmapped' | 'sequential')."""
   import fedxr_jax   # pylint: disable=g-import-not-at-top
+  from fedxr_jax.training import sweep   # pylint: disable=g-import-not-at-top
+  started = [s for s in seeds if os.path.exists(os.path.join(base, f'seed{s}', 'metrics.jsonl'))
+             or os.path.exists(os.path.join(base, 'vmapped', f'seed={s}', 'metrics.jsonl'))]
+  if mode == 'vmapped' and started:
+    raise TrackError(f'--seeds=vmapped starts every seed at round 0, but {base} already '
+                     f'holds seed {started[0]}: use --seeds=sequential to resume it')
+  if mode != 'sequential' and not started and len(seeds) > 1:
+    summary = sweep.run(config, os.path.join(base, 'vmapped'), [], seeds=seeds,
+                        vmap=True if mode == 'vmapped' else None, progress=progress)
+    ran = 'vmapped' if [g['mode'] for g in summary['groups']] == ['vmapped'] else 'sequential'
+    return {s: summary['lanes'][f'seed={s}']['workdir'] for s in seeds}, ran
+  workdirs = {}
+  for seed in seeds:
+    run_config = copy.deepcopy(config)
+    run_config.seed = seed
+    workdirs[seed] = os.path.join(base, f'seed{seed}')
+    fedxr_jax.run(run_config, workdirs[seed], progress=progress)
+  return workdirs, 'sequential'
+
+
+def _written_rows(workdir: str) -> list:
+  from fedxr_jax.training import metrics_log   # pylint: disable=g-import-not-at-top
+  found, _ = metrics_log.read(os.path.join(workdir, 'metrics.jsonl'))
+  return [found[r] for r in sorted(found)]
+
+
+def rerun(doc: Mapping, seed: int, rounds: int, workdir: Optional[str] = None) -> dict:
+  """{seed: rows}: the first `rounds` rounds of `seed` from the recorded config.
+
+  Where the submission's seeds ran vmapped, every seed again in one program
+  (the same executable, so the same bits).
+  """
+  import fedxr_jax   # pylint: disable=g-import-not-at-top
+  from fedxr_jax.training import sweep   # pylint: disable=g-import-not-at-top
   config = ml_collections.ConfigDict(doc['config'])
   config = _retuple(config, tracks_lib.base_config(doc['track']['id']))
   config.seed = seed
   config.num_rounds = rounds
   config.plot = False
   with tempfile.TemporaryDirectory() as tmp:
-    return curve_rows(fedxr_jax.run(config, workdir or os.path.join(tmp, 'rerun'),
-                                    progress=False))
+    out = os.path.join(workdir or tmp, 'rerun')
+    if doc['timing'].get('seeds') == 'vmapped':
+      summary = sweep.run(config, out, [], seeds=doc['seeds'], vmap=True, report=False)
+      return {s: curve_rows(_written_rows(summary['lanes'][f'seed={s}']['workdir']))
+              for s in doc['seeds']}
+    return {seed: curve_rows(fedxr_jax.run(config, out, progress=False))}
 
 
 def _retuple(config, like):
@@ -162,8 +211,9 @@ def verify(path: str, rounds: int, *, record: bool = True) -> verification.Compa
   seed = doc['seeds'][0]
   same = _same_platform(doc)
   rtol = 0.0 if same else CROSS_PLATFORM_RTOL
-  rows = [r for r in rerun(doc, seed, rounds) if r['round'] <= rounds]
-  comparison = verification.compare(doc, {seed: rows}, atol=0.0, rtol=rtol)
+  rows = {s: [r for r in curve if r['round'] <= rounds]
+          for s, curve in rerun(doc, seed, rounds).items()}
+  comparison = verification.compare(doc, rows, atol=0.0, rtol=rtol)
   if record:
     verification.write_record(verification.build_record(
         doc, comparison, hardware=provenance.hardware(), versions=provenance.versions(),

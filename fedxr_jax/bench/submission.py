@@ -96,14 +96,16 @@ def build(*, track_id: str, track_version: int, frozen: Mapping[str, Any],
           curves: Mapping[int, Sequence[Mapping[str, Any]]],
           finals: Mapping[int, Mapping[str, Any]], method: Mapping[str, str],
           hardware: Mapping[str, Any], versions: Mapping[str, Any], wall_s: float,
-          compile_s: Optional[float], created_utc: Optional[str] = None) -> dict:
+          compile_s: Optional[float], seed_mode: str = 'sequential',
+          created_utc: Optional[str] = None) -> dict:
   """The submission dict of one finished benchmark run (checked against the schema).
 
   curves[seed]: the logged rows ({'round': r, metric: value}); finals[seed]:
   the final (Table 6) metrics; non-finite metric values become null. frozen:
   the track's frozen part; config: the full config as plain dicts
   (ConfigDict.to_dict()); hardware / versions: provenance.hardware() and
-  provenance.versions() of the run.
+  provenance.versions() of the run. seed_mode: how the seeds ran, 'sequential'
+  or 'vmapped' (one compiled program); `verify` re-runs them alike.
   """
   seeds = [int(s) for s in seeds]
   for name, per_seed in (('curves', curves), ('finals', finals)):
@@ -128,7 +130,8 @@ def build(*, track_id: str, track_version: int, frozen: Mapping[str, Any],
       'hardware': canonical.to_json(dict(hardware), 'hardware'),
       'versions': canonical.to_json(dict(versions), 'versions'),
       'timing': {'wall_s': float(wall_s),
-                 'compile_s': None if compile_s is None else float(compile_s)},
+                 'compile_s': None if compile_s is None else float(compile_s),
+                 'seeds': seed_mode},
   }
   doc[HASH_FIELD] = content_hash(doc)
   schemas.check(doc, 'submission')

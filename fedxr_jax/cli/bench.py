@@ -8,7 +8,9 @@ r"""fedxr-bench: run a benchmark track, validate submissions, verify one by re-r
 
 `run` trains every seed of the track (its frozen part fixed; --config.KEY=
 VALUE may set only the track's open keys, within their limits, and
-infrastructure keys such as chunk_size) and writes one submission JSON.
+infrastructure keys such as chunk_size) and writes one submission JSON; by
+default the seeds train in one compiled program (a vmapped seed axis) where
+they compile the same round and fit, else one after another (--seeds).
 `validate` checks files against the schema and the track registry (exit 1
 if any is invalid, exit 2). `verify` re-runs the first --rounds rounds of the first
 seed and compares them with the submitted curve (bit for bit on the same
@@ -34,6 +36,9 @@ _METHOD = flags.DEFINE_string('method', None, 'run: the entry name (default: the
 _DESCRIPTION = flags.DEFINE_string('description', '', 'run: one line about the entry.')
 _ROUNDS = flags.DEFINE_integer('rounds', 2, 'verify: rounds to re-run.')
 _PROGRESS = flags.DEFINE_bool('progress', False, 'run: show progress bars.')
+_SEEDS = flags.DEFINE_enum('seeds', 'auto', ['auto', 'vmapped', 'sequential'],
+                           'run: the seeds in one compiled program (vmapped; auto: where '
+                           'they compile one program and fit) or one after another.')
 
 
 def _fail(message: str, code: int = 2):
@@ -53,7 +58,7 @@ def _run(overrides_args):
             'command': ' '.join(['fedxr-bench', 'run', f'--track={_TRACK.value}',
                                  *overrides_args])}
   path = run_lib.run_track(_TRACK.value, _OUTPUT_DIR.value, overrides, method=method,
-                           progress=_PROGRESS.value)
+                           progress=_PROGRESS.value, seeds=_SEEDS.value)
   print(f'{PROG}: wrote {path}')
 
 

@@ -693,11 +693,11 @@ def _sequential(lanes, exps, keys, per_step, workdir, progress, shared) -> dict:
 
 
 def run(config, workdir: str, specs: Sequence[Spec], seeds: Optional[Sequence[int]] = None,
-        vmap: Optional[bool] = None, progress: bool = False) -> dict:
+        vmap: Optional[bool] = None, progress: bool = False, report: bool = True) -> dict:
   """Runs the sweep; returns (and writes as WORKDIR/sweep.json) its summary.
 
   vmap: None (vmapped where it can and fits), True (vmapped, or refused),
-  False (one lane after another).
+  False (one lane after another). report: print the summary.
   """
   listen()
   compiles0, t0 = compile_counts(), time.perf_counter()
@@ -762,6 +762,7 @@ def run(config, workdir: str, specs: Sequence[Spec], seeds: Optional[Sequence[in
   with open(path + '.tmp', 'w') as f:
     json.dump(summary, f, indent=2, sort_keys=True)
   os.replace(path + '.tmp', path)
-  print_summary(summary)
-  print(f'sweep summary: {path}')
+  if report:
+    print_summary(summary)
+    print(f'sweep summary: {path}')
   return summary
