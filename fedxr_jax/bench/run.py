@@ -112,10 +112,12 @@ def run_track(track_id: str, output_dir: str, overrides: Mapping, *, method: Map
   """Trains every seed of the track; writes and returns the submission's path.
 
   seeds: 'vmapped' runs all seeds in one compiled program (a vmapped seed
-  axis, `training.sweep`), or is refused; 'sequential' one after another;
-  'auto' vmapped where the seeds compile one program and their stacked state
-  fits, else sequential (also when a seed's workdir holds a run to resume).
-  The submission records which (`timing.seeds`): `verify` re-runs it alike.
+  axis, `training.sweep`), or is refused; 'sequential' one after another,
+  each resumable from its checkpoints; 'auto' is sequential on CPU (vmapping
+  two seeds saved 6% there: benchmarks/results/track_seeds.md) and elsewhere
+  vmapped where the seeds compile one program and their stacked state fits,
+  else sequential (also when a seed's workdir holds a run to resume). The
+  submission records which (`timing.seeds`): `verify` re-runs it alike.
   """
   import jax   # pylint: disable=g-import-not-at-top
   if seeds not in SEED_MODES:
@@ -125,6 +127,8 @@ def run_track(track_id: str, output_dir: str, overrides: Mapping, *, method: Map
   config = track_config(track, overrides)
   t0 = time.perf_counter()
   base = os.path.join(output_dir, 'runs', f'{track.id}-v{track.version}', method['name'])
+  if seeds == 'auto' and jax.devices()[0].platform == 'cpu':
+    seeds = 'sequential'
   workdirs, mode = _seed_runs(config, track.seeds, base, seeds, progress)
   curves, finals, compile_s = {}, {}, 0.0
   for seed, workdir in workdirs.items():

@@ -8,9 +8,10 @@ r"""fedxr-bench: run a benchmark track, validate submissions, verify one by re-r
 
 `run` trains every seed of the track (its frozen part fixed; --config.KEY=
 VALUE may set only the track's open keys, within their limits, and
-infrastructure keys such as chunk_size) and writes one submission JSON; by
-default the seeds train in one compiled program (a vmapped seed axis) where
-they compile the same round and fit, else one after another (--seeds).
+infrastructure keys such as chunk_size) and writes one submission JSON;
+--seeds=vmapped trains the seeds in one compiled program (a vmapped seed
+axis; the default on accelerators where they compile the same round and fit),
+--seeds=sequential one after another (the default on CPU).
 `validate` checks files against the schema and the track registry (exit 1
 if any is invalid, exit 2). `verify` re-runs the first --rounds rounds of the first
 seed and compares them with the submitted curve (bit for bit on the same
@@ -37,8 +38,9 @@ _DESCRIPTION = flags.DEFINE_string('description', '', 'run: one line about the e
 _ROUNDS = flags.DEFINE_integer('rounds', 2, 'verify: rounds to re-run.')
 _PROGRESS = flags.DEFINE_bool('progress', False, 'run: show progress bars.')
 _SEEDS = flags.DEFINE_enum('seeds', 'auto', ['auto', 'vmapped', 'sequential'],
-                           'run: the seeds in one compiled program (vmapped; auto: where '
-                           'they compile one program and fit) or one after another.')
+                           'run: the seeds in one compiled program (vmapped) or one after '
+                           'another; auto: sequential on CPU, else vmapped where they compile '
+                           'one program and fit.')
 
 
 def _fail(message: str, code: int = 2):
