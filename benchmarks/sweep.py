@@ -24,13 +24,14 @@ value is kept to show they are the same runs. Results merge into --json
 """
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
 from absl import app
 from absl import flags
+
+import harness
 
 _VARIANTS = flags.DEFINE_list('variants', ['separate', 'sequential', 'vmapped'],
                               'Variants to run.')
@@ -43,7 +44,6 @@ _TABLE = flags.DEFINE_bool('table', False, 'Only rewrite the markdown from --jso
 _CHILD = flags.DEFINE_string('child', '', 'Internal: run one variant, print its JSON.')
 _NOTE = flags.DEFINE_string('note', '', 'A line for the markdown (e.g. the machine load).')
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = 'client_optimizer.learning_rate'
 
 
@@ -99,30 +99,6 @@ def child(variant: str, values, rounds: int) -> dict:
           'devices': str(jax.devices()[0].platform), 'rounds': rounds, 'rows': lane_rows}
 
 
-def _median(xs):
-  xs = sorted(xs)
-  n = len(xs)
-  return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
-
-
-def same_runs(rows_a: dict, rows_b: dict) -> dict:
-  """How far two variants' rows are apart: differing values and the largest relative gap."""
-  total, differ, worst = 0, 0, 0.0
-  for value, rows in rows_a.items():
-    for row, other in zip(rows, rows_b[value]):
-      for key in set(row) | set(other):
-        total += 1
-        a, b = row.get(key), other.get(key)
-        if a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b):
-          continue
-        differ += 1
-        if isinstance(a, float) and isinstance(b, float):
-          worst = max(worst, abs(a - b) / max(abs(a), 1e-30))
-        else:
-          worst = float('inf')
-  return {'values': total, 'differ': differ, 'max_relative': worst}
-
-
 def write_table(results: dict, path: str) -> None:
   runs = results['runs']
   lines = [
@@ -136,12 +112,12 @@ def write_table(results: dict, path: str) -> None:
       '| variant | round compiles | XLA compiles | compile s | training calls s | wall s | '
       'wall vs separate |',
       '|---|---|---|---|---|---|---|']
-  base = _median([r['wall_s'] for r in runs.get('separate', [])]) if runs.get('separate') else None
+  base = harness.median([r['wall_s'] for r in runs.get('separate', [])]) if runs.get('separate') else None
   for variant in ('separate', 'sequential', 'vmapped'):
     rs = runs.get(variant)
     if not rs:
       continue
-    m = {k: _median([r[k] for r in rs]) for k in ('round_compiles', 'xla_compiles', 'compile_s',
+    m = {k: harness.median([r[k] for r in rs]) for k in ('round_compiles', 'xla_compiles', 'compile_s',
                                                   'train_calls_s', 'wall_s')}
     ratio = f"{m['wall_s'] / base:.2f}x" if base else '-'
     lines.append(f"| {variant} | {m['round_compiles']:g} | {m['xla_compiles']:g} | "
@@ -157,54 +133,31 @@ def write_table(results: dict, path: str) -> None:
           f"{acc[str(float(v))]:.4f}" for v in results['values']) + ' |')
   lines += ['', 'Against the separate runs (every metrics.jsonl value but time/*, first repeat):', '']
   for variant, gap in results.get('against_separate', {}).items():
-    lines.append(f"- {variant}: " + ('bit-identical' if not gap['differ'] else
-                 f"{gap['differ']} of {gap['values']} values differ, at most "
-                 f"{gap['max_relative']:.1e} relative"))
-  lines.append('')
-  if results.get('note'):
-    lines += [results['note'], '']
-  with open(path, 'w') as f:
-    f.write('\n'.join(lines))
+    lines.append(f'- {variant}: {harness.describe_gap(gap)}')
+  harness.write_markdown(path, lines, results.get('note'))
 
 
 def main(argv):
   del argv
   if _CHILD.value:
-    print('RESULT ' + json.dumps(child(_CHILD.value, _VALUES.value, _ROUNDS.value)))
+    print(harness.RESULT + json.dumps(child(_CHILD.value, _VALUES.value, _ROUNDS.value)))
     return
   md = os.path.splitext(_JSON.value)[0] + '.md'
   if _TABLE.value:
-    with open(_JSON.value) as f:
-      results = json.load(f)
-    if _NOTE.value:
-      results['note'] = _NOTE.value
-      with open(_JSON.value, 'w') as f:
-        json.dump(results, f, indent=2, sort_keys=True)
-    write_table(results, md)
+    harness.retable(_JSON.value, _NOTE.value, write_table)
     return
   import platform
-  runs = {}
-  for repeat in range(_REPEATS.value):
-    for variant in _VARIANTS.value:
-      cmd = [sys.executable, os.path.abspath(__file__), f'--child={variant}',
-             f'--rounds={_ROUNDS.value}', f"--values={','.join(_VALUES.value)}"]
-      env = {**os.environ, 'PYTHONPATH': REPO, 'JAX_ENABLE_COMPILATION_CACHE': 'false'}
-      out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-      line = next((l for l in out.stdout.splitlines() if l.startswith('RESULT ')), None)
-      if out.returncode or line is None:
-        raise SystemExit(f'{variant} failed:\n{out.stderr[-3000:]}')
-      result = json.loads(line[len('RESULT '):])
-      runs.setdefault(variant, []).append(result)
-      with open(_JSON.value + '.partial', 'w') as f:   # nothing measured is lost
-        json.dump(runs, f)
-      print(f"repeat {repeat} {variant}: wall {result['wall_s']:.1f} s, "
-            f"{result['round_compiles']} round compiles, {result['xla_compiles']} XLA compiles",
-            flush=True)
+  command = lambda variant: [sys.executable, os.path.abspath(__file__), f'--child={variant}',
+                             f'--rounds={_ROUNDS.value}', f"--values={','.join(_VALUES.value)}"]
+  runs = harness.interleaved(
+      _VARIANTS.value, _REPEATS.value, command, _JSON.value + '.partial',
+      lambda r: (f"wall {r['wall_s']:.1f} s, {r['round_compiles']} round compiles, "
+                 f"{r['xla_compiles']} XLA compiles"))
   first = {v: rs[0].pop('rows') for v, rs in runs.items()}
   for rs in runs.values():
     for r in rs:
       r.pop('rows', None)
-  against = {v: same_runs(first['separate'], first[v]) for v in first
+  against = {v: harness.rows_gap(first['separate'], first[v]) for v in first
              if v != 'separate' and 'separate' in first}
   results = {'command': 'python benchmarks/sweep.py ' + ' '.join(sys.argv[1:]),
              'against_separate': against,

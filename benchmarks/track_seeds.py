@@ -18,12 +18,13 @@ merge into --json (benchmarks/results/track_seeds.json) and its markdown.
 """
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
 from absl import app
 from absl import flags
+
+import harness
 
 _TRACK = flags.DEFINE_string('track', 'xr-default', 'The track.')
 _VARIANTS = flags.DEFINE_list('variants', ['sequential', 'vmapped'], 'Variants to run.')
@@ -33,7 +34,6 @@ _TABLE = flags.DEFINE_bool('table', False, 'Only rewrite the markdown from --jso
 _CHILD = flags.DEFINE_string('child', '', 'Internal: run one variant, print its JSON.')
 _NOTE = flags.DEFINE_string('note', '', 'A line for the markdown (e.g. the machine load).')
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def child(track: str, variant: str) -> dict:
@@ -49,28 +49,6 @@ def child(track: str, variant: str) -> dict:
           'primary': {str(r['seed']): r['final'].get('eval/accuracy') for r in doc['runs']}}
 
 
-def _median(xs):
-  xs = sorted(xs)
-  n = len(xs)
-  return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
-
-
-def curve_gap(a: dict, b: dict) -> dict:
-  """Values of two runs' curves that differ, and the largest relative difference."""
-  total, differ, worst = 0, 0, 0.0
-  for seed, rows in a.items():
-    for row, other in zip(rows, b[seed]):
-      for key in set(row) | set(other):
-        total += 1
-        x, y = row.get(key), other.get(key)
-        if x == y:
-          continue
-        differ += 1
-        worst = (max(worst, abs(x - y) / max(abs(x), 1e-30))
-                 if isinstance(x, (int, float)) and isinstance(y, (int, float)) else float('inf'))
-  return {'values': total, 'differ': differ, 'max_relative': worst}
-
-
 def write_table(results: dict, path: str) -> None:
   runs = results['runs']
   lines = [f"# {results['track']}: seeds one after another vs in one compiled program", '',
@@ -79,54 +57,34 @@ def write_table(results: dict, path: str) -> None:
            f"{results['repeats']} repeats, each a fresh process without the persistent "
            'compilation cache, the variants interleaved.', '',
            '| variant | ran | compile s | wall s | wall vs sequential |', '|---|---|---|---|---|']
-  base = _median([r['wall_s'] for r in runs['sequential']]) if runs.get('sequential') else None
+  base = harness.median([r['wall_s'] for r in runs['sequential']]) if runs.get('sequential') else None
   for variant in ('sequential', 'vmapped'):
     rs = runs.get(variant)
     if rs:
-      wall, comp = _median([r['wall_s'] for r in rs]), _median([r['compile_s'] or 0 for r in rs])
+      wall, comp = harness.median([r['wall_s'] for r in rs]), harness.median([r['compile_s'] or 0 for r in rs])
       ratio = f'{base / wall:.2f}x faster' if base and variant != 'sequential' else '-'
       lines.append(f"| {variant} | {rs[0]['ran']} | {comp:.1f} | {wall:.1f} | {ratio} |")
   gap = results.get('gap')
   if gap:
-    lines += ['', 'Curves of the two variants (first repeat, every logged value): ' +
-              ('bit-identical' if not gap['differ'] else
-               f"{gap['differ']} of {gap['values']} values differ, at most "
-               f"{gap['max_relative']:.1e} relative") + '.']
-  lines.append('')
-  if results.get('note'):
-    lines += [results['note'], '']
-  with open(path, 'w') as f:
-    f.write('\n'.join(lines))
+    lines += ['', 'Curves of the two variants (first repeat, every logged value): '
+              f'{harness.describe_gap(gap)}.']
+  harness.write_markdown(path, lines, results.get('note'))
 
 
 def main(argv):
   del argv
   if _CHILD.value:
-    print('RESULT ' + json.dumps(child(_TRACK.value, _CHILD.value)))
+    print(harness.RESULT + json.dumps(child(_TRACK.value, _CHILD.value)))
     return
   md = os.path.splitext(_JSON.value)[0] + '.md'
   if _TABLE.value:
-    with open(_JSON.value) as f:
-      results = json.load(f)
-    if _NOTE.value:
-      results['note'] = _NOTE.value
-    write_table(results, md)
+    harness.retable(_JSON.value, _NOTE.value, write_table)
     return
   import platform
-  runs = {}
-  for repeat in range(_REPEATS.value):
-    for variant in _VARIANTS.value:
-      cmd = [sys.executable, os.path.abspath(__file__), f'--child={variant}',
-             f'--track={_TRACK.value}']
-      env = {**os.environ, 'PYTHONPATH': REPO, 'JAX_ENABLE_COMPILATION_CACHE': 'false'}
-      out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-      line = next((l for l in out.stdout.splitlines() if l.startswith('RESULT ')), None)
-      if out.returncode or line is None:
-        raise SystemExit(f'{variant} failed:\n{out.stderr[-3000:]}')
-      runs.setdefault(variant, []).append(json.loads(line[len('RESULT '):]))
-      with open(_JSON.value + '.partial', 'w') as f:   # nothing measured is lost
-        json.dump(runs, f)
-      print(f"repeat {repeat} {variant}: wall {runs[variant][-1]['wall_s']:.1f} s", flush=True)
+  command = lambda variant: [sys.executable, os.path.abspath(__file__), f'--child={variant}',
+                             f'--track={_TRACK.value}']
+  runs = harness.interleaved(_VARIANTS.value, _REPEATS.value, command,
+                             _JSON.value + '.partial', lambda r: f"wall {r['wall_s']:.1f} s")
   first = {v: rs[0] for v, rs in runs.items()}
   results = {
       'track': _TRACK.value, 'repeats': _REPEATS.value,
@@ -134,7 +92,7 @@ def main(argv):
       'command': 'python benchmarks/track_seeds.py ' + ' '.join(sys.argv[1:]),
       'machine': f'{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), '
                  f"{next(iter(first.values()))['device']}",
-      'gap': (curve_gap(first['sequential']['curves'], first['vmapped']['curves'])
+      'gap': (harness.rows_gap(first['sequential']['curves'], first['vmapped']['curves'])
               if len(first) == 2 else None),
       'runs': {v: [{k: r[k] for k in r if k != 'curves'} for r in rs] for v, rs in runs.items()},
       'note': _NOTE.value}
