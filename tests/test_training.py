@@ -8,6 +8,7 @@ import pytest
 from fedxr_jax.configs import default as default_config
 from fedxr_jax.data import catalog
 from fedxr_jax.errors import CheckpointError
+from fedxr_jax.privacy import accounting
 from fedxr_jax.training import loop
 from fedxr_jax.training import metrics_log
 
@@ -35,6 +36,19 @@ def test_metrics_rows_hold_round_loss_and_task_accuracy(config, tmp_path):
       assert 0.0 <= row[f'eval/{t}/accuracy'] <= 1.0
       assert 0.0 <= row[f'eval_unseen/{t}/accuracy'] <= 1.0
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
+
+
+def test_stop_after_trains_the_first_rounds_of_the_configured_run(config, tmp_path):
+  # What `fedxr-bench verify --rounds=K` re-runs. num_rounds=K would calibrate the DP noise for
+  # K rounds: stop_after keeps the sigma of the configured 4 and its epsilon after round 1.
+  config.privacy.target_epsilon, config.privacy.delta = 4.0, 1e-5
+  rows = loop.run(config, str(tmp_path), progress=False, stop_after=1)
+  assert [r['round'] for r in rows] == [1]
+  sizes = dict(rounds=4, cohort_size=config.cohort_size, population=config.population_size)
+  sigma = accounting.calibrate_noise_multiplier(4.0, delta=1e-5, **sizes)
+  epsilon = accounting.epsilon_per_round(sigma, delta=1e-5, **sizes)[0]
+  assert epsilon < 3.0 and rows[0]['privacy/epsilon'] == pytest.approx(epsilon, rel=1e-6)
+  assert not os.path.exists(tmp_path / 'summary.json')   # no final evaluation
 
 
 @pytest.mark.slow   # default suite: test_resume.py::test_kill_9_mid_run_resumes_to_the_same_rows

@@ -185,15 +185,16 @@ def rerun(doc: Mapping, seed: int, rounds: int, workdir: Optional[str] = None) -
   config = ml_collections.ConfigDict(doc['config'])
   config = _retuple(config, tracks_lib.base_config(doc['track']['id']))
   config.seed = seed
-  config.num_rounds = rounds
   config.plot = False
+  # The recorded run stopped after `rounds` (num_rounds=rounds would recalibrate DP noise).
   with tempfile.TemporaryDirectory() as tmp:
     out = os.path.join(workdir or tmp, 'rerun')
     if doc['timing'].get('seeds') == 'vmapped':
-      summary = sweep.run(config, out, [], seeds=doc['seeds'], vmap=True, report=False)
+      summary = sweep.run(config, out, [], seeds=doc['seeds'], vmap=True, report=False,
+                          stop_after=rounds)
       return {s: curve_rows(_written_rows(summary['lanes'][f'seed={s}']['workdir']))
               for s in doc['seeds']}
-    return {seed: curve_rows(fedxr_jax.run(config, out, progress=False))}
+    return {seed: curve_rows(fedxr_jax.run(config, out, progress=False, stop_after=rounds))}
 
 
 def _retuple(config, like):

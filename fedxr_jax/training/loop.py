@@ -34,6 +34,7 @@ import math
 import os
 import sys
 import time
+from typing import Optional
 
 import jax
 import numpy as np
@@ -147,12 +148,14 @@ def evaluate_row(evaluator, exp, row, state, cohort, rows_before) -> None:
   row['time/eval_s'] = time.perf_counter() - t0
 
 
-def run(config, workdir: str, progress: bool = True) -> list:
+def run(config, workdir: str, progress: bool = True, stop_after: Optional[int] = None) -> list:
   """Trains (or resumes) the federation described by `config` in `workdir`.
 
   Returns the rows of metrics.jsonl. Everything is a pure function of the
   config, so a resumed run ends exactly where an uninterrupted one does
-  (up to the time/* keys).
+  (up to the time/* keys). stop_after=K trains only rounds 1..K of the
+  configured run (no final evaluation): what `num_rounds=K` would change
+  (a noise multiplier calibrated for num_rounds) stays as configured.
   """
   checks.config_sizes(config)
   immutable = [k for k in config.keys() if k not in RESUMABLE_KEYS]
@@ -174,7 +177,7 @@ def run(config, workdir: str, progress: bool = True) -> list:
     every = max(config.checkpoint_every, (previous or {}).get('checkpoint_every', 1))
     ckpts = checkpoint_lib.Checkpoints(ckpt_dir, config.max_checkpoints)
     try:
-      return _train(exp, workdir, ckpts, Runner(exp, per_step), progress, every)
+      return _train(exp, workdir, ckpts, Runner(exp, per_step), progress, every, stop_after)
     finally:
       ckpts.close()
   finally:
@@ -193,7 +196,8 @@ def startup_checks(exp, saved_rounds) -> int:
   return per_step
 
 
-def _train(exp, workdir: str, ckpts, runner, progress: bool, checkpoint_every: int) -> list:
+def _train(exp, workdir: str, ckpts, runner, progress: bool, checkpoint_every: int,
+           stop_after: Optional[int] = None) -> list:
   """`checkpoint_every`: the larger of this and the previous invocation's cadence."""
   config = exp.config
   fresh = runner.initial()
@@ -221,21 +225,24 @@ def _train(exp, workdir: str, ckpts, runner, progress: bool, checkpoint_every: i
         f'{config.num_rounds}); raise --config.num_rounds to continue.')
   evaluator = evaluation.Evaluator(exp, workdir if distributed.is_leader() else None, start)
   try:
+    stop = config.num_rounds if stop_after is None else min(stop_after, config.num_rounds)
     state, last_cohort, calls = _train_rounds(runner, evaluator, ckpts, log, state, start,
-                                              progress)
-    _finish(exp, config, workdir, log, calls, evaluator, state, last_cohort)
+                                              progress, stop)
+    if stop == config.num_rounds:
+      _finish(exp, config, workdir, log, calls, evaluator, state, last_cohort)
   finally:
     evaluator.close()
   return log.rows
 
 
-def _train_rounds(runner, evaluator, ckpts, log, state, start: int, progress: bool):
-  """Rounds start+1..num_rounds: rows appended, checkpoints saved, divergence stopped."""
+def _train_rounds(runner, evaluator, ckpts, log, state, start: int, progress: bool,
+                  stop: int):
+  """Rounds start+1..stop: rows appended, checkpoints saved, divergence stopped."""
   exp, config = runner.exp, runner.config
   bar = tqdm.tqdm(total=config.num_rounds, initial=start, desc='rounds', unit='round',
                   disable=not (progress and distributed.is_leader()), file=sys.stderr)
   calls, last_cohort = [], None
-  for first, k in call_lengths(start, config.num_rounds, config.rounds_per_call,
+  for first, k in call_lengths(start, stop, config.rounds_per_call,
                                config.eval_every, config.checkpoint_every):
     state, rows, last_cohort = runner.call(state, first, k, log.rows)
     calls.append((rows[0].get('time/compile_s', 0.0), rows[0]['time/round_s'] * k, k))

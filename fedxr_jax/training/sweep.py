@@ -392,8 +392,9 @@ def seeds_share_program(exps: dict) -> Optional[str]:
 class VmappedGroup:
   """Lanes trained together: states stacked [L, ...], one executable per call length."""
 
-  def __init__(self, lanes, exps: dict, keys, per_step: int):
+  def __init__(self, lanes, exps: dict, keys, per_step: int, stop: Optional[int] = None):
     self.lanes, self.keys, self.per_step = lanes, keys, per_step
+    self.stop = lanes[0].config.num_rounds if stop is None else stop
     self.config = lanes[0].config
     self.exps = {lane.name: exps[lane.seed]._replace(config=lane.config) for lane in lanes}
     self.keyed = len({lane.seed for lane in lanes}) > 1
@@ -403,7 +404,7 @@ class VmappedGroup:
 
   def schedule(self):
     c = self.config
-    return list(loop.call_lengths(0, c.num_rounds, c.rounds_per_call, c.eval_every,
+    return list(loop.call_lengths(0, self.stop, c.rounds_per_call, c.eval_every,
                                   c.checkpoint_every))
 
   def prepare(self) -> None:
@@ -561,7 +562,7 @@ def _train_vmapped(group, workdir, ckpts) -> tuple:
       if len(stopped) == len(lanes):
         break
     for i, lane in enumerate(lanes):
-      if lane.name not in stopped:
+      if lane.name not in stopped and group.stop == config.num_rounds:
         state = (_lane_state(server, i), _lane_state(clients, i), frozen_of(i))
         loop._finish(group.exps[lane.name], lane.config,  # pylint: disable=protected-access
                      os.path.join(workdir, lane.name), logs[lane.name], calls,
@@ -693,11 +694,14 @@ def _sequential(lanes, exps, keys, per_step, workdir, progress, shared) -> dict:
 
 
 def run(config, workdir: str, specs: Sequence[Spec], seeds: Optional[Sequence[int]] = None,
-        vmap: Optional[bool] = None, progress: bool = False, report: bool = True) -> dict:
+        vmap: Optional[bool] = None, progress: bool = False, report: bool = True,
+        stop_after: Optional[int] = None) -> dict:
   """Runs the sweep; returns (and writes as WORKDIR/sweep.json) its summary.
 
   vmap: None (vmapped where it can and fits), True (vmapped, or refused),
-  False (one lane after another). report: print the summary.
+  False (one lane after another). report: print the summary. stop_after=K:
+  every lane trains only rounds 1..K of its configured run (vmapped lanes
+  only; no final evaluation), as `loop.run(stop_after=K)`.
   """
   listen()
   compiles0, t0 = compile_counts(), time.perf_counter()
@@ -705,6 +709,8 @@ def run(config, workdir: str, specs: Sequence[Spec], seeds: Optional[Sequence[in
   check_lanes(lanes)
   keys = [s.key for s in specs]
   compiled_keys = _check_keys(keys, lanes, vmap)
+  if stop_after is not None and vmap is not True:
+    raise ConfigError('not supported yet: stop_after with lanes run one after another')
   os.makedirs(workdir, exist_ok=True)
   results, groups, round_compiles = {}, [], 0
   if compiled_keys:
@@ -728,7 +734,8 @@ def run(config, workdir: str, specs: Sequence[Spec], seeds: Optional[Sequence[in
     shared = {}
     for mode, group_lanes, why in plan:
       if mode == 'vmapped':
-        group = VmappedGroup(group_lanes, exps, keys, per_step[group_lanes[0].seed])
+        group = VmappedGroup(group_lanes, exps, keys, per_step[group_lanes[0].seed],
+                             stop=stop_after)
         try:
           group.prepare()   # compiles; the memory check refuses before anything is written
         except ConfigError as e:
