@@ -9,6 +9,7 @@ from fedxr_jax.configs import default as default_config
 from fedxr_jax.data import catalog
 from fedxr_jax.errors import CheckpointError
 from fedxr_jax.privacy import accounting
+from fedxr_jax.training import checkpoint as checkpoint_lib
 from fedxr_jax.training import loop
 from fedxr_jax.training import metrics_log
 
@@ -49,6 +50,21 @@ def test_stop_after_trains_the_first_rounds_of_the_configured_run(config, tmp_pa
   epsilon = accounting.epsilon_per_round(sigma, delta=1e-5, **sizes)[0]
   assert epsilon < 3.0 and rows[0]['privacy/epsilon'] == pytest.approx(epsilon, rel=1e-6)
   assert not os.path.exists(tmp_path / 'summary.json')   # no final evaluation
+
+
+def test_a_calibrated_dp_run_cannot_be_extended(config, tmp_path):
+  # A run resumes with a larger num_rounds, except where sigma was calibrated for num_rounds.
+  (tmp_path / 'metrics.jsonl').write_text('{"round": 1}\n')   # a run that trained
+  (tmp_path / 'config.json').write_text(config.to_json())
+  longer = config.copy_and_resolve_references()
+  longer.num_rounds = 8
+  checkpoint_lib.check_run_config(str(tmp_path), json.loads(longer.to_json()),
+                                  loop.immutable_keys(longer))
+  config.privacy.target_epsilon = longer.privacy.target_epsilon = 4.0
+  (tmp_path / 'config.json').write_text(config.to_json())
+  with pytest.raises(CheckpointError, match=r"different \['num_rounds'\]"):
+    checkpoint_lib.check_run_config(str(tmp_path), json.loads(longer.to_json()),
+                                    loop.immutable_keys(longer))
 
 
 @pytest.mark.slow   # default suite: test_resume.py::test_kill_9_mid_run_resumes_to_the_same_rows

@@ -59,6 +59,19 @@ RESUMABLE_KEYS = ('num_rounds', 'eval_every', 'checkpoint_every', 'max_checkpoin
 SUMMARY_FILE = workdir_lib.SUMMARY_FILE
 
 
+def immutable_keys(config) -> list:
+  """Config keys a resumed run must keep: all but RESUMABLE_KEYS.
+
+  And num_rounds where privacy.target_epsilon calibrates the noise for it: a
+  longer run is another run, whose first rounds had less noise.
+  """
+  keys = [k for k in config.keys() if k not in RESUMABLE_KEYS]
+  privacy = config.get('privacy')
+  if privacy is not None and privacy.get('target_epsilon', 0) > 0:
+    keys.append('num_rounds')
+  return keys
+
+
 def warn(message: str) -> None:
   if distributed.is_leader():
     print(f'fedxr-train: warning: {message}', file=sys.stderr)
@@ -158,7 +171,7 @@ def run(config, workdir: str, progress: bool = True, stop_after: Optional[int] =
   (a noise multiplier calibrated for num_rounds) stays as configured.
   """
   checks.config_sizes(config)
-  immutable = [k for k in config.keys() if k not in RESUMABLE_KEYS]
+  immutable = immutable_keys(config)
   # The leader reads and writes the workdir's files; the others get its answers.
   if not distributed.leader_value(lambda: workdir_lib.prepare(workdir)):
     rows = distributed.leader_value(

@@ -312,10 +312,6 @@ def compile_counts() -> dict:
 # ---------------------------------------------------------------------------
 # One lane's workdir, as loop.run prepares it.
 
-def _immutable(config) -> list:
-  return [k for k in config.keys() if k not in loop.RESUMABLE_KEYS]
-
-
 def _open_lane(config, workdir: str, fresh_only: bool):
   """(lock, Checkpoints, previous run config) of a lane's writable workdir."""
   if not workdir_lib.prepare(workdir):
@@ -328,7 +324,8 @@ def _open_lane(config, workdir: str, fresh_only: bool):
                           'give a new --workdir')
   lock = checkpoint_lib.lock_workdir(workdir)
   try:
-    previous = checkpoint_lib.write_run_config(workdir, config.to_json(), _immutable(config))
+    previous = checkpoint_lib.write_run_config(workdir, config.to_json(),
+                                               loop.immutable_keys(config))
     ckpts = checkpoint_lib.Checkpoints(ckpt_dir, config.max_checkpoints)
   except BaseException:
     lock.close()
