@@ -167,8 +167,12 @@ def test_the_global_model_of_personal_heads_is_the_initial_heads():
   per = ev(server, trained, frozen, exp.world, ids, 'test', per_client=True,
            compare_global=True)
   for k in ('correct', 'count', 'loss_sum'):   # global: the initial heads, as new users get
-    np.testing.assert_array_equal(per['global'][k], fresh[k])
+    np.testing.assert_array_equal(per['global'][k], fresh['global'][k])   # trained ones ignored
+  for k in ('correct', 'count'):
     np.testing.assert_array_equal(fresh['global'][k], fresh[k])
+  # The same sums on two paths of one program: bit-equal at XLA's -O2, 1.7e-7 apart at the
+  # tests' -O0 (conftest.py), which fuses the paths differently.
+  np.testing.assert_allclose(fresh['global']['loss_sum'], fresh['loss_sum'], rtol=1e-6)
   assert not np.array_equal(per['loss_sum'], per['global']['loss_sum'])
 
 
