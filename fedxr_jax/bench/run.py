@@ -99,6 +99,11 @@ def final_metrics(rows, summary: Mapping) -> dict:
   return final
 
 
+def _rows(workdir: str) -> list:
+  from fedxr_jax.training import metrics_log   # pylint: disable=g-import-not-at-top
+  return metrics_log.read_rows(os.path.join(workdir, 'metrics.jsonl'))
+
+
 def _read_summary(workdir: str) -> dict:
   with open(os.path.join(workdir, 'summary.json')) as f:
     return json.load(f)
@@ -132,7 +137,7 @@ def run_track(track_id: str, output_dir: str, overrides: Mapping, *, method: Map
   workdirs, mode = _seed_runs(config, track.seeds, base, seeds, progress)
   curves, finals, compile_s = {}, {}, 0.0
   for seed, workdir in workdirs.items():
-    rows = _written_rows(workdir)
+    rows = _rows(workdir)
     curves[seed] = curve_rows(rows)
     finals[seed] = final_metrics(rows, _read_summary(workdir))
     compile_s += sum(r.get('time/compile_s') or 0.0 for r in rows)
@@ -149,8 +154,9 @@ def _seed_runs(config, seeds, base: str, mode: str, progress: bool) -> tuple:
   """({seed: its finished workdir}, 'vmapped' | 'sequential')."""
   import fedxr_jax   # pylint: disable=g-import-not-at-top
   from fedxr_jax.training import sweep   # pylint: disable=g-import-not-at-top
+  lane_dir = lambda s: os.path.join(base, 'vmapped', sweep.lane_name((), s))
   started = [s for s in seeds if os.path.exists(os.path.join(base, f'seed{s}', 'metrics.jsonl'))
-             or os.path.exists(os.path.join(base, 'vmapped', f'seed={s}', 'metrics.jsonl'))]
+             or os.path.exists(os.path.join(lane_dir(s), 'metrics.jsonl'))]
   if mode == 'vmapped' and started:
     raise TrackError(f'--seeds=vmapped starts every seed at round 0, but {base} already '
                      f'holds seed {started[0]}: use --seeds=sequential to resume it')
@@ -158,7 +164,7 @@ def _seed_runs(config, seeds, base: str, mode: str, progress: bool) -> tuple:
     summary = sweep.run(config, os.path.join(base, 'vmapped'), [], seeds=seeds,
                         vmap=True if mode == 'vmapped' else None, progress=progress)
     ran = 'vmapped' if [g['mode'] for g in summary['groups']] == ['vmapped'] else 'sequential'
-    return {s: summary['lanes'][f'seed={s}']['workdir'] for s in seeds}, ran
+    return {s: lane_dir(s) for s in seeds}, ran
   workdirs = {}
   for seed in seeds:
     run_config = copy.deepcopy(config)
@@ -166,12 +172,6 @@ def _seed_runs(config, seeds, base: str, mode: str, progress: bool) -> tuple:
     workdirs[seed] = os.path.join(base, f'seed{seed}')
     fedxr_jax.run(run_config, workdirs[seed], progress=progress)
   return workdirs, 'sequential'
-
-
-def _written_rows(workdir: str) -> list:
-  from fedxr_jax.training import metrics_log   # pylint: disable=g-import-not-at-top
-  found, _ = metrics_log.read(os.path.join(workdir, 'metrics.jsonl'))
-  return [found[r] for r in sorted(found)]
 
 
 def rerun(doc: Mapping, seed: int, rounds: int, workdir: Optional[str] = None) -> dict:
@@ -192,7 +192,7 @@ def rerun(doc: Mapping, seed: int, rounds: int, workdir: Optional[str] = None) -
     if doc['timing'].get('seeds') == 'vmapped':
       summary = sweep.run(config, out, [], seeds=doc['seeds'], vmap=True, report=False,
                           stop_after=rounds)
-      return {s: curve_rows(_written_rows(summary['lanes'][f'seed={s}']['workdir']))
+      return {s: curve_rows(_rows(summary['lanes'][sweep.lane_name((), s)]['workdir']))
               for s in doc['seeds']}
     return {seed: curve_rows(fedxr_jax.run(config, out, progress=False, stop_after=rounds))}
 
@@ -216,9 +216,7 @@ def verify(path: str, rounds: int, *, record: bool = True) -> verification.Compa
   seed = doc['seeds'][0]
   same = _same_platform(doc)
   rtol = 0.0 if same else CROSS_PLATFORM_RTOL
-  rows = {s: [r for r in curve if r['round'] <= rounds]
-          for s, curve in rerun(doc, seed, rounds).items()}
-  comparison = verification.compare(doc, rows, atol=0.0, rtol=rtol)
+  comparison = verification.compare(doc, rerun(doc, seed, rounds), atol=0.0, rtol=rtol)
   if record:
     verification.write_record(verification.build_record(
         doc, comparison, hardware=provenance.hardware(), versions=provenance.versions(),

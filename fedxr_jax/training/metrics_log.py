@@ -73,6 +73,12 @@ def read(path: str) -> tuple:
   return rows, unreadable
 
 
+def read_rows(path: str) -> list:
+  """The readable rows of a metrics file, in round order."""
+  rows, _ = read(path)
+  return [rows[r] for r in sorted(rows)]
+
+
 def spans(rounds) -> str:
   """'1-4, 7, 9-10': sorted rounds as ranges."""
   out, rounds = [], sorted(rounds)

@@ -185,7 +185,8 @@ def _check_effect(key: str, config) -> None:
     raise ConfigError(f'--sweep={key} has no effect: algorithm.name={config.algorithm.name}')
 
 
-def _name(overrides, seed: int) -> str:
+def lane_name(overrides, seed: int) -> str:
+  """A lane's name, and its workdir's under the sweep's: `lr=0.1_seed=0`."""
   parts = [f'{k}={v}' for k, v in overrides] + [f'seed={seed}']
   return '_'.join(parts).replace(os.sep, '-')
 
@@ -210,7 +211,7 @@ def make_lanes(config, specs: Sequence[Spec], seeds: Optional[Sequence[int]] = N
         for p in parents:
           block = block[p]
         block[leaf] = value
-      lanes.append(Lane(_name(overrides, seed), overrides, seed, lane_config))
+      lanes.append(Lane(lane_name(overrides, seed), overrides, seed, lane_config))
   return lanes
 
 
@@ -661,14 +662,10 @@ def _rebuilt(lanes, workdir: str, progress: bool) -> dict:
     try:
       rows = loop.run(lane.config, lane_dir, progress=progress)
     except guards.DivergenceError as e:
-      stopped, rows = str(e), _written_rows(lane_dir)
+      stopped = str(e)
+      rows = metrics_log.read_rows(os.path.join(lane_dir, 'metrics.jsonl'))
     results[lane.name] = {'rows': rows, 'stopped': stopped}
   return results
-
-
-def _written_rows(lane_dir: str) -> list:
-  found, _ = metrics_log.read(os.path.join(lane_dir, 'metrics.jsonl'))
-  return [found[r] for r in sorted(found)]
 
 
 def _sequential(lanes, exps, keys, per_step, workdir, progress, shared) -> dict:
@@ -685,7 +682,8 @@ def _sequential(lanes, exps, keys, per_step, workdir, progress, shared) -> dict:
     try:
       rows = run_lane(exp, runner, lane_dir, progress)
     except guards.DivergenceError as e:
-      stopped, rows = str(e), _written_rows(lane_dir)
+      stopped = str(e)
+      rows = metrics_log.read_rows(os.path.join(lane_dir, 'metrics.jsonl'))
     results[lane.name] = {'rows': rows, 'stopped': stopped}
   return results
 

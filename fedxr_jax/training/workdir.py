@@ -54,8 +54,8 @@ def report_finished(config, workdir: str, immutable_keys) -> list:
   if done < config.num_rounds:
     raise CheckpointError(f'{reason} and its run stopped at round {done} of '
                           f'{config.num_rounds}; copy it somewhere writable to resume')
-  rows, _ = metrics_log.read(os.path.join(workdir, 'metrics.jsonl'))
-  rows = [rows[r] for r in sorted(rows) if r <= done]
+  rows = [r for r in metrics_log.read_rows(os.path.join(workdir, 'metrics.jsonl'))
+          if r['round'] <= done]
   summary = os.path.join(workdir, SUMMARY_FILE)
   if os.path.exists(summary):
     with open(summary) as f:
