@@ -48,7 +48,7 @@ import fedxr_jax
 from fedxr_jax.attacks import poisoning
 from fedxr_jax.configs import default as default_config
 from fedxr_jax.core import compilation_cache
-from fedxr_jax.training import evaluation
+from fedxr_jax.evaluation import evaluator
 
 ATTACKS = {
     'none': {},
@@ -126,7 +126,7 @@ def run_cell(defense: str, attack: str, fraction: float, norm_bound: float) -> d
   sums = jax.device_get(evaluate(server, clients, frozen, world,
                                  jnp.arange(config.population_size), 'test'))
   t3 = time.perf_counter()
-  acc = evaluation.eval_metrics('eval', sums, exp.spec.tasks)['eval/accuracy']
+  acc = evaluator.eval_metrics('eval', sums, exp.spec.tasks)['eval/accuracy']
   success = (float(poisoning.success_rate(sums)) if 'attack/backdoor_hits' in sums
              else None)
   return dict(defense=defense, attack=attack, fraction=fraction if attack != 'none' else 0.0,

@@ -37,7 +37,7 @@ import json, sys, time
 import jax, numpy as np
 from fedxr_jax.configs import default
 from fedxr_jax.core import compilation_cache
-from fedxr_jax.training import experiment
+from fedxr_jax.compose import experiment
 compilation_cache.enable()
 exp = experiment.build(default.get_config())
 fed = exp.federation

@@ -22,7 +22,7 @@ import numpy as np
 from fedxr_jax.configs import default
 from fedxr_jax.core import compilation_cache
 from fedxr_jax.core import trees
-from fedxr_jax.training import experiment
+from fedxr_jax.compose import experiment
 
 _POPULATION = flags.DEFINE_integer('population', 100_000, 'Devices, each with its model.')
 _COHORT = flags.DEFINE_integer('cohort', 64, 'Devices training per round.')

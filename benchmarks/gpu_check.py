@@ -77,7 +77,7 @@ def pretrain(dry_run: bool):
 def throughput(cohorts, rounds, chunk, pretrained):
   import jax   # pylint: disable=g-import-not-at-top
   from fedxr_jax.configs import default   # pylint: disable=g-import-not-at-top
-  from fedxr_jax.training import experiment   # pylint: disable=g-import-not-at-top
+  from fedxr_jax.compose import experiment   # pylint: disable=g-import-not-at-top
   peak = peak_of(jax.devices()[0].device_kind)
   rows = []
   for cohort in cohorts:
@@ -128,7 +128,7 @@ import sys, jax, numpy as np
 sys.path.insert(0, 'tests')
 from helpers import run_rounds
 from fedxr_jax.configs import test as test_config
-from fedxr_jax.training import experiment
+from fedxr_jax.compose import experiment
 server, _, _ = run_rounds(experiment.build(test_config.get_config()), 2)
 leaves = jax.tree_util.tree_leaves_with_path(server.shared)
 np.savez(sys.argv[1], **{jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves})

@@ -35,7 +35,7 @@ import fedxr_jax
 from fedxr_jax.configs import default as default_config
 from fedxr_jax.configs.real import hapt as hapt_config
 from fedxr_jax.core import compilation_cache
-from fedxr_jax.training import pipeline
+from fedxr_jax.compose import pipeline
 
 _DATASETS = flags.DEFINE_list('datasets', ['default', 'hapt'], 'Federations to run.')
 _EPS = flags.DEFINE_list('eps', ['1', '2', '4', '8', 'inf'], 'Epsilons (inf: no DP).')

@@ -97,7 +97,7 @@ class Tree:
 
 def build_experiment(experiment, config, **federation_kwargs):
   """experiment.build (the module's) with build_federation arguments that
-  training/experiment.py does not pass yet (schedule_by_budget,
+  compose/experiment.py does not pass yet (schedule_by_budget,
   chunk_size='auto' and its source): drop once it does."""
   if not federation_kwargs:
     return experiment.build(config)

@@ -30,7 +30,7 @@ import numpy as np
 from fedxr_jax.configs import default as default_config
 from fedxr_jax.data import catalog
 from fedxr_jax.data import synthetic
-from fedxr_jax.training import experiment
+from fedxr_jax.compose import experiment
 
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per row (median reported).')
 _ROUNDS = flags.DEFINE_integer('rounds', 40, 'Rounds per run.')

@@ -27,7 +27,7 @@ import numpy as np
 
 from fedxr_jax.configs import default as default_config
 from fedxr_jax.core import trees
-from fedxr_jax.training import experiment
+from fedxr_jax.compose import experiment
 from fedxr_jax.training import loop
 
 _ROUNDS = flags.DEFINE_integer('rounds', 30, 'Rounds per variant.')

@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from fedxr_jax.configs import default as default_config
-from fedxr_jax.training import experiment
+from fedxr_jax.compose import experiment
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import scheduling  # noqa: E402  pylint: disable=g-import-not-at-top

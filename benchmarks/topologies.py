@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from fedxr_jax.configs import default as default_config
-from fedxr_jax.training import experiment
+from fedxr_jax.compose import experiment
 from fedxr_jax.training import loop
 
 _CLIENTS = flags.DEFINE_integer('clients', 1024, 'Population = cohort size.')

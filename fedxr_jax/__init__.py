@@ -36,6 +36,6 @@ def __getattr__(name):
     from fedxr_jax.training.loop import run
     return run
   if name == 'build_experiment':
-    from fedxr_jax.training.experiment import build
+    from fedxr_jax.compose.experiment import build
     return build
   raise AttributeError(f'module fedxr_jax has no attribute {name!r}')

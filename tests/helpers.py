@@ -19,7 +19,7 @@ def assert_trees_close(a, b, rtol, atol):
 def run_rounds(exp, num_rounds):
   """Runs an experiment's federation for `num_rounds`; (server, clients, metrics).
 
-  `exp` is a training.experiment.Experiment or a tiny.Setup: anything with
+  `exp` is a compose.experiment.Experiment or a tiny.Setup: anything with
   `federation`, `world` and `plan(round_idx)`.
   """
   fed = exp.federation

@@ -15,7 +15,7 @@ from fedxr_jax.core.round import build_federation
 from fedxr_jax.core.round_plan import RoundPlan
 from fedxr_jax.topology.channel import Channel
 from fedxr_jax.errors import ConfigError
-from fedxr_jax.training import experiment
+from fedxr_jax.compose import experiment
 from helpers import assert_trees_equal, run_rounds
 
 A, B = np.array([1.0, 3.0]), np.array([2.0, -1.0])   # f_i(x) = a_i/2 (x - b_i)^2

@@ -18,8 +18,8 @@ from fedxr_jax.core import trees
 from fedxr_jax.errors import ConfigError
 from fedxr_jax.privacy import accounting
 from fedxr_jax.privacy import dpsgd
-from fedxr_jax.training import experiment
-from fedxr_jax.training import pipeline
+from fedxr_jax.compose import experiment
+from fedxr_jax.compose import pipeline
 from fedxr_jax.transforms import clip as clip_lib
 import tiny
 from helpers import assert_trees_close, assert_trees_equal, run_rounds

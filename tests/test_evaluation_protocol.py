@@ -17,11 +17,11 @@ from fedxr_jax.metrics import registry
 from fedxr_jax.metrics import storage
 from fedxr_jax.metrics import tensorboard
 from fedxr_jax.privacy import membership
-from fedxr_jax.training import client_metrics
-from fedxr_jax.training import device_facts
-from fedxr_jax.training import eval_protocol
-from fedxr_jax.training import evaluation
-from fedxr_jax.training import experiment
+from fedxr_jax.evaluation import client_metrics
+from fedxr_jax.evaluation import device_facts
+from fedxr_jax.evaluation import protocol as eval_protocol
+from fedxr_jax.evaluation import evaluator as evaluator_lib
+from fedxr_jax.compose import experiment
 from fedxr_jax.training import report
 
 HELD_DEVICE, HELD_ENV = 'hololens_2', 'office'
@@ -42,7 +42,7 @@ def run(tmp_path_factory):
   """Four rounds of the test config with held-out contexts, evaluated at rounds 2 and 4."""
   exp = experiment.build(_config())
   workdir = str(tmp_path_factory.mktemp('protocol'))
-  evaluator = evaluation.Evaluator(exp, workdir)
+  evaluator = evaluator_lib.Evaluator(exp, workdir)
   server, clients, frozen = jax.jit(exp.federation.init)(exp.world)
   round_fn = jax.jit(exp.federation.round)
   rows = []
@@ -316,7 +316,7 @@ def test_evaluation_files(run):
 
 def test_evaluation_is_deterministic(run):
   exp, _, rows, _, state = run
-  again = evaluation.Evaluator(exp)(*state, exp.plan(3)[0].cohort, rows[:3])
+  again = evaluator_lib.Evaluator(exp)(*state, exp.plan(3)[0].cohort, rows[:3])
   assert again == {k: v for k, v in rows[3].items() if k in again}
 
 

@@ -13,6 +13,8 @@ LAYERS = [
     ('core',),
     ('models', 'data'),
     ('algorithms', 'topology', 'transforms', 'aggregators', 'privacy', 'attacks', 'metrics'),
+    ('compose',),
+    ('evaluation',),
     ('training',),
     ('configs',),
     ('bench', 'cli'),

@@ -12,9 +12,9 @@ import pytest
 from fedxr_jax.configs import default as default_config
 from fedxr_jax.configs import test as test_config
 from fedxr_jax.errors import CheckpointError, ConfigError
-from fedxr_jax.training import experiment
+from fedxr_jax.compose import experiment
 from fedxr_jax.training import pretrain
-from fedxr_jax.training import pretrained
+from fedxr_jax.compose import pretrained
 from helpers import assert_trees_equal
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

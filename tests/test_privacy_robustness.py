@@ -12,8 +12,8 @@ from fedxr_jax.attacks import malicious
 from fedxr_jax.core import aggregation
 from fedxr_jax.core import transforms
 from fedxr_jax.errors import ConfigError
-from fedxr_jax.training import experiment
-from fedxr_jax.training import pipeline
+from fedxr_jax.compose import experiment
+from fedxr_jax.compose import pipeline
 from fedxr_jax.transforms import clip as clip_lib
 from fedxr_jax.transforms import sign_flip
 from fedxr_jax.transforms import topk

@@ -20,7 +20,7 @@ from fedxr_jax.data.real import partition
 from fedxr_jax.data.real import ts_format
 from fedxr_jax.errors import ConfigError
 from fedxr_jax.errors import DataError
-from fedxr_jax.training import experiment
+from fedxr_jax.compose import experiment
 from helpers import run_rounds
 
 # Measured on the pinned sdist (128-sample windows, stride 64, per label bout).

@@ -19,7 +19,7 @@ import pytest
 from fedxr_jax.configs import test as test_config
 from fedxr_jax.training import checkpoint as checkpoint_lib
 from fedxr_jax.training import checks
-from fedxr_jax.training import experiment
+from fedxr_jax.compose import experiment
 from fedxr_jax.training import loop
 from fedxr_jax.training import metrics_log
 import cli_harness

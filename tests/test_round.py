@@ -7,7 +7,7 @@ import pytest
 
 from fedxr_jax.core import rng
 from fedxr_jax.core import round as round_lib
-from fedxr_jax.training import experiment
+from fedxr_jax.compose import experiment
 from helpers import assert_trees_close, assert_trees_equal, run_rounds
 
 # Chunked/sharded rounds run the same math, but XLA:CPU blocks batched
@@ -47,7 +47,7 @@ def test_fedavg_of_one_full_batch_step_is_a_centralized_gradient_step(config):
   plan, _ = exp.plan(0)
   new_server, _, _ = jax.jit(fed.round)(server, clients, frozen, exp.world, plan)
 
-  from fedxr_jax.training import xr_problem
+  from fedxr_jax.compose import xr_problem
   problem = xr_problem.make_xr_problem(exp.spec, exp.model)
   data = jax.jit(jax.vmap(lambda c: problem.client_data(exp.world, c, 'train')))(
       jnp.arange(4))

@@ -13,7 +13,7 @@ import sys, jax, numpy as np
 sys.path.insert(0, 'tests')
 from helpers import run_rounds
 from fedxr_jax.configs import test as test_config
-from fedxr_jax.training import experiment
+from fedxr_jax.compose import experiment
 config = test_config.get_config()
 exp = experiment.build(config)
 assert (exp.mesh is not None) == (jax.device_count() > 1)

@@ -12,7 +12,7 @@ from fedxr_jax.data import environments
 from fedxr_jax.data import shift
 from fedxr_jax.data import synthetic
 from fedxr_jax.errors import ConfigError
-from fedxr_jax.training import experiment
+from fedxr_jax.compose import experiment
 from helpers import assert_trees_equal
 
 DEVICES = ('apple_vision_pro', 'meta_quest_3', 'hololens_2', 'ray_ban_meta', 'varjo_xr_4')

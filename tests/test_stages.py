@@ -13,7 +13,7 @@ from fedxr_jax.core import device_costs
 from fedxr_jax.core import round_plan
 from fedxr_jax.core import server as server_lib
 from fedxr_jax.core import transforms
-from fedxr_jax.training import optimizers
+from fedxr_jax.compose import optimizers
 import tiny
 from helpers import assert_trees_close, assert_trees_equal, run_rounds
 

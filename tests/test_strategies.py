@@ -11,7 +11,7 @@ from fedxr_jax.core import transforms
 from fedxr_jax.core import rng
 from fedxr_jax.core import trees
 from fedxr_jax.errors import ConfigError
-from fedxr_jax.training import experiment
+from fedxr_jax.compose import experiment
 from fedxr_jax.transforms.hetlora import hetlora
 from helpers import assert_trees_equal, run_rounds
 

@@ -14,7 +14,7 @@ from fedxr_jax.configs import test as test_config
 from fedxr_jax.errors import ConfigError
 from fedxr_jax.training import loop
 from fedxr_jax.training import metrics_log
-from fedxr_jax.training import optimizers
+from fedxr_jax.compose import optimizers
 from fedxr_jax.training import sweep
 import tiny
 from helpers import assert_trees_equal
@@ -92,7 +92,7 @@ def test_client_learning_rate_is_in_the_server_state():
 def test_a_lane_of_the_experiment_starts_where_its_own_build_does():
   """FedProx mu, FedAdam's and the client's rates on one build: the lane's round-0
   server state is its own build's, and both builds lower to one round."""
-  from fedxr_jax.training import experiment
+  from fedxr_jax.compose import experiment
   keys = (LR, 'server_optimizer.learning_rate', 'algorithm.fedprox.mu')
   base = _config(**{'algorithm.name': 'fedprox', 'server_optimizer.name': 'adam'})
   other = _config(**{'algorithm.name': 'fedprox', 'server_optimizer.name': 'adam',
@@ -199,7 +199,7 @@ def test_vmapped_sweep_over_seeds_matches_a_separate_run(separate, tmp_path):
 
 def test_a_seed_that_changes_the_compiled_round_is_not_vmapped():
   """The malicious set is drawn from the seed and compiled in: seeds cannot share a program."""
-  from fedxr_jax.training import experiment
+  from fedxr_jax.compose import experiment
   attack = {'attack.fraction': 0.25, 'attack.model': 'sign_flip'}
   exps = {seed: experiment.build(_config(**attack, seed=seed)) for seed in (0, 1)}
   assert 'seed 1 compiles a different round' in sweep.seeds_share_program(exps)

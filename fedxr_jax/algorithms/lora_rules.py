@@ -16,7 +16,7 @@ The first three are tuning-plan modes of the two factor trees; the exact
 rules are an aggregator. Heterogeneous ranks (`lora.device_ranks`) are
 zero-padded to r_max: a client of rank r_i holds only the first r_i slices
 of A and B, so each rank slice is averaged over the clients that hold it
-(`training.xr_problem`); HetLoRA's sparsity-weighted aggregation is the
+(`compose.xr_problem`); HetLoRA's sparsity-weighted aggregation is the
 update transform `transforms.hetlora`.
 """
 from flax import traverse_util

@@ -80,15 +80,15 @@ _LEADER = True
 def _join_run():
   """Joins a multi-process run (before JAX touches a device); only process 0 prints."""
   global _LEADER
-  from fedxr_jax.training import distributed  # pylint: disable=import-outside-toplevel
-  launch = distributed.Launch(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
+  from fedxr_jax.core import hosts  # pylint: disable=import-outside-toplevel
+  launch = hosts.Launch(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
                               _PROCESS_ID.value, _INIT_TIMEOUT.value)
   try:
-    joined = distributed.initialize(
+    joined = hosts.initialize(
         launch, on_timeout=lambda message: common.fail_now(_PROGRAM, message))
   except FedXRError as e:
     common.fail(_PROGRAM, str(e))
-  _LEADER = not joined or distributed.is_leader()
+  _LEADER = not joined or hosts.is_leader()
   if not _LEADER:
     # Every process computes the same rows; process 0 reports them. Errors
     # still reach stderr.
@@ -107,7 +107,7 @@ def main(argv):
   common.quiet_logs()   # before joining: jax logs the distributed service's start
   _join_run()
   from fedxr_jax.core import compilation_cache  # after flags: keeps --help fast
-  from fedxr_jax.training import experiment
+  from fedxr_jax.compose import experiment
   from fedxr_jax.training import guards
   from fedxr_jax.training import loop
   compilation_cache.enable()

@@ -12,7 +12,7 @@ import ml_collections
 from fedxr_jax import algorithms
 from fedxr_jax import topology
 from fedxr_jax.aggregators import registry as aggregator_registry
-from fedxr_jax.training import pipeline
+from fedxr_jax.compose import pipeline
 from fedxr_jax.transforms import registry as transform_registry
 
 
@@ -45,7 +45,7 @@ def get_config():
   config.client_optimizer = ml_collections.ConfigDict(
       dict(name='sgd', learning_rate=0.1, momentum=0.0))
   # Server optimizer on the pseudo-gradient: sgd | adam | yogi | adagrad
-  # (FedOpt; b1, b2, eps = tau for the adaptive ones; training/optimizers.py).
+  # (FedOpt; b1, b2, eps = tau for the adaptive ones; compose/optimizers.py).
   config.server_optimizer = ml_collections.ConfigDict(
       dict(name='sgd', learning_rate=1.0, momentum=0.0, b1=0.9, b2=0.99, eps=1e-3))
 
@@ -178,7 +178,7 @@ def get_config():
 
   config.eval_every = 10
   config.eval_unseen_clients = 64   # clients outside the population
-  # Evaluation protocol (training/eval_protocol.py; every metric: docs/metrics.md),
+  # Evaluation protocol (evaluation/protocol.py; every metric: docs/metrics.md),
   # at every evaluation (the cadence is eval_every): a fixed panel of
   # panel_size population users (at most the population; 0: none);
   # holdout_environments / holdout_devices: never drawn for training, each

@@ -1,7 +1,7 @@
 """What a round costs a device: the bits it moves and the seconds it computes.
 
 FLOPs come from the model (XLA's cost analysis of the trees the plan trains,
-see `training.experiment.measure_device_costs`); a device's FLOP/s, radio
+see `compose.experiment.measure_device_costs`); a device's FLOP/s, radio
 and power come with its client data (`data['device_profile']`), or from
 `DEFAULT_DEVICE` for a problem that does not describe one.
 """

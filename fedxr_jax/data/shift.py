@@ -54,7 +54,7 @@ def from_block(cls, block, where: str):
   return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in block.items()})
 
 
-# Set from the model by training.experiment.build, never by a config.
+# Set from the model by compose.experiment.build, never by a config.
 _DERIVED = ('flops_per_step', 'role_train_bytes')
 
 
@@ -155,7 +155,7 @@ class HardwareKnobs:
   model_scale: float = 1.0         # the simulated model stands for one this many
                                    # times costlier: FLOPs per step (deadlines),
                                    # parameters and activations (memory)
-  # Filled from the model by training.experiment.build (see with_model_costs):
+  # Filled from the model by compose.experiment.build (see with_model_costs):
   flops_per_step: float = 0.0
   role_train_bytes: tuple = ()     # ((role, bytes to train it), ...)
 
@@ -220,7 +220,7 @@ def step_budget(local_steps: int, train_flops, compute_tier, knobs: HardwareKnob
   if knobs.deadline_s > 0:
     if knobs.flops_per_step <= 0:
       raise ConfigError('data.hardware.deadline_s needs the model\'s FLOPs per step; '
-                        'build the run with training.experiment.build')
+                        'build the run with compose.experiment.build')
     time_per_step = knobs.model_scale * knobs.flops_per_step / train_flops
     steps = jnp.floor(knobs.deadline_s / time_per_step)
     return jnp.minimum(local_steps, steps).astype(jnp.int32)

@@ -406,7 +406,7 @@ def trainable(world: dict, device, spec: XRSpec) -> dict:
   hw = spec.hardware
   if not hw.role_train_bytes:
     raise ConfigError('data.hardware.memory_limits needs the model\'s tree sizes; '
-                      'build the run with training.experiment.build')
+                      'build the run with compose.experiment.build')
   budget = world['device_ram_bytes'][device] * hw.memory_fraction
   return {role: jnp.asarray(need * hw.model_scale, jnp.float32) <= budget
           for role, need in hw.role_train_bytes}

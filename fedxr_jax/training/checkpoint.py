@@ -5,7 +5,7 @@ orbax's temporary ones); anything else is refused in one line before orbax
 opens it. Saves are synchronous, so a failed save is an error, never a
 background thread left waiting. A damaged checkpoint is moved aside to
 `damaged_checkpoints/` and the next older one is used (`restore_newest`).
-With several processes (`training.distributed`) every one saves and
+With several processes (`core.hosts`) every one saves and
 restores its part through orbax; the leader alone moves files.
 """
 import fcntl
@@ -19,7 +19,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from fedxr_jax.errors import CheckpointError
-from fedxr_jax.training import distributed
+from fedxr_jax.core import hosts
 
 # In-progress saves (orbax renames them to '<step>' when complete).
 _TMP = re.compile(r'^\d+\.orbax-checkpoint-tmp')
@@ -118,8 +118,8 @@ class Checkpoints:
   def _set_aside(self, step: int) -> str:
     self._manager.close()
     # Several processes: each has read the damaged step before the leader moves it.
-    distributed.barrier(f'fedxr_set_aside_{step}')
-    dest = distributed.leader_value(lambda: self._move_aside(step))
+    hosts.barrier(f'fedxr_set_aside_{step}')
+    dest = hosts.leader_value(lambda: self._move_aside(step))
     self._manager = self._open()
     return dest
 

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from fedxr_jax.core import problem as problem_lib
 from fedxr_jax.core import trees
 from fedxr_jax.errors import ConfigError
-from fedxr_jax.training import distributed
+from fedxr_jax.core import hosts
 from fedxr_jax.training import guards
 
 INT32_MAX = (1 << 31) - 1
@@ -122,7 +122,7 @@ def _limit(config, resident: int) -> tuple:
   """(bytes a run may plan to use, its name); (None, '') when unknown."""
   if config.memory_budget_gb:
     return int(config.memory_budget_gb * 1e9), 'memory_budget_gb'
-  free = distributed.least(available_bytes())   # every process decides alike
+  free = hosts.least(available_bytes())   # every process decides alike
   return (None, '') if free is None else (free + resident, 'the free memory')
 
 

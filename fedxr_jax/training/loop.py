@@ -25,7 +25,7 @@ Rows also hold 'time/round_s' (the round's share of its call),
 (evaluated rows): machine-dependent, so bit-for-bit comparisons leave them
 out (benchmarks/same_numbers.py).
 
-Several processes (`training.distributed`) run this same loop on one global
+Several processes (`core.hosts`) run this same loop on one global
 mesh; process 0 alone writes and prints, and what it reads from the workdir
 is handed to the others, so every process takes the same branch.
 """
@@ -44,9 +44,9 @@ from jax.sharding import NamedSharding, PartitionSpec, SingleDeviceSharding
 from fedxr_jax.core import round_plan
 from fedxr_jax.training import checkpoint as checkpoint_lib
 from fedxr_jax.training import checks
-from fedxr_jax.training import distributed
-from fedxr_jax.training import evaluation
-from fedxr_jax.training import experiment as experiment_lib
+from fedxr_jax.core import hosts
+from fedxr_jax.evaluation import evaluator as evaluator_lib
+from fedxr_jax.compose import experiment as experiment_lib
 from fedxr_jax.training import guards
 from fedxr_jax.training import metrics_log
 from fedxr_jax.training import report
@@ -73,13 +73,13 @@ def immutable_keys(config) -> list:
 
 
 def warn(message: str) -> None:
-  if distributed.is_leader():
+  if hosts.is_leader():
     print(f'fedxr-train: warning: {message}', file=sys.stderr)
 
 
 def say(message: str) -> None:
   """A line on stdout, from the leader process only."""
-  if distributed.is_leader():
+  if hosts.is_leader():
     print(message)
 
 
@@ -139,7 +139,7 @@ class Runner:
     compiled, compile_s = self._compiled(k, args)
     t0 = time.perf_counter()
     server, clients, metrics = compiled(*args)
-    metrics = distributed.fetch(metrics)   # the call's one transfer
+    metrics = hosts.fetch(metrics)   # the call's one transfer
     seconds = time.perf_counter() - t0
     rows = []
     for i in range(k):
@@ -157,7 +157,7 @@ def evaluate_row(evaluator, exp, row, state, cohort, rows_before) -> None:
   t0 = time.perf_counter()
   server, clients, frozen = state
   row.update(evaluator(server, clients, frozen, cohort, history=rows_before))
-  row.update(evaluation.forgetting(rows_before, row, 'eval', exp.spec.tasks))
+  row.update(evaluator_lib.forgetting(rows_before, row, 'eval', exp.spec.tasks))
   row['time/eval_s'] = time.perf_counter() - t0
 
 
@@ -173,19 +173,19 @@ def run(config, workdir: str, progress: bool = True, stop_after: Optional[int] =
   checks.config_sizes(config)
   immutable = immutable_keys(config)
   # The leader reads and writes the workdir's files; the others get its answers.
-  if not distributed.leader_value(lambda: workdir_lib.prepare(workdir)):
-    rows = distributed.leader_value(
+  if not hosts.leader_value(lambda: workdir_lib.prepare(workdir)):
+    rows = hosts.leader_value(
         lambda: workdir_lib.report_finished(config, workdir, immutable))
-    if distributed.is_leader():
+    if hosts.is_leader():
       report.print_summary(_shown(rows), tuple(config.data.tasks))
     return rows
   exp = experiment_lib.build(config)
   ckpt_dir = os.path.join(workdir, 'checkpoints')
-  per_step = startup_checks(exp, distributed.leader_value(
+  per_step = startup_checks(exp, hosts.leader_value(
       lambda: checkpoint_lib.step_dirs(ckpt_dir)))
-  lock = distributed.leader_only(lambda: checkpoint_lib.lock_workdir(workdir))
+  lock = hosts.leader_only(lambda: checkpoint_lib.lock_workdir(workdir))
   try:
-    previous = distributed.leader_value(
+    previous = hosts.leader_value(
         lambda: checkpoint_lib.write_run_config(workdir, config.to_json(), immutable))
     every = max(config.checkpoint_every, (previous or {}).get('checkpoint_every', 1))
     ckpts = checkpoint_lib.Checkpoints(ckpt_dir, config.max_checkpoints)
@@ -222,8 +222,8 @@ def _train(exp, workdir: str, ckpts, runner, progress: bool, checkpoint_every: i
   state = fresh if restored.state is None else runner.restored(restored.state, fresh[2])
   path = os.path.join(workdir, 'metrics.jsonl')
   log = metrics_log.MetricsLog(path, start,
-                               contents=distributed.leader_value(lambda: metrics_log.read(path)),
-                               write=distributed.is_leader())
+                               contents=hosts.leader_value(lambda: metrics_log.read(path)),
+                               write=hosts.is_leader())
   if log.past and log.past[-1] > saved + checkpoint_every:
     # Rows a run writes past its newest checkpoint end at its next one.
     raise checkpoint_lib.CheckpointError(
@@ -236,7 +236,7 @@ def _train(exp, workdir: str, ckpts, runner, progress: bool, checkpoint_every: i
   if start >= config.num_rounds:
     say(f'{workdir}: already trained {start} rounds (num_rounds='
         f'{config.num_rounds}); raise --config.num_rounds to continue.')
-  evaluator = evaluation.Evaluator(exp, workdir if distributed.is_leader() else None, start)
+  evaluator = evaluator_lib.Evaluator(exp, workdir if hosts.is_leader() else None, start)
   try:
     stop = config.num_rounds if stop_after is None else min(stop_after, config.num_rounds)
     state, last_cohort, calls = _train_rounds(runner, evaluator, ckpts, log, state, start,
@@ -253,7 +253,7 @@ def _train_rounds(runner, evaluator, ckpts, log, state, start: int, progress: bo
   """Rounds start+1..stop: rows appended, checkpoints saved, divergence stopped."""
   exp, config = runner.exp, runner.config
   bar = tqdm.tqdm(total=config.num_rounds, initial=start, desc='rounds', unit='round',
-                  disable=not (progress and distributed.is_leader()), file=sys.stderr)
+                  disable=not (progress and hosts.is_leader()), file=sys.stderr)
   calls, last_cohort = [], None
   for first, k in call_lengths(start, stop, config.rounds_per_call,
                                config.eval_every, config.checkpoint_every):
@@ -292,7 +292,7 @@ def recover(runner, ckpts, log) -> None:
   exp, config = runner.exp, runner.config
   warn(f'metrics.jsonl: the rows of rounds {metrics_log.spans(log.missing)} are damaged or '
        'missing; recomputing them from the checkpoints')
-  evaluator = evaluation.Evaluator(exp)   # no workdir: writes no client table
+  evaluator = evaluator_lib.Evaluator(exp)   # no workdir: writes no client table
   position, state = None, None
   try:
     while log.missing:
@@ -349,7 +349,7 @@ def _finish(exp, config, workdir, log, calls, evaluator, state, last_cohort):
         f'then median {np.median(per_round):.3f} s/round '
         f'({config.cohort_size} clients x {config.local_steps} local steps)')
   final = final_evaluation(exp, log, evaluator, state, last_cohort)   # every process
-  if not distributed.is_leader():
+  if not hosts.is_leader():
     return
   if final is not None:
     write_summary(workdir, final)

@@ -28,8 +28,8 @@ from fedxr_jax.core import rng
 from fedxr_jax.data import synthetic
 from fedxr_jax.errors import ConfigError
 from fedxr_jax.models import m3t
-from fedxr_jax.training import experiment
-from fedxr_jax.training import pretrained
+from fedxr_jax.compose import experiment
+from fedxr_jax.compose import pretrained
 
 PUBLIC_FIRST_ID = 1 << 30
 _INT32_MAX = (1 << 31) - 1

@@ -55,12 +55,12 @@ from fedxr_jax.errors import CheckpointError
 from fedxr_jax.errors import ConfigError
 from fedxr_jax.training import checkpoint as checkpoint_lib
 from fedxr_jax.training import checks
-from fedxr_jax.training import evaluation
-from fedxr_jax.training import experiment as experiment_lib
+from fedxr_jax.evaluation import evaluator
+from fedxr_jax.compose import experiment as experiment_lib
 from fedxr_jax.training import guards
 from fedxr_jax.training import loop
 from fedxr_jax.training import metrics_log
-from fedxr_jax.training import optimizers
+from fedxr_jax.compose import optimizers
 from fedxr_jax.training import workdir as workdir_lib
 
 SUMMARY_FILE = 'sweep.json'
@@ -508,7 +508,7 @@ def _train_vmapped(group, workdir, ckpts) -> tuple:
   key_data = group.key_data()
   logs = {lane.name: metrics_log.MetricsLog(
       os.path.join(workdir, lane.name, 'metrics.jsonl'), 0) for lane in lanes}
-  evaluators = {lane.name: evaluation.Evaluator(group.exps[lane.name],
+  evaluators = {lane.name: evaluator.Evaluator(group.exps[lane.name],
                                                 os.path.join(workdir, lane.name), 0)
                 for lane in lanes}
   stopped, calls, cohorts = {}, [], {}

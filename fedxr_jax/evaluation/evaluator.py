@@ -22,10 +22,10 @@ from fedxr_jax.metrics import continuity
 from fedxr_jax.metrics import generalization
 from fedxr_jax.metrics import latency
 from fedxr_jax.metrics import tensorboard
-from fedxr_jax.training import client_metrics
-from fedxr_jax.training import device_facts
-from fedxr_jax.training import distributed
-from fedxr_jax.training import eval_protocol
+from fedxr_jax.evaluation import client_metrics
+from fedxr_jax.evaluation import device_facts
+from fedxr_jax.core import hosts
+from fedxr_jax.evaluation import protocol as eval_protocol
 
 QOE_STREAM = 0x90E   # folded into the seed, then the round: the simulated survey
 
@@ -96,7 +96,7 @@ class Evaluator:
         'split', 'personal_from_population', 'per_client', 'compare_global',
         'example_losses'))
     # Host values, on every process (per-client stats sharded across processes gathered).
-    self.evaluate = lambda *args, **kwargs: distributed.fetch(evaluate(*args, **kwargs))
+    self.evaluate = lambda *args, **kwargs: hosts.fetch(evaluate(*args, **kwargs))
     # Ids past the population are never sampled: new users.
     self.unseen = jnp.arange(config.population_size,
                              config.population_size + config.eval_unseen_clients)

@@ -29,10 +29,10 @@ from fedxr_jax.data import synthetic
 from fedxr_jax.errors import ConfigError
 from fedxr_jax.models import m3t
 from fedxr_jax.topology import channel as channel_lib
-from fedxr_jax.training import optimizers
-from fedxr_jax.training import pipeline
-from fedxr_jax.training import pretrained
-from fedxr_jax.training import xr_problem
+from fedxr_jax.compose import optimizers
+from fedxr_jax.compose import pipeline
+from fedxr_jax.compose import pretrained
+from fedxr_jax.compose import xr_problem
 
 POSITIVE = ('num_rounds', 'population_size', 'cohort_size', 'local_steps',
             'batch_size', 'eval_every', 'checkpoint_every', 'max_checkpoints')
@@ -319,7 +319,7 @@ def _check_lora(config, topology_kind: str) -> None:
 
 
 def make_aggregator(config, topology_kind: str, is_malicious=None, privacy=None):
-  """The server's aggregator (`training.pipeline`), after the LoRA rule checks."""
+  """The server's aggregator (`compose.pipeline`), after the LoRA rule checks."""
   _check_lora(config, topology_kind)
   return pipeline.make_aggregator(config, topology_kind, is_malicious, privacy)
 
