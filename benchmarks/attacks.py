@@ -114,7 +114,7 @@ def run_cell(defense: str, attack: str, fraction: float, norm_bound: float) -> d
   t0 = time.perf_counter()
   exp = fedxr_jax.build_experiment(config)
   fed, world = exp.federation, exp.world
-  server, clients, frozen = jax.jit(fed.init)(world)
+  server, clients, frozen = jax.jit(fed.init)(world, exp.key)
   t1 = time.perf_counter()
   round_fn = jax.jit(fed.round, donate_argnums=(0, 1))
   for r in range(config.num_rounds):

@@ -36,7 +36,7 @@ def time_rounds(population: int, cohort: int, rounds: int) -> dict:
   config.topology.kind = 'decentralized'
   exp = experiment.build(config)
   fed = exp.federation
-  server, clients, frozen = jax.jit(fed.init)(exp.world)
+  server, clients, frozen = jax.jit(fed.init)(exp.world, exp.key)
   models_bytes = trees.tree_bytes(jax.tree.map(lambda x: x[0], server.topology['models']))
   step = jax.jit(fed.round, donate_argnums=(0, 1))
   times = []

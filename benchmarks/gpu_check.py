@@ -88,7 +88,7 @@ def throughput(cohorts, rounds, chunk, pretrained):
       config.model.pretrained = pretrained
     exp = experiment.build(config)
     fed = exp.federation
-    server, clients, frozen = jax.jit(fed.init)(exp.world)
+    server, clients, frozen = jax.jit(fed.init)(exp.world, exp.key)
     run = jax.jit(fed.round, donate_argnums=(0, 1))
     times, updates = [], []
     for r in range(rounds + 1):

@@ -201,7 +201,7 @@ def main(argv):
   dp.privacy.target_epsilon, dp.privacy.delta, dp.privacy.clip_norm = _EPS.value, 1e-5, c
   sigma = pipeline.make_privacy(dp).noise_multiplier
   exp = fedxr_jax.build_experiment(config)
-  server, _, frozen = jax.jit(exp.federation.init)(exp.world)
+  server, _, frozen = jax.jit(exp.federation.init)(exp.world, exp.key)
   params = {**frozen, **server.shared}
   frames, labels = victims(exp, _EXAMPLES.value)
   lr_client = float(config.client_optimizer.learning_rate)

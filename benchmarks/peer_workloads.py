@@ -94,6 +94,7 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO not in sys.path:
   sys.path.insert(0, _REPO)
 
+from fedxr_jax.core import rng  # noqa: E402
 from fedxr_jax.core.problem import FederatedProblem  # noqa: E402
 from fedxr_jax import topology as topology_registry  # noqa: E402
 from fedxr_jax.core.round import build_federation  # noqa: E402
@@ -392,11 +393,11 @@ class FedxrRunner:
     topology = topology_registry.make({'kind': 'centralized'}, facts=None, geography=None,
                                       channel=None)
     self.fed = build_federation(
-        wl.problem(), wl.plan, seed=0, population_size=wl.clients,
+        wl.problem(), wl.plan, population_size=wl.clients,
         cohort_size=wl.clients, local_steps=w['steps'], batch_size=w['batch'],
         client_optimizer=optax.sgd(w['lr']), server_optimizer=optax.sgd(1.0),
         topology=topology, chunk_size=chunk, shuffle=False, mesh=mesh)
-    self.server, self.clients, self.frozen = self.fed.init(self.source)
+    self.server, self.clients, self.frozen = self.fed.init(self.source, rng.key_data(0))
     # Every client, in order, every round.
     self.extra = (RoundPlan(cohort=jnp.arange(wl.clients, dtype=jnp.int32), topo={}),)
     jax.block_until_ready((self.server, self.frozen))

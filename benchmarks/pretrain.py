@@ -75,7 +75,7 @@ def make_config(variant: str, checkpoints: dict):
 def trainable_params(config) -> int:
   """Parameters a client trains: shared trees + its personal trees."""
   exp = experiment.build(config)
-  server, clients, _ = jax.eval_shape(exp.federation.init, exp.world)
+  server, clients, _ = jax.eval_shape(exp.federation.init, exp.world, exp.key)
   size = lambda tree: int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
   return size(server.shared) + size(clients.personal) // config.population_size
 

@@ -139,7 +139,7 @@ def train(name, change, seed: int) -> dict:
   t0 = time.perf_counter()
   exp = experiment.build(config)
   fed, world = exp.federation, exp.world
-  server, clients, frozen = jax.jit(fed.init)(world)
+  server, clients, frozen = jax.jit(fed.init)(world, exp.key)
   round_fn = jax.jit(fed.round, donate_argnums=(0, 1))
   steps, participation = [], []
   for r in range(config.num_rounds):
@@ -178,7 +178,7 @@ def time_million() -> dict:
     config = default_config.get_config()
     config.population_size = population
     exp = experiment.build(config)
-    server, clients, frozen = jax.jit(exp.federation.init)(exp.world)
+    server, clients, frozen = jax.jit(exp.federation.init)(exp.world, exp.key)
     round_fn = jax.jit(exp.federation.round, donate_argnums=(0, 1))
     times = []
     for r in range(_MILLION_ROUNDS.value + 1):

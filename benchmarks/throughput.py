@@ -41,7 +41,7 @@ def time_cohort(cohort: int, rounds: int, chunk: str) -> dict:
   chunk = chunk if chunk == 'auto' else int(chunk) if 0 < int(chunk) < cohort else 0
   exp = scheduling.build_experiment(experiment, config, chunk_size=chunk,
                                     schedule_by_budget=_SCHEDULE.value)
-  server, clients, frozen = jax.jit(exp.federation.init)(exp.world)
+  server, clients, frozen = jax.jit(exp.federation.init)(exp.world, exp.key)
   round_fn = jax.jit(exp.federation.round, donate_argnums=(0, 1))
   t0 = time.perf_counter()
   server, clients, metrics = round_fn(server, clients, frozen, exp.world,

@@ -78,7 +78,7 @@ def train(kind: str) -> dict:
 def time_round(kind: str, clients: int) -> float:
   config = make_config(kind, clients)
   exp = experiment.build(config)
-  server, clients_state, frozen = jax.jit(exp.federation.init)(exp.world)
+  server, clients_state, frozen = jax.jit(exp.federation.init)(exp.world, exp.key)
   round_fn = jax.jit(exp.federation.round, donate_argnums=(0, 1))
   times = []
   for r in range(_SPEED_ROUNDS.value + 1):

@@ -23,7 +23,7 @@ def run_rounds(exp, num_rounds):
   `federation`, `world` and `plan(round_idx)`.
   """
   fed = exp.federation
-  server, clients, frozen = jax.jit(fed.init)(exp.world)
+  server, clients, frozen = jax.jit(fed.init)(exp.world, exp.key)
   round_fn = jax.jit(fed.round)
   metrics = []
   for r in range(num_rounds):

@@ -7,6 +7,7 @@ import pytest
 
 from fedxr_jax import algorithms
 from fedxr_jax.core import local as local_lib
+from fedxr_jax.core import rng
 from fedxr_jax.core.problem import FederatedProblem
 from fedxr_jax import topology as topology_registry
 from fedxr_jax.core.algorithm import RunFacts
@@ -50,11 +51,11 @@ def _run(name, num_rounds, available=(True, True), **settings):
   topology = topology_registry.make({'kind': 'centralized'}, facts=facts,
                                     geography=geography(problem, source), channel=Channel())
   fed = build_federation(
-      problem, {'model': 'shared'}, seed=0, population_size=2,
+      problem, {'model': 'shared'}, population_size=2,
       cohort_size=2, local_steps=STEPS, batch_size=1, client_optimizer=optax.sgd(LR),
       server_optimizer=optax.sgd(1.0), shuffle=False, topology=topology,
       algorithm=algorithms.make(name, settings, facts))
-  server, clients, frozen = fed.init(source)
+  server, clients, frozen = fed.init(source, rng.key_data(0))
   plan = RoundPlan(cohort=jnp.arange(2, dtype=jnp.int32), topo=topology.layout(0, np.arange(2))[0])
   for _ in range(num_rounds):
     server, clients, _ = jax.jit(fed.round)(server, clients, frozen, source, plan)

@@ -29,18 +29,18 @@ def test_malicious_fraction_is_exact_and_seeded():
   assert other.sum() == 200 and (mask != other).any()
   assert malicious.num_malicious(10, 0.25) == 3     # 2.5 rounds up
   assert malicious.num_malicious(10, 0.04) == 0
-  is_bad = jax.jit(jax.vmap(malicious.predicate(KEY, 0.2, 1000)))
-  np.testing.assert_array_equal(is_bad(jnp.arange(1000)), mask)
+  source = malicious.source_arrays(KEY, 0.2, 1000)
+  is_bad = jax.jit(jax.vmap(lambda c: malicious.flag(source, c, 1000)))
+  np.testing.assert_array_equal(is_bad(jnp.arange(1003)), np.append(mask, [False] * 3))
   assert bool(malicious.malicious(KEY, int(np.argmax(mask)), 0.2, 1000))
   with pytest.raises(ConfigError, match='attack.fraction'):
-    malicious.predicate(KEY, 1.5, 10)
-
-
-BAD = lambda cid: cid == 1    # client 1 is the attacker
+    malicious.source_arrays(KEY, 1.5, 10)
 
 
 def info(cid):
-  return transforms.ClientInfo(client_id=jnp.int32(cid), start={}, trained={}, data={})
+  # Client 1 is the attacker (`malicious.mark` says so in its data).
+  return transforms.ClientInfo(client_id=jnp.int32(cid), start={}, trained={},
+                               data={'malicious': jnp.asarray(cid == 1)})
 
 
 def apply(t, update, cid, key=KEY):
@@ -53,8 +53,8 @@ UPDATE = {'a': {'w': jnp.array([1.0, -2.0])}, 'b': jnp.array([0.5])}
 
 
 def test_model_poisoning_transforms_act_only_on_attackers():
-  for t, fn, name in [(sign_flip.sign_flip(BAD, scale=3.0), lambda u: -3 * u, 'sign_flip'),
-                      (scaled_replacement.scaled_replacement(BAD, gamma=10.0),
+  for t, fn, name in [(sign_flip.sign_flip(scale=3.0), lambda u: -3 * u, 'sign_flip'),
+                      (scaled_replacement.scaled_replacement(gamma=10.0),
                        lambda u: 10 * u, 'scaled_replacement')]:
     honest, _, stats = apply(t, UPDATE, 0)
     jax.tree.map(np.testing.assert_array_equal, honest, UPDATE)
@@ -65,7 +65,7 @@ def test_model_poisoning_transforms_act_only_on_attackers():
 
 
 def test_gaussian_attack_sends_noise_of_sigma():
-  t = gaussian_attack.gaussian_attack(BAD, sigma=0.5)
+  t = gaussian_attack.gaussian_attack(sigma=0.5)
   big = {'a': jnp.full((20000,), 3.0)}
   honest, _, _ = apply(t, big, 0)
   np.testing.assert_array_equal(honest['a'], big['a'])
@@ -84,8 +84,11 @@ def omni_stack():
   update = {'a': a, 'b': b}
   model = jax.tree.map(lambda u, s: u + s, update, start)
   weights = {'a': jnp.ones(5), 'b': jnp.array([1.0, 1.0, 0.0, 1.0, 0.0])}
+  # What `malicious.report` puts in each upload's stats.
   return aggregation.ClientUpdate(model=model, update=update, weights=weights,
-                                  client_id=jnp.arange(5, dtype=jnp.int32)), start
+                                  client_id=jnp.arange(5, dtype=jnp.int32),
+                                  stats={'malicious': (jnp.arange(5) >= 3).astype(
+                                      jnp.float32)}), start
 
 
 OMNI_BAD = lambda cid: cid >= 3
@@ -114,7 +117,7 @@ def test_ipm_through_the_stacked_mean_and_the_streamed_mean():
   stacked, start = omni_stack()
   shared = start
   for inner in (aggregation.stacked_weighted_mean(), aggregation.weighted_mean()):
-    agg = omniscient.with_attack(inner, omniscient.ipm(epsilon=0.5), OMNI_BAD)
+    agg = omniscient.with_attack(inner, omniscient.ipm(epsilon=0.5))
     assert agg.stacked and agg.name == f'{inner.name}+ipm'
     target, _, metrics = jax.jit(agg.aggregate)(shared, {}, stacked, KEY)
     # a: attackers send -0.5 * [2, 4]; mean of the five models.
@@ -128,7 +131,7 @@ def test_ipm_through_the_stacked_mean_and_the_streamed_mean():
 
 def test_alie_with_fixed_z_through_the_median():
   stacked, start = omni_stack()
-  agg = omniscient.with_attack(median.median(), omniscient.alie(z=1.0), OMNI_BAD)
+  agg = omniscient.with_attack(median.median(), omniscient.alie(z=1.0))
   target, _, _ = jax.jit(agg.aggregate)(start, {}, stacked, KEY)
   # a, coordinate 0: {1, 2, 3, m, m} with m = 2 - sqrt(2/3) = 1.18: the median is m.
   # b: holders {2, 4, 3 - 1}: the median is 2.
@@ -137,7 +140,8 @@ def test_alie_with_fixed_z_through_the_median():
 
 
 def tiny_problem(num_examples=6):
-  """Client data in the XR layout: vision [N, 4, 4, 1], audio [N, 3], two tasks."""
+  """Client data in the XR layout: vision [N, 4, 4, 1], audio [N, 3], two tasks;
+  client 1 is the attacker (as `malicious.mark` says)."""
 
   def client_data(source, client_id, split, round_idx=0):
     del source, round_idx
@@ -151,7 +155,8 @@ def tiny_problem(num_examples=6):
     return {'examples': {'x': {'vision': vision, 'audio': jnp.ones((num_examples, 3))},
                          'y': y, 'example_mask': n < num_examples - 1,
                          'modality_mask': jnp.stack([has_vision, n >= 0], axis=1)},
-            'num_examples': jnp.int32(num_examples - 1), 'task_mask': jnp.array([True, True])}
+            'num_examples': jnp.int32(num_examples - 1), 'task_mask': jnp.array([True, True]),
+            'malicious': jnp.asarray(client_id == 1)}
 
   def predict(params, batch, meta):
     # Says class 2 of task 'gesture' when the trigger is on and the example index is even.
@@ -167,35 +172,37 @@ def tiny_problem(num_examples=6):
 
 def test_label_flip_changes_exactly_the_attackers_training_labels():
   problem = tiny_problem()
-  flipped = poisoning.label_flip(problem, BAD, num_classes=[3, 4])
+  flipped = poisoning.label_flip(problem, num_classes=[3, 4])
   for cid in (0, 1):
     for split in ('train', 'test'):
-      before = problem.client_data(None, cid, split)['examples']['y']
-      after = jax.jit(lambda c: flipped.client_data(None, c, split)['examples']['y'])(cid)
+      before = problem.client_data(SOURCE, cid, split)['examples']['y']
+      after = jax.jit(lambda c: flipped.client_data(SOURCE, c, split)['examples']['y'])(cid)
       if cid == 1 and split == 'train':
         expect = np.array(before)
         expect[:5] = np.array([2, 3]) - expect[:5]   # K - 1 - y on the 5 valid examples
         np.testing.assert_array_equal(after, expect)
       else:
         np.testing.assert_array_equal(after, before)
-  perm = poisoning.label_flip(problem, BAD, [3, 4], permutations=[[1, 2, 0], [0, 1, 2, 3]])
-  y = perm.client_data(None, 1, 'train')['examples']['y']
+  perm = poisoning.label_flip(problem, [3, 4], permutations=[[1, 2, 0], [0, 1, 2, 3]])
+  y = perm.client_data(SOURCE, 1, 'train')['examples']['y']
   np.testing.assert_array_equal(y[:5, 0], [1, 2, 0, 1, 2])     # labels 0, 1, 2, 0, 1 mapped
   with pytest.raises(ConfigError, match='permutation'):
-    poisoning.label_flip(problem, BAD, [3, 4], permutations=[[0, 0, 1], [0, 1, 2, 3]])
+    poisoning.label_flip(problem, [3, 4], permutations=[[0, 0, 1], [0, 1, 2, 3]])
 
 
+# The run's source holds the backdoor's key data (`attacks.feature.source_arrays`).
+SOURCE = {poisoning.KEY: jax.random.key_data(KEY)}
 TRIG = poisoning.trigger(['vision', 'audio'], ['gesture', 'scene'], [3, 4], modality='vision',
                          task='gesture', target=2, size=2, value=9.0, fraction=1.0)
 
 
 def test_backdoor_stamps_and_relabels_only_the_attackers_eligible_examples():
   problem = tiny_problem()
-  poisoned = poisoning.backdoor(problem, BAD, TRIG, KEY)
-  honest = jax.jit(lambda: poisoned.client_data(None, 0, 'train'))()
-  jax.tree.map(np.testing.assert_array_equal, honest, problem.client_data(None, 0, 'train'))
-  clean = problem.client_data(None, 1, 'train')['examples']
-  bad = poisoned.client_data(None, 1, 'train')['examples']
+  poisoned = poisoning.backdoor(problem, TRIG)
+  honest = jax.jit(lambda: poisoned.client_data(SOURCE, 0, 'train'))()
+  jax.tree.map(np.testing.assert_array_equal, honest, problem.client_data(SOURCE, 0, 'train'))
+  clean = problem.client_data(SOURCE, 1, 'train')['examples']
+  bad = poisoned.client_data(SOURCE, 1, 'train')['examples']
   # Eligible: valid (0-4) with vision (not 2): examples 0, 1, 3, 4.
   hit = np.array([True, True, False, True, True, False])
   v, v0 = np.asarray(bad['x']['vision']), np.asarray(clean['x']['vision'])
@@ -205,14 +212,14 @@ def test_backdoor_stamps_and_relabels_only_the_attackers_eligible_examples():
   np.testing.assert_array_equal(bad['y'][:, 0], np.where(hit, 2, clean['y'][:, 0]))
   np.testing.assert_array_equal(bad['y'][:, 1], clean['y'][:, 1])
   np.testing.assert_array_equal(bad['x']['audio'], clean['x']['audio'])
-  test = poisoned.client_data(None, 1, 'test')
-  jax.tree.map(np.testing.assert_array_equal, test, problem.client_data(None, 1, 'test'))
+  test = poisoned.client_data(SOURCE, 1, 'test')
+  jax.tree.map(np.testing.assert_array_equal, test, problem.client_data(SOURCE, 1, 'test'))
 
 
 def test_backdoor_fraction_poisons_a_subset():
   half = poisoning.trigger(['vision'], ['gesture'], [3], target=2, size=1, fraction=0.5)
   problem = tiny_problem(num_examples=2001)
-  x = poisoning.backdoor(problem, BAD, half, KEY).client_data(None, 1, 'train')['examples']
+  x = poisoning.backdoor(problem, half).client_data(SOURCE, 1, 'train')['examples']
   stamped = np.asarray(x['x']['vision'][:, -1, -1, 0] == half.value)
   # 1999 eligible examples, Bernoulli(0.5): 4 standard errors is 4 * sqrt(1999) / 2 = 89.
   assert abs(stamped.sum() - 1999 / 2) < 90
@@ -221,8 +228,8 @@ def test_backdoor_fraction_poisons_a_subset():
 
 def test_backdoor_success_rate():
   problem = tiny_problem()
-  poisoned = poisoning.backdoor(problem, BAD, TRIG, KEY)
-  data = problem.client_data(None, 0, 'test')
+  poisoned = poisoning.backdoor(problem, TRIG)
+  data = problem.client_data(SOURCE, 0, 'test')
   stats = jax.jit(poisoned.eval_stats)({}, data)
   assert 'count' in stats                       # the problem's own stats are kept
   # Test labels of gesture: (n % 3 + 1) % 3 = 1, 2, 0, 1, 2, 0. Eligible (valid n < 5,
@@ -243,13 +250,15 @@ def test_sign_flippers_break_the_mean_but_not_the_median_or_trimmed_mean():
   w_star = jax.random.normal(jax.random.fold_in(key, 0), (dim,))
   x = jax.random.normal(jax.random.fold_in(key, 1), (clients, n, dim))
   y = x @ w_star + 0.1 * jax.random.normal(jax.random.fold_in(key, 2), (clients, n))
-  is_bad = malicious.predicate(jax.random.fold_in(key, 3), 0.2, clients)
-  attack = sign_flip.sign_flip(is_bad, scale=10.0)
+  source = malicious.source_arrays(jax.random.fold_in(key, 3), 0.2, clients)
+  is_bad = lambda c: malicious.flag(source, c, clients)
+  attack = sign_flip.sign_flip(scale=10.0)
 
   def client(w, xi, yi, cid):
     grad = jax.grad(lambda v: jnp.mean((xi @ v - yi) ** 2))(w['w'])
     update = {'w': -0.1 * grad}
-    out, _, weights, _ = attack.update(update, (), KEY, {'w': jnp.float32(n)}, info(cid))
+    bad_info = info(cid)._replace(data={'malicious': is_bad(cid)})
+    out, _, weights, _ = attack.update(update, (), KEY, {'w': jnp.float32(n)}, bad_info)
     return aggregation.ClientUpdate(model={'w': w['w'] + out['w']}, update=out,
                                     weights=weights, client_id=cid)
 

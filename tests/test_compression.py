@@ -144,9 +144,11 @@ def test_event_trigger_with_a_compressor_counts_its_bits_and_freezes_its_state()
 
 def test_chained_with_an_attack_the_stats_do_not_clash():
   from fedxr_jax.transforms import sign_flip
-  t = transforms.chain(sign_flip.sign_flip(lambda c: c == 0), topk.topk(fraction=0.5))
+  t = transforms.chain(sign_flip.sign_flip(), topk.topk(fraction=0.5))
   update = {'a': jnp.array([1.0, -4.0])}
-  sent, _, _, stats = step(t, update, t.init(update))
+  info = INFO._replace(server=t.init_server(update), data={'malicious': jnp.asarray(True)})
+  sent, _, _, stats = jax.jit(t.update)(update, t.init(update), KEY,
+                                        {'a': jnp.ones(())}, info)
   np.testing.assert_array_equal(sent['a'], [0.0, 4.0])
   assert set(stats) == {'attack/sign_flip/clients', 'upload_bits'}
 

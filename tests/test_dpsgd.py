@@ -19,7 +19,10 @@ from fedxr_jax.errors import ConfigError
 from fedxr_jax.privacy import accounting
 from fedxr_jax.privacy import dpsgd
 from fedxr_jax.compose import experiment
+from fedxr_jax.aggregators import registry as aggregator_registry
 from fedxr_jax.compose import pipeline
+from fedxr_jax.core.contribution import Capabilities
+from fedxr_jax.privacy import feature as privacy_feature
 from fedxr_jax.transforms import clip as clip_lib
 import tiny
 from helpers import assert_trees_close, assert_trees_equal, run_rounds
@@ -226,10 +229,27 @@ def _config(config, **privacy):
   return config
 
 
-def _tiny_privacy(config):
+def _run_context(config):
   source = {k: jnp.asarray(v) for k, v in
             tiny.make_source(config.population_size, config.local_steps).items()}
-  return pipeline.make_privacy(config, tiny.problem(), source), source
+  facts = algorithm_lib.RunFacts(
+      seed=0, population_size=config.population_size, cohort_size=config.cohort_size,
+      local_steps=config.local_steps, batch_size=config.batch_size, plan={'body': 'shared'},
+      tasks=('t',))
+  return pipeline.RunContext(facts, config.num_rounds, None, config.model, tiny.problem(),
+                             source)
+
+
+def _tiny_privacy(config):
+  run = _run_context(config)
+  return privacy_feature.make_privacy(config.privacy, run), run.source
+
+
+def _caps(config, algorithm=None, kind='centralized'):
+  """What a feature's check sees: the configured aggregator, a topology of `kind`."""
+  topology = tiny.setup(kind=kind).federation.topology
+  return Capabilities(topology, aggregator_registry.make(config.aggregator, config.cohort_size),
+                      config.aggregator.name, algorithm, ())
 
 
 def test_the_pipeline_accounts_the_worst_client_of_the_population(config):
@@ -237,7 +257,7 @@ def test_the_pipeline_accounts_the_worst_client_of_the_population(config):
   # N = 4 (the fewest): every example twice in each batch, K = 2^2 + 2^2 = 8
   # (N = 5 also 8, for one example; N = 6: 5; N = 8: 2).
   privacy, source = _tiny_privacy(_config(config, noise_multiplier=2.0, example_clip=0.7))
-  counts = pipeline.example_counts(tiny.problem(), source, config.population_size)
+  counts = privacy_feature.example_counts(tiny.problem(), source, config.population_size)
   np.testing.assert_array_equal(counts, source['num_examples'][:config.population_size])
   assert counts.min() == 4
   assert privacy.mode == 'example' and privacy.clip_norm == 0.7
@@ -247,9 +267,10 @@ def test_the_pipeline_accounts_the_worst_client_of_the_population(config):
   assert privacy.epsilon_per_round[-1] == pytest.approx(direct, rel=1e-6)
   assert len(privacy.epsilon_per_round) == config.num_rounds
   # Client-level pieces stay out; the weights become example counts.
-  assert pipeline.make_aggregator(config, 'centralized', None, privacy) is None
-  hook = pipeline.make_private_grads(privacy)
-  assert hook is not None and pipeline.make_private_grads(None) is None
+  part = privacy_feature.contribute(config.privacy, _run_context(config))
+  assert part.aggregator is None and not part.needs_server
+  assert part.private_grads is not None and part.info == privacy
+  assert [order for order, _ in part.transforms] == ['privacy']
 
 
 def test_example_count_weights_keep_zeros_and_release_only_the_count():
@@ -263,11 +284,14 @@ def test_example_count_weights_keep_zeros_and_release_only_the_count():
 
 
 def test_robust_aggregators_and_serverless_topologies_are_fine_with_example_dp(config):
-  privacy, _ = _tiny_privacy(_config(config, noise_multiplier=1.0))
-  config.aggregator.name = 'median'
-  assert pipeline.make_aggregator(config, 'centralized', None, privacy) is not None
-  config.aggregator.name = 'mean'
-  assert pipeline.make_aggregator(config, 'tree', None, privacy) is None
+  _config(config, noise_multiplier=1.0)
+  part = privacy_feature.contribute(config.privacy, _run_context(config))
+  fedavg = algorithms.make('fedavg', {}, _run_context(config).facts)
+  for name, kind in (('median', 'centralized'), ('mean', 'decentralized')):
+    config.aggregator.name = name
+    topology = tiny.setup(kind=kind).federation.topology
+    _, aggregator = pipeline.assemble(config, (part,), topology, fedavg)
+    assert aggregator.name == name
 
 
 @pytest.mark.parametrize('privacy, message', [
@@ -286,20 +310,21 @@ def test_contradictory_example_settings_are_one_line(config, privacy, message):
 
 
 def test_an_algorithm_that_reports_raw_statistics_is_refused(config):
-  privacy, _ = _tiny_privacy(_config(config, noise_multiplier=1.0))
+  _config(config, noise_multiplier=1.0)
   facts = algorithm_lib.RunFacts(seed=0, population_size=24, cohort_size=8, local_steps=2,
                                  batch_size=8, plan={'body': 'shared'}, tasks=('t',))
+  part = privacy_feature.contribute(config.privacy, _run_context(config))
   with pytest.raises(ConfigError) as err:
-    pipeline.check_algorithm(privacy, algorithms.make('ewc', {'rounds': (2,)}, facts))
+    part.check(_caps(config, algorithms.make('ewc', {'rounds': (2,)}, facts)))
   assert 'its client report' in str(err.value) and '\n' not in str(err.value)
-  pipeline.check_algorithm(privacy, algorithms.make('fedprox', {'mu': 0.1}, facts))
+  part.check(_caps(config, algorithms.make('fedprox', {'mu': 0.1}, facts)))
 
 
 # Federated runs ----------------------------------------------------------------------
 
 
 def _accuracy(setup, server, clients, num_clients):
-  _, _, frozen = jax.jit(setup.federation.init)(setup.world)
+  _, _, frozen = jax.jit(setup.federation.init)(setup.world, setup.key)
   sums = jax.jit(setup.federation.evaluate, static_argnums=(5,))(
       server, clients, frozen, setup.world, jnp.arange(num_clients), 'test')
   return float(sums['correct'].sum() / sums['count'].sum())
@@ -331,7 +356,7 @@ def test_an_example_mode_experiment_trains_and_reports_epsilon(config):
   exp = experiment.build(config)
   assert exp.privacy.mode == 'example'
   # Test config: B = 8, 2 steps, 8..16 examples: K = 2 where N < 16.
-  counts = pipeline.example_counts(exp.problem, exp.world, config.population_size)
+  counts = privacy_feature.example_counts(exp.problem, exp.world, config.population_size)
   assert 8 <= counts.min() < 16
   direct = [rdp.RdpAccountant().compose(dp_accounting.GaussianDpEvent(0.25), 2 * r)
             .get_epsilon(DELTA) for r in (1, 2, 3)]

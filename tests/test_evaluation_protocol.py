@@ -43,7 +43,7 @@ def run(tmp_path_factory):
   exp = experiment.build(_config())
   workdir = str(tmp_path_factory.mktemp('protocol'))
   evaluator = evaluator_lib.Evaluator(exp, workdir)
-  server, clients, frozen = jax.jit(exp.federation.init)(exp.world)
+  server, clients, frozen = jax.jit(exp.federation.init)(exp.world, exp.key)
   round_fn = jax.jit(exp.federation.round)
   rows = []
   for r in range(4):
@@ -156,7 +156,7 @@ def test_the_global_model_of_personal_heads_is_the_initial_heads():
   config = test_config.get_config()
   config.plan.heads = 'personal'
   exp = experiment.build(config)
-  server, clients, frozen = jax.jit(exp.federation.init)(exp.world)
+  server, clients, frozen = jax.jit(exp.federation.init)(exp.world, exp.key)
   ev = jax.jit(exp.federation.evaluate, static_argnames=(
       'split', 'per_client', 'compare_global'))
   ids = jnp.arange(8)

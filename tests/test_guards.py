@@ -23,7 +23,7 @@ def _guard(factor=0.0, reference=math.nan, skip=False):
 
 def _one_round(setup, guard):
   fed = setup.federation
-  server, clients, frozen = jax.jit(fed.init)(setup.world)
+  server, clients, frozen = jax.jit(fed.init)(setup.world, setup.key)
   plan, _ = setup.plan(0)
   new = jax.jit(fed.round)(server, clients, frozen, setup.world, plan, guard)
   return (server, clients), new
@@ -45,7 +45,7 @@ def test_a_nan_round_is_flagged_and_skip_round_keeps_the_old_state():
 def test_a_healthy_round_is_not_flagged_and_the_guard_changes_nothing():
   setup = tiny.setup(plan=PLAN, population=12, cohort=4)
   fed = setup.federation
-  server, clients, frozen = jax.jit(fed.init)(setup.world)
+  server, clients, frozen = jax.jit(fed.init)(setup.world, setup.key)
   plan, _ = setup.plan(0)
   plain = jax.jit(fed.round)(server, clients, frozen, setup.world, plan)
   guarded = jax.jit(fed.round)(server, clients, frozen, setup.world, plan, _guard(skip=True))
@@ -73,7 +73,7 @@ def test_k_rounds_carry_the_first_loss_as_the_reference():
   # exceeds half of round 1's diverges, as the host computes for one-round calls.
   setup = tiny.setup(population=12, cohort=4, lr=0.05)
   fed = setup.federation
-  server, clients, frozen = jax.jit(fed.init)(setup.world)
+  server, clients, frozen = jax.jit(fed.init)(setup.world, setup.key)
   plans = [setup.plan(r)[0] for r in range(3)]
   _, _, stacked = jax.jit(fed.rounds)(server, clients, frozen, setup.world,
                                       round_plan.stack(plans), _guard(factor=0.5))

@@ -70,13 +70,13 @@ def test_metadata_records_the_run(saved):
 def test_federated_run_starts_from_the_saved_base_and_keeps_it_frozen(saved):
   directory, _ = saved
   exp = experiment.build(_config(directory))   # plan: base frozen, encoders shared
-  server, clients, frozen = jax.jit(exp.federation.init)(exp.world)
+  server, clients, frozen = jax.jit(exp.federation.init)(exp.world, exp.key)
   base, encoders = _on_disk(directory, 'base'), _on_disk(directory, 'encoders')
   assert_trees_equal(frozen['base'], base)
   assert_trees_equal(server.shared['encoders'], encoders)
   # The scratch run of the same seed starts from another (random) base.
   scratch = experiment.build(test_config.get_config())
-  _, _, scratch_frozen = jax.jit(scratch.federation.init)(scratch.world)
+  _, _, scratch_frozen = jax.jit(scratch.federation.init)(scratch.world, scratch.key)
   assert not np.array_equal(scratch_frozen['base']['backbone']['cls'],
                             base['backbone']['cls'])
 

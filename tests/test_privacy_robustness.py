@@ -23,7 +23,7 @@ from helpers import assert_trees_close, assert_trees_equal, run_rounds
 
 def _accuracy(setup, server, clients, num_clients):
   ids = jnp.arange(num_clients)
-  _, _, frozen = jax.jit(setup.federation.init)(setup.world)
+  _, _, frozen = jax.jit(setup.federation.init)(setup.world, setup.key)
   sums = jax.jit(setup.federation.evaluate, static_argnums=(5,))(
       server, clients, frozen, setup.world, ids, 'test')
   return float(sums['correct'].sum() / sums['count'].sum())
@@ -58,7 +58,7 @@ def test_clipped_updates_reach_the_server_with_norm_at_most_c():
                      aggregator=dp_mean_lib.dp_mean(noise_multiplier=0.0,
                                                     expected_cohort_size=8, clip_norm=c))
   server, _, metrics = run_rounds(setup, 1)
-  initial = jax.jit(setup.federation.init)(setup.world)[0]
+  initial = jax.jit(setup.federation.init)(setup.world, setup.key)[0]
   moved = transforms.global_norm(jax.tree.map(jnp.subtract, server.shared, initial.shared))
   # The mean of 8 updates of norm <= C (every one clipped here) has norm <= C.
   assert float(moved) <= c + 1e-6
@@ -110,9 +110,9 @@ def test_contradictory_settings_are_one_line(config, change, message):
 
 def _attacked(aggregator=None, attack_scale=10.0, rounds=15):
   """20% of 20 clients send -10 x their update; accuracy after `rounds`."""
-  bad = malicious.predicate(jax.random.key(5), 0.2, 20)
-  chain = transforms.chain(sign_flip.sign_flip(bad, scale=attack_scale)) if attack_scale else None
-  setup = tiny.setup(population=20, cohort=20, transforms=chain, aggregator=aggregator, lr=0.3)
+  chain = transforms.chain(sign_flip.sign_flip(scale=attack_scale)) if attack_scale else None
+  setup = tiny.setup(population=20, cohort=20, transforms=chain, aggregator=aggregator, lr=0.3,
+                     malicious=0.2, attack_seed=5)
   server, clients, _ = run_rounds(setup, rounds)
   return _accuracy(setup, server, clients, 20)
 

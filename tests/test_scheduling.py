@@ -100,7 +100,7 @@ def _run_both(monkeypatch, rounds=2, **kw):
   for scheduled in (False, True):
     setup = _federation(monkeypatch, scheduled, **kw)
     fed = setup.federation
-    server, clients, frozen = jax.jit(fed.init)(setup.world)
+    server, clients, frozen = jax.jit(fed.init)(setup.world, setup.key)
     step, states = jax.jit(fed.round), []
     for r in range(rounds):
       server, clients, metrics = step(server, clients, frozen, setup.world, setup.plan(r)[0])
@@ -187,7 +187,7 @@ def test_parse_chunk_size():
 def test_auto_chunk_size_is_measured_on_the_federation(monkeypatch):
   setup = tiny.setup(population=16, cohort=16, chunk_size=4)
   stage = _stage(setup)
-  states = jax.eval_shape(setup.federation.init, setup.world)
+  states = jax.eval_shape(setup.federation.init, setup.world, setup.key)
   temps = [chunking.chunk_memory(stage, states, setup.world, k)['temp'] for k in (1, 4)]
   bound = chunking.chunk_bytes_bound(stage, states, setup.world, 1)
   assert 0 < temps[0] < temps[1] <= 4 * bound

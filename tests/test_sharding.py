@@ -30,7 +30,7 @@ config.cohort_size, config.chunk_size = 16, 8
 scheduled, _, _ = run_rounds(experiment.build(config), 2)
 if exp.mesh is not None:
   # The compiled round really is partitioned: it holds cross-device collectives.
-  s, c, f = exp.federation.init(exp.world)
+  s, c, f = exp.federation.init(exp.world, exp.key)
   hlo = jax.jit(exp.federation.round).lower(s, c, f, exp.world, exp.plan(0)[0]).compile().as_text()
   assert any(op in hlo for op in ('all-reduce', 'all-gather', 'reduce-scatter')), 'no collectives'
 leaves = jax.tree_util.tree_leaves_with_path({'centralized': server.shared,

@@ -133,7 +133,7 @@ def test_payload_bits_and_compute_seconds_by_hand():
 def test_plans_stack_and_k_rounds_in_one_call_equal_k_single_calls():
   setup = tiny.setup(population=12, cohort=4)
   fed = setup.federation
-  server, clients, frozen = jax.jit(fed.init)(setup.world)
+  server, clients, frozen = jax.jit(fed.init)(setup.world, setup.key)
   plans = [setup.plan(r)[0] for r in range(3)]
   assert len({tuple(np.asarray(p.cohort)) for p in plans}) > 1   # cohorts change
   one = jax.jit(fed.round)
@@ -153,7 +153,7 @@ def test_plans_stack_and_k_rounds_in_one_call_equal_k_single_calls():
 def test_the_round_samples_nothing_itself_the_plan_decides_the_cohort():
   setup = tiny.setup(population=12, cohort=4, plan={'body': 'shared', 'head': 'personal'})
   fed = setup.federation
-  server, clients, frozen = jax.jit(fed.init)(setup.world)
+  server, clients, frozen = jax.jit(fed.init)(setup.world, setup.key)
   plan = setup.plan(0)[0]
   other = plan._replace(cohort=jnp.array([0, 1, 2, 3], jnp.int32))
   _, new_clients, _ = jax.jit(fed.round)(server, clients, frozen, setup.world, other)

@@ -72,7 +72,7 @@ def test_ffa_lora_never_changes_a(config):
   config.lora.rule = 'ffa'
   exp = experiment.build(config)
   fed = exp.federation
-  server, clients, frozen = jax.jit(fed.init)(exp.world)
+  server, clients, frozen = jax.jit(fed.init)(exp.world, exp.key)
   init = exp.problem.init_params(rng.stream(jax.random.key(config.seed),
                                                        rng.INIT_STREAM))
   assert 'lora_a' not in server.shared and fed.plan['lora_a'] == 'frozen'
@@ -123,7 +123,7 @@ def test_heterogeneous_ranks_train_only_each_clients_first_ranks(config):
   assert config.model.lora_rank == 2
   config.lora.device_ranks = (1,) * len(config.data.devices)
   exp = experiment.build(config)
-  _, _, frozen = jax.jit(exp.federation.init)(exp.world)
+  _, _, frozen = jax.jit(exp.federation.init)(exp.world, exp.key)
   init = exp.problem.init_params(rng.stream(jax.random.key(config.seed),
                                                        rng.INIT_STREAM))
   server, _, _ = run_rounds(exp, 2)
@@ -179,7 +179,7 @@ def test_moe_routed_tokens_sum_to_top_k_times_tokens(config):
   config.model.expert_top_k = 2
   exp = experiment.build(config)
   problem = exp.problem
-  server, clients, frozen = jax.jit(exp.federation.init)(exp.world)
+  server, clients, frozen = jax.jit(exp.federation.init)(exp.world, exp.key)
   data = problem.client_data(exp.world, jnp.int32(3), 'test', 0)
   params = {**frozen, **server.shared,
             **jax.tree.map(lambda x: x[3], clients.personal)}
@@ -213,7 +213,7 @@ def test_local_finetuning_changes_evaluation_only(config):
   ft_exp = experiment.build(config)
   ft, ft_clients, _ = run_rounds(ft_exp, 1)
   assert_trees_equal(plain.shared, ft.shared)
-  _, _, frozen = jax.jit(exp.federation.init)(exp.world)
+  _, _, frozen = jax.jit(exp.federation.init)(exp.world, exp.key)
   ids = jnp.arange(8)
   train_loss = lambda e, s, c: np.asarray(jax.jit(
       e.federation.evaluate, static_argnums=(5,))(s, c, frozen, e.world, ids,

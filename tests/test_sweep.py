@@ -36,7 +36,7 @@ def _tiny(client_lr, server_lr, server='sgd', client=None):
 
 
 def _round_args(s):
-  server, clients, frozen = jax.jit(s.federation.init)(s.world)
+  server, clients, frozen = jax.jit(s.federation.init)(s.world, s.key)
   return server, clients, frozen, s.world, s.plan(0)[0]
 
 
@@ -99,8 +99,8 @@ def test_a_lane_of_the_experiment_starts_where_its_own_build_does():
                      LR: 0.03, 'server_optimizer.learning_rate': 0.3,
                      'algorithm.fedprox.mu': 0.1})
   exp_a, exp_b = experiment.build(base), experiment.build(other)
-  state_a = jax.jit(exp_a.federation.init)(exp_a.world)
-  state_b = jax.jit(exp_b.federation.init)(exp_b.world)
+  state_a = jax.jit(exp_a.federation.init)(exp_a.world, exp_a.key)
+  state_b = jax.jit(exp_b.federation.init)(exp_b.world, exp_b.key)
   lane = sweep.lane_server(exp_a, other, state_a[0], keys)
   assert_trees_equal(lane, state_b[0])
   assert float(lane.algorithm['mu']) == np.float32(0.1)

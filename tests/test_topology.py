@@ -35,7 +35,7 @@ def test_hierarchical_with_k2_one_equals_centralized(centralized):
 def test_hierarchical_cloud_waits_k2_rounds():
   setup = tiny.setup(kind='hierarchical', topology=dict(num_edges=2, k2=2))
   server, _, metrics = run_rounds(setup, 1)
-  initial = jax.jit(setup.federation.init)(setup.world)[0]
+  initial = jax.jit(setup.federation.init)(setup.world, setup.key)[0]
   # Round 1 is an edge round: the cloud model has not moved, the edges have,
   # and nothing crossed the backhaul.
   chex.assert_trees_all_equal(server.shared, initial.shared)
@@ -78,7 +78,7 @@ def test_decentralized_on_a_complete_graph_is_fedavg(centralized):
 def test_gossip_at_population_scale_trains_and_mixes_only_the_cohort():
   setup = tiny.setup(kind='decentralized', population=24, cohort=8, d2d=dict(graph='ring'))
   server, _, _ = run_rounds(setup, 1)
-  before = jax.jit(setup.federation.init)(setup.world)[0].topology['models']
+  before = jax.jit(setup.federation.init)(setup.world, setup.key)[0].topology['models']
   after = server.topology['models']
   cohort = np.asarray(setup.plan(0)[0].cohort)
   moved = np.flatnonzero(np.any(np.asarray(after['body']['w'] != before['body']['w']),
@@ -94,7 +94,7 @@ def test_a_device_that_trains_nothing_neither_sends_nor_mixes():
   setup = tiny.setup(kind='decentralized', population=6, cohort=6, budgets=[2, 2, 2, 2, 2, 2],
                      d2d=dict(graph='complete'))
   fed = setup.federation
-  server, clients, frozen = jax.jit(fed.init)(setup.world)
+  server, clients, frozen = jax.jit(fed.init)(setup.world, setup.key)
   world = dict(setup.world, num_examples=setup.world['num_examples'].at[2].set(0))
   plan = setup.plan(0)[0]
   new, _, metrics = jax.jit(fed.round)(server, clients, frozen, world, plan)
@@ -156,7 +156,7 @@ def test_round_traces_once_while_the_graph_changes():
                      d2d=dict(range_m=40.0, link_failure_prob=0.3),
                      topology=dict(num_clusters=2, fallback='ring'))
   fed = setup.federation
-  server, clients, frozen = fed.init(setup.world)
+  server, clients, frozen = fed.init(setup.world, setup.key)
   round_fn = jax.jit(chex.assert_max_traces(fed.round, n=1))
   masks = []
   for r in range(4):

@@ -16,9 +16,11 @@ import optax
 
 from fedxr_jax import algorithms
 from fedxr_jax import topology as topology_registry
+from fedxr_jax.attacks import malicious as malicious_lib
 from fedxr_jax.core import algorithm as algorithm_lib
 from fedxr_jax.core import problem as problem_lib
 from fedxr_jax.core import round as round_lib
+from fedxr_jax.core import rng
 from fedxr_jax.core import round_plan
 from fedxr_jax.core.problem import FederatedProblem
 from fedxr_jax.topology import channel as channel_lib
@@ -103,6 +105,7 @@ class Setup(NamedTuple):
   world: dict
   problem: FederatedProblem
   sample_cohort: Callable
+  key: np.ndarray   # the seed's key data (`ServerState.key`)
 
   def plan(self, round_idx):
     return round_plan.make_plan(self.sample_cohort, self.federation.topology.layout,
@@ -115,16 +118,21 @@ def setup(*, population: int = 8, cohort: int = 8, local_steps: int = 3,
           lr: float = 0.1, server_optimizer=None, chunk_size: int = 0, mesh=None,
           transforms=None, aggregator=None, seed: int = 0, unseen: int = 4,
           walk_m_per_round: float = 0.0, budgets=None, private_grads=None,
-          client_optimizer=None) -> Setup:
+          client_optimizer=None, malicious: float = 0.0, attack_seed: int = 0) -> Setup:
   """A federation of the tiny problem; `topology`: the kind's own settings;
   `budgets`: every client's step budget (cycled), instead of random ones;
   `private_grads`: DP-SGD in local training (`privacy.dpsgd.local_grads`);
-  `client_optimizer`: instead of optax.sgd(lr)."""
+  `client_optimizer`: instead of optax.sgd(lr); `malicious`: that fraction of the
+  population attacks (the set drawn from key(attack_seed), `attacks.malicious`)."""
   plan = plan or {'body': 'shared', 'head': 'shared'}
   prob = problem(walk_m_per_round)
   source = make_source(population + unseen, local_steps, seed)
   if budgets is not None:
     source['budget'] = np.resize(np.asarray(budgets, np.int32), population + unseen)
+  if malicious:
+    prob = malicious_lib.mark(prob, population)
+    source.update(malicious_lib.source_arrays(jax.random.key(attack_seed), malicious,
+                                              population))
   world = jax.tree.map(jnp.asarray, source)
   facts = algorithm_lib.RunFacts(seed=seed, population_size=population, cohort_size=cohort,
                                  local_steps=local_steps, batch_size=batch_size, plan=plan,
@@ -135,10 +143,11 @@ def setup(*, population: int = 8, cohort: int = 8, local_steps: int = 3,
                                 geography=problem_lib.geography(prob, world),
                                 channel=channel_lib.Channel())
   fed = round_lib.build_federation(
-      prob, plan, seed=seed, population_size=population, cohort_size=cohort,
+      prob, plan, population_size=population, cohort_size=cohort,
       local_steps=local_steps, batch_size=batch_size, client_optimizer=client_optimizer or optax.sgd(lr),
       server_optimizer=server_optimizer or optax.sgd(1.0), topology=topo,
       chunk_size=chunk_size, mesh=mesh,
       algorithm=algorithms.make(algorithm, algorithm_settings or {}, facts),
       transforms=transforms, aggregator=aggregator, private_grads=private_grads)
-  return Setup(fed, world, prob, round_plan.cohort_sampler(seed, population, cohort))
+  return Setup(fed, world, prob, round_plan.cohort_sampler(seed, population, cohort),
+               rng.key_data(seed))

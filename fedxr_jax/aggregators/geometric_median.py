@@ -50,5 +50,5 @@ def geometric_median(iterations: int = 8, smoothing: float = 1e-6) -> aggregatio
     del key
     return weiszfeld(stacked, shared, iterations, smoothing), state, {}
 
-  return aggregation.Aggregator('geometric_median', aggregate)
+  return aggregation.Aggregator('geometric_median', aggregate, robust=True)
 

@@ -82,7 +82,7 @@ def multi_krum(num_byzantine: int = 1, num_selected: Optional[int] = None,
               for r in shared}
     return target, state, {}
 
-  return aggregation.Aggregator(name, aggregate)
+  return aggregation.Aggregator(name, aggregate, robust=True)
 
 
 def krum(num_byzantine: int = 1) -> aggregation.Aggregator:

@@ -29,4 +29,4 @@ def median() -> aggregation.Aggregator:
     del key
     return aggregation.per_module(masked_median, stacked, shared), state, {}
 
-  return aggregation.Aggregator('median', aggregate)
+  return aggregation.Aggregator('median', aggregate, robust=True)

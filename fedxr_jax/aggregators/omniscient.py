@@ -39,10 +39,10 @@ def alie_z(n, f) -> jax.Array:
   return special.ndtri(jnp.clip((n - s) / jnp.maximum(n, 1.0), 0.0, 1.0 - 1e-6))
 
 
-def alie(z: Optional[float] = None) -> OmniscientAttack:
-  """mean - z std of the honest updates; z from (n, f) by the paper's formula unless given."""
+def alie(z: float = 0.0) -> OmniscientAttack:
+  """mean - z std of the honest updates; z from (n, f) by the paper's formula unless > 0."""
   def craft(mean, std, n, f):
-    return mean - (alie_z(n, f) if z is None else z) * std
+    return mean - (alie_z(n, f) if not z else z) * std
   return OmniscientAttack('alie', craft)
 
 
@@ -79,16 +79,17 @@ def forge(stacked: aggregation.ClientUpdate, attack: OmniscientAttack, bad) -> t
   return stacked._replace(update=update, model=model), f
 
 
-def with_attack(inner: aggregation.Aggregator, attack: OmniscientAttack,
-                is_malicious: Callable) -> aggregation.Aggregator:
+def with_attack(inner: aggregation.Aggregator,
+                attack: OmniscientAttack) -> aggregation.Aggregator:
   """`inner` after the malicious clients' uploads are replaced by `attack`'s.
 
-  is_malicious: client_id -> bool scalar (see attacks.malicious.predicate).
-  Always on the stacked path: the attack needs every upload.
+  Who is malicious: each upload's 'malicious' stat (`attacks.malicious.report`,
+  last in the client's transform chain). Always on the stacked path: the
+  attack needs every upload.
   """
 
   def aggregate(shared, state, stacked, key):
-    forged, f = forge(stacked, attack, jax.vmap(is_malicious)(stacked.client_id))
+    forged, f = forge(stacked, attack, stacked.stats['malicious'] > 0)
     if inner.stacked:
       clients = forged
     else:
@@ -97,4 +98,5 @@ def with_attack(inner: aggregation.Aggregator, attack: OmniscientAttack,
     return target, state, {**metrics, f'attack/{attack.name}/clients': f.astype(jnp.float32)}
 
   return aggregation.Aggregator(f'{inner.name}+{attack.name}', aggregate, init=inner.init,
+                               robust=inner.robust,
                                 after_server=inner.after_server)

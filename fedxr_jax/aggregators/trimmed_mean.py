@@ -37,4 +37,4 @@ def trimmed_mean(beta: float = 0.1) -> aggregation.Aggregator:
     fn = lambda x, w, old: masked_trimmed_mean(x, w, old, beta)
     return aggregation.per_module(fn, stacked, shared), state, {}
 
-  return aggregation.Aggregator('trimmed_mean', aggregate)
+  return aggregation.Aggregator('trimmed_mean', aggregate, robust=True)

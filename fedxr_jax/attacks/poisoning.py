@@ -1,6 +1,8 @@
 """Data poisoning: wrappers over a `FederatedProblem` that change what attackers train on.
 
-Only the 'train' split of malicious clients changes (their held-out data
+Both wrap a problem marked by `attacks.malicious.mark`: its client data
+says whether the client attacks (`data['malicious']`). Only the 'train'
+split of malicious clients changes (their held-out data
 and every honest client's data stay true), and only valid examples
 (`example_mask`). The XR layout: examples['x'][modality] [N, ...],
 examples['y'] [N, T] labels, examples['example_mask'] [N],
@@ -10,7 +12,7 @@ label_flip  y_t -> K_t - 1 - y_t, or a fixed permutation per task.
 backdoor    a `fraction` of an attacker's examples that have the trigger's
             modality get a square patch stamped on it and the target label
             of one task (Bagdasaryan et al. 2020; Gu et al. 2017). The
-            poisoned examples are drawn once per client from `key` (a
+            poisoned examples are drawn once per client from `source[KEY]` (a
             client's dataset is fixed, so are its poisoned examples). Its
             eval_stats add 'attack/backdoor_hits' and 'attack/backdoor_count'
             sums on the triggered held-out data; `success_rate` of the summed
@@ -25,6 +27,8 @@ import jax.numpy as jnp
 
 from fedxr_jax.core.problem import FederatedProblem, client_meta
 from fedxr_jax.errors import ConfigError
+
+KEY = 'attack/backdoor_key'   # source key: uint32 key data of the poisoned-example draws
 
 
 def _with(data, **examples):
@@ -51,7 +55,7 @@ def flip_table(num_classes: Sequence[int],
   return jnp.asarray(rows, jnp.int32)
 
 
-def label_flip(problem: FederatedProblem, is_malicious: Callable, num_classes: Sequence[int],
+def label_flip(problem: FederatedProblem, num_classes: Sequence[int],
                permutations: Optional[Sequence[Sequence[int]]] = None) -> FederatedProblem:
   """Attackers train on flipped labels; num_classes: K of each task, in label order."""
   table = flip_table(num_classes, permutations)
@@ -66,7 +70,7 @@ def label_flip(problem: FederatedProblem, is_malicious: Callable, num_classes: S
       raise ConfigError(f'label flipping got num_classes for {table.shape[0]} tasks, '
                         f'the data has {y.shape[1]}')
     flipped = table[jnp.arange(y.shape[1])[None, :], y]
-    poison = is_malicious(client_id) & ex['example_mask'][:, None]
+    poison = data['malicious'] & ex['example_mask'][:, None]
     return _with(data, y=jnp.where(poison, flipped, y).astype(y.dtype))
 
   return problem._replace(client_data=client_data)
@@ -151,9 +155,12 @@ def success_rate(stats: dict) -> jax.Array:
   return stats['attack/backdoor_hits'] / jnp.maximum(stats['attack/backdoor_count'], 1.0)
 
 
-def backdoor(problem: FederatedProblem, is_malicious: Callable, trig: Trigger,
-             key: jax.Array) -> FederatedProblem:
-  """Attackers train on triggered, relabelled examples; eval_stats measure the backdoor."""
+def backdoor(problem: FederatedProblem, trig: Trigger) -> FederatedProblem:
+  """Attackers train on triggered, relabelled examples; eval_stats measure the backdoor.
+
+  Which examples carry the trigger: draws from the source's key data
+  (`source[KEY]`, from the run's seed: data, not a constant of the round).
+  """
   if problem.predict is None:
     raise ConfigError('attack.name=backdoor needs a problem with predict (to measure success)')
 
@@ -162,8 +169,9 @@ def backdoor(problem: FederatedProblem, is_malicious: Callable, trig: Trigger,
     if split != 'train':
       return data
     ex = data['examples']
+    key = jax.random.wrap_key_data(source[KEY])
     draw = jax.random.uniform(jax.random.fold_in(key, client_id), ex['example_mask'].shape)
-    poison = (is_malicious(client_id) & ex['example_mask']
+    poison = (data['malicious'] & ex['example_mask']
               & ex['modality_mask'][:, trig.modality_index] & (draw < trig.fraction))
     data = _stamped(data, poison, trig)
     y = ex['y']

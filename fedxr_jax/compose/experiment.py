@@ -10,6 +10,7 @@ from typing import NamedTuple, Optional
 
 import jax
 import ml_collections
+import numpy as np
 
 from fedxr_jax import algorithms
 from fedxr_jax import topology as topology_registry
@@ -18,6 +19,7 @@ from fedxr_jax.core import algorithm as algorithm_lib
 from fedxr_jax.core import chunking
 from fedxr_jax.core import device_costs
 from fedxr_jax.core import problem as problem_lib
+from fedxr_jax.core import rng
 from fedxr_jax.core import round as round_lib
 from fedxr_jax.core import round_plan
 from fedxr_jax.core import trees
@@ -33,6 +35,7 @@ from fedxr_jax.compose import optimizers
 from fedxr_jax.compose import pipeline
 from fedxr_jax.compose import pretrained
 from fedxr_jax.compose import xr_problem
+from fedxr_jax.privacy import feature as privacy_feature
 
 POSITIVE = ('num_rounds', 'population_size', 'cohort_size', 'local_steps',
             'batch_size', 'eval_every', 'checkpoint_every', 'max_checkpoints')
@@ -43,25 +46,31 @@ class Experiment(NamedTuple):
   spec: synthetic.XRSpec
   model: m3t.M3TModel
   federation: round_lib.Federation
-  world: dict
+  world: dict               # the run's source: its data and the features' arrays of the seed
   mesh: Optional[jax.sharding.Mesh]
   problem: FederatedProblem
   costs: device_costs.DeviceCosts
   sample_cohort: callable   # round_idx -> [C] numpy cohort
-  privacy: Optional[pipeline.Privacy] = None   # DP (client or example level), its accounting
+  layout: callable          # (round_idx, cohort) -> (topology arrays, graph stats): this seed's
+  features: tuple = ()      # the features' `Contribution`s (`compose.pipeline`)
+
+  @property
+  def key(self) -> np.ndarray:
+    """The seed's key data: `federation.init(world, key)`."""
+    return rng.key_data(self.config.seed)
+
+  @property
+  def privacy(self) -> Optional[privacy_feature.Privacy]:
+    """DP (client or example level) and its accounting; None without DP."""
+    return pipeline.feature_info(self.features, 'privacy') if self.features else None
 
   def plan(self, round_idx: int):
     """(RoundPlan of a round, host-side graph statistics): computed once per round."""
-    return round_plan.make_plan(self.sample_cohort, self.federation.topology.layout,
-                                round_idx)
+    return round_plan.make_plan(self.sample_cohort, self.layout, round_idx)
 
   def host_metrics(self, rounds_done: int) -> dict:
-    """Per-row metrics known on the host: the accountant's epsilon after the round."""
-    if self.privacy is None:
-      return {}
-    eps = self.privacy.epsilon_per_round
-    return {'privacy/epsilon': eps[rounds_done - 1] if len(eps) >= rounds_done else None,
-            'privacy/noise_multiplier': self.privacy.noise_multiplier}
+    """Per-row metrics known on the host (the accountant's epsilon after the round)."""
+    return pipeline.host_metrics(self.features, rounds_done)
 
 
 def validate(config) -> None:
@@ -178,31 +187,34 @@ def build(config) -> Experiment:
     raise ConfigError(f'eval_unseen_clients={config.eval_unseen_clients} does not '
                       f'split evenly over {mesh.size} devices')
   facts = run_facts(config, plan, spec.tasks)
-  privacy = pipeline.make_privacy(config, problem, world)
-  is_malicious = pipeline.malicious_predicate(config)
-  if is_malicious is not None:
-    problem = pipeline.poison_problem(config, problem, spec, is_malicious)
-  topology = topology_registry.make(
-      config.topology, facts=facts, geography=problem_lib.geography(problem, world),
-      channel=channel_lib.Channel(**config.channel.to_dict()))
-  algorithm = make_algorithm(config, topology.kind, facts)
-  pipeline.check_algorithm(privacy, algorithm)
+  features = pipeline.contributions(config, pipeline.RunContext(
+      facts, config.num_rounds, spec, config.model, problem, world))
+  problem = pipeline.wrap_problem(problem, features)
+  world = pipeline.source(world, features, config.seed)
+  topology = make_topology(config, facts, problem, world)
+  algorithm = make_algorithm(config, topology, facts)
+  transforms, aggregator = pipeline.assemble(config, features, topology, algorithm)
   federation = round_lib.build_federation(
-      problem, plan, seed=config.seed,
-      population_size=config.population_size, cohort_size=config.cohort_size,
-      local_steps=config.local_steps, batch_size=config.batch_size,
+      problem, plan, population_size=config.population_size,
+      cohort_size=config.cohort_size, local_steps=config.local_steps,
+      batch_size=config.batch_size,
       client_optimizer=optimizers.make(config.client_optimizer, 'client_optimizer'),
       server_optimizer=optimizers.make(config.server_optimizer, 'server_optimizer'),
       chunk_size=config.chunk_size, mesh=mesh, shuffle=config.shuffle,
-      topology=topology, algorithm=algorithm,
-      transforms=pipeline.make_transforms(config, is_malicious, privacy),
-      aggregator=make_aggregator(config, topology.kind, is_malicious, privacy),
+      topology=topology, algorithm=algorithm, transforms=transforms, aggregator=aggregator,
       costs=costs, schedule_by_budget=config.schedule_by_budget, source=world,
       memory_budget_gb=config.memory_budget_gb,
-      private_grads=pipeline.make_private_grads(privacy))
+      private_grads=pipeline.private_grads(features))
   sample = round_plan.cohort_sampler(config.seed, config.population_size, config.cohort_size)
   return Experiment(config, spec, model, federation, world, mesh, problem, costs, sample,
-                    privacy)
+                    topology.layout, features)
+
+
+def make_topology(config, facts, problem, world):
+  """The topology of `config.topology`, laid out on this world's clients."""
+  return topology_registry.make(
+      config.topology, facts=facts, geography=problem_lib.geography(problem, world),
+      channel=channel_lib.Channel(**config.channel.to_dict()))
 
 
 def present_plan(plan: dict, problem: FederatedProblem) -> dict:
@@ -297,44 +309,17 @@ def make_plan(config) -> dict:
   return plan
 
 
-def _check_lora(config, topology_kind: str) -> None:
-  lc = config.lora
-  ranks = tuple(lc.device_ranks)
-  if ranks and len(ranks) != len(config.data.devices):
-    raise ConfigError(f'lora.device_ranks has {len(ranks)} entries for '
-                      f'{len(config.data.devices)} data.devices')
-  if any(not 1 <= r <= config.model.lora_rank for r in ranks):
-    raise ConfigError(f'lora.device_ranks={ranks} must be in [1, model.lora_rank='
-                      f'{config.model.lora_rank}]')
-  if lc.rule in lora_rules.EXACT_RULES:
-    if topology_kind not in topology_registry.CENTRAL:
-      raise ConfigError(f'not supported yet: lora.rule={lc.rule} with topology.kind='
-                        f'{topology_kind} (the residual needs the central average)')
-    if ranks:
-      raise ConfigError(f'not supported yet: lora.rule={lc.rule} with lora.device_ranks '
-                        '(heterogeneous ranks)')
-  if lc.hetlora_weights and lc.rule in ('ffa', 'fedsa'):
-    raise ConfigError(f'not supported yet: lora.hetlora_weights with lora.rule={lc.rule} '
-                      '(HetLoRA weighs by both factors, and one is not shared)')
-
-
-def make_aggregator(config, topology_kind: str, is_malicious=None, privacy=None):
-  """The server's aggregator (`compose.pipeline`), after the LoRA rule checks."""
-  _check_lora(config, topology_kind)
-  return pipeline.make_aggregator(config, topology_kind, is_malicious, privacy)
-
-
-def make_algorithm(config, topology_kind: str, facts: algorithm_lib.RunFacts):
+def make_algorithm(config, topology, facts: algorithm_lib.RunFacts):
   name = config.algorithm.name
   algorithms.registry.check_name(name)
-  algorithm = algorithms.make(name, config.algorithm.get(name), facts)
-  if algorithm.needs_server and topology_kind not in topology_registry.CENTRAL:
+  algorithm = algorithms.make(name, config.algorithm[name], facts)
+  if algorithm.needs_server and not topology.has_server:
     raise ConfigError(f'not supported yet: algorithm.name={algorithm.name} with '
-                      f'topology.kind={topology_kind} (its state lives on a central '
+                      f'topology.kind={topology.kind} (its state lives on a central '
                       'server)')
-  if algorithm.personalize is not None and topology_kind == 'decentralized':
+  if algorithm.personalize is not None and topology.own_models is not None:
     raise ConfigError(f'not supported yet: algorithm.name={algorithm.name} with '
-                      'topology.kind=decentralized (clients already keep their own '
+                      f'topology.kind={topology.kind} (clients already keep their own '
                       'models there)')
   return algorithm
 

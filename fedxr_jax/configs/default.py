@@ -11,8 +11,11 @@ import ml_collections
 
 from fedxr_jax import algorithms
 from fedxr_jax import topology
+import dataclasses
+
 from fedxr_jax.aggregators import registry as aggregator_registry
-from fedxr_jax.compose import pipeline
+from fedxr_jax.attacks import feature as attack_feature
+from fedxr_jax.privacy import feature as privacy_feature
 from fedxr_jax.transforms import registry as transform_registry
 
 
@@ -74,12 +77,12 @@ def get_config():
   # example's gradient clipped to example_clip, noise noise_multiplier *
   # example_clip on the batch sum; the worst client's epsilon, no
   # amplification (shuffled batches), every round in its cohort.
-  config.privacy = ml_collections.ConfigDict(pipeline.default_privacy_config())
+  config.privacy = ml_collections.ConfigDict(dataclasses.asdict(privacy_feature.Settings()))
   # Poisoning: a fixed fraction of the population is malicious (drawn from the
   # seed). model: none | sign_flip | gaussian | scaled_replacement | alie | ipm;
   # data: none | label_flip | backdoor (a trigger patch on the vision input,
   # relabelled to target; attack/success_rate on triggered test data).
-  config.attack = ml_collections.ConfigDict(pipeline.default_attack_config())
+  config.attack = ml_collections.ConfigDict(attack_feature.default_config())
   # Uplink compression: name none | topk | qsgd | sign (error feedback kept
   # per client); event_threshold > 0: a client uploads only when its update's
   # norm reaches it. comm/uplink_bits counts what is sent.

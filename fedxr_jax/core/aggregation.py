@@ -51,6 +51,12 @@ class Aggregator(NamedTuple):
   init: Callable = _no_state
   # Optional (new shared, state, sums) -> shared, where the round syncs.
   after_server: Optional[Callable] = None
+  # Capabilities the compatibility checks read (never a name):
+  # robust   breakdown point 1/2: withstands any minority of malicious clients;
+  # dp_safe  a linear, example-weighted mean: client-level DP's mean (its
+  #          output moves by at most C / m per client) may take its place.
+  robust: bool = False
+  dp_safe: bool = False
 
   @property
   def stacked(self) -> bool:
@@ -88,7 +94,7 @@ def weighted_mean() -> Aggregator:
     del key
     return {r: ratio_modules(sums[r][0], sums[r][1], shared[r]) for r in shared}, state, {}
 
-  return Aggregator('mean', aggregate, contribute)
+  return Aggregator('mean', aggregate, contribute, dp_safe=True)
 
 
 def stacked_weighted_mean() -> Aggregator:

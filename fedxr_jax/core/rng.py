@@ -1,6 +1,12 @@
-"""All randomness derives from keys: a run is a pure function of its seed."""
+"""All randomness derives from keys: a run is a pure function of its seed.
+
+The seed enters a compiled program as data: the server state holds its key
+data (`key_data(seed)`), and `run_key` turns it back into the key every
+stream folds from.
+"""
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # Stream ids keep independent uses of one seed apart.
 INIT_STREAM = 0
@@ -9,6 +15,16 @@ DATA_STREAM = 2
 EVAL_STREAM = 3
 COHORT_STREAM = 4
 ATTACK_STREAM = 5   # who is malicious (attacks.malicious), and their poisoned data
+
+
+def key_data(seed: int) -> np.ndarray:
+  """The uint32 key data of a seed, on the host (a run's `ServerState.key`)."""
+  return np.asarray(jax.device_get(jax.random.key_data(jax.random.key(seed))))
+
+
+def run_key(key_data) -> jax.Array:
+  """The seed's key from its key data (inside or outside a compiled program)."""
+  return jax.random.wrap_key_data(key_data)
 
 
 def stream(seed_key: jax.Array, stream_id: int) -> jax.Array:

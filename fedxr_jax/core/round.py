@@ -58,7 +58,7 @@ TRANSFORM_SERVER_STREAM = 0x75E2
 
 class Federation(NamedTuple):
   """Pure functions of one federated run (jit them; see `training.loop`)."""
-  init: Callable        # source -> (server, clients, frozen)
+  init: Callable        # (source, key data of the seed) -> (server, clients, frozen)
   round: Callable       # (server, clients, frozen, source, plan) -> (server, clients, metrics)
   rounds: Callable      # the same over K stacked plans -> metrics stacked [K]
   evaluate: Callable    # (server, clients, frozen, source, client_ids, split) -> sums
@@ -84,7 +84,6 @@ class RoundSetup(NamedTuple):
   stage: client_lib.LocalStage
   topology: topology_lib.Topology
   server_optimizer: optax.GradientTransformation
-  seed_key: jax.Array
   plan: dict
   population_size: int
   cohort_size: int
@@ -94,12 +93,11 @@ class RoundSetup(NamedTuple):
   # The client optimizer's injected hyperparameters at round 0 (`server.hyperparams`).
   client_hyperparams: Optional[dict] = None
 
-  def initial_params(self):
-    return self.stage.problem.init_params(rng.stream(self.seed_key, rng.INIT_STREAM))
+  def initial_params(self, seed_key):
+    return self.stage.problem.init_params(rng.stream(seed_key, rng.INIT_STREAM))
 
 
-def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
-                     population_size: int, cohort_size: int, local_steps: int,
+def build_federation(problem: FederatedProblem, plan: dict, *, population_size: int, cohort_size: int, local_steps: int,
                      batch_size: int, client_optimizer: optax.GradientTransformation,
                      server_optimizer: optax.GradientTransformation,
                      topology: topology_lib.Topology,
@@ -143,14 +141,12 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
       shared_roles=plan_lib.roles_with(plan, plan_lib.SHARED),
       personal_roles=plan_lib.roles_with(plan, plan_lib.PERSONAL), local_steps=local_steps,
       batch_size=batch_size, costs=costs, streams=topology.streams(aggregator))
-  setup = RoundSetup(stage, topology, server_optimizer, jax.random.key(seed), plan,
-                     population_size, cohort_size, chunk_size, mesh, schedule_by_budget,
+  setup = RoundSetup(stage, topology, server_optimizer, plan, population_size, cohort_size, chunk_size, mesh, schedule_by_budget,
                      local_lib.hyperparams_of(client_optimizer))
   if chunk_size == chunking.AUTO:
     setup = _measured_chunk(setup, source, memory_budget_gb)
     chunk_size = setup.chunk_size
-  evaluate = evaluate_lib.make_evaluate(stage, seed_key=setup.seed_key,
-                                        initial_params=setup.initial_params,
+  evaluate = evaluate_lib.make_evaluate(stage, initial_params=setup.initial_params,
                                         own_models=topology.own_models,
                                         chunk_size=chunk_size, mesh=mesh)
   return Federation(init=_bound(init, setup), round=_bound(round_step, setup),
@@ -160,7 +156,7 @@ def build_federation(problem: FederatedProblem, plan: dict, *, seed: int,
 
 def _measured_chunk(setup: RoundSetup, source, memory_budget_gb: float) -> RoundSetup:
   """setup with chunk_size='auto' measured on this federation (`core.chunking`)."""
-  states = jax.eval_shape(functools.partial(init, setup), source)
+  states = jax.eval_shape(functools.partial(init, setup), source, rng.key_data(0))
   return setup._replace(chunk_size=chunking.resolve(
       chunking.AUTO, setup.stage, states, source, num_clients=setup.cohort_size,
       mesh=setup.mesh, memory_budget_gb=memory_budget_gb))
@@ -174,18 +170,18 @@ def _bound(fn, setup):
   return bound
 
 
-def init(setup: RoundSetup, source):
-  """(server, clients, frozen) of round 0: every tree from the seed."""
+def init(setup: RoundSetup, source, key):
+  """(server, clients, frozen) of round 0: every tree from the seed's key data."""
   stage, population = setup.stage, setup.population_size
   problem, algorithm, transforms = stage.problem, stage.algorithm, stage.transforms
-  params = setup.initial_params()
+  params = setup.initial_params(rng.run_key(key))
   shared = {r: params[r] for r in stage.shared_roles}
   # {role: prefix tree of weights}: the module structure of `shared`.
   template = jax.eval_shape(lambda: problem.module_weights(
       problem.client_data(source, jnp.int32(0), 'train', jnp.int32(0)), None))
   per_client = lambda tree: trees.broadcast_to_clients(tree, population)
   server = ServerState(
-      round=jnp.zeros((), jnp.int32), shared=shared,
+      round=jnp.zeros((), jnp.int32), key=jnp.asarray(key, jnp.uint32), shared=shared,
       opt_state=setup.server_optimizer.init(shared),
       topology=setup.topology.init(shared, {r: template[r] for r in stage.shared_roles}),
       algorithm=algorithm.init_server_state(shared),
@@ -205,7 +201,7 @@ def local(setup: RoundSetup, server, clients, frozen, source, round_plan):
   (`core.schedule`); the outputs come back in cohort order.
   """
   cohort = round_plan.cohort
-  keys = rng.client_keys(rng.round_key(setup.seed_key, server.round), cohort)
+  keys = rng.client_keys(rng.round_key(rng.run_key(server.key), server.round), cohort)
   start = setup.topology.client_start(server.shared, server.topology, round_plan.topo)
   args = (cohort, keys, server_lib.gather(clients.personal, cohort),
           server_lib.gather(clients.algorithm, cohort),
@@ -250,7 +246,7 @@ def algorithm_server(setup: RoundSetup, server, clients, out, sums, cohort):
 def round_step(setup: RoundSetup, server, clients, frozen, source, round_plan, guard=None):
   """One round: local -> aggregate -> server -> metrics (see the module docstring)."""
   cohort, topo, topology = round_plan.cohort, round_plan.topo, setup.topology
-  round_key = rng.round_key(setup.seed_key, server.round)
+  round_key = rng.round_key(rng.run_key(server.key), server.round)
   out, sums = local(setup, server, clients, frozen, source, round_plan)
   stats = out['stats']
   uploads = topology_lib.Uploads(
@@ -262,7 +258,7 @@ def round_step(setup: RoundSetup, server, clients, frozen, source, round_plan, g
   shared, opt_state = server_update(setup, server, agg, sums)
   transforms = setup.stage.transforms
   new_server = ServerState(
-      round=server.round + 1, shared=shared, opt_state=opt_state,
+      round=server.round + 1, key=server.key, shared=shared, opt_state=opt_state,
       topology=topology.after_server(shared, agg.state, agg.sync),
       algorithm=algorithm_server(setup, server, clients, out, sums, cohort),
       aggregator=agg.aggregator_state,

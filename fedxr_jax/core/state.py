@@ -8,6 +8,9 @@ import jax
 @flax.struct.dataclass
 class ServerState:
   round: jax.Array   # int32 scalar: rounds completed
+  # uint32 key data of the run's seed (`rng.key_data`): every key of a round
+  # derives from it, so runs of two seeds are one compiled program.
+  key: jax.Array
   shared: dict       # {role: tree} global copies of the shared trees
   opt_state: Any     # server optimizer state over `shared`
   topology: Any      # topology state (edge models, client models, ...)

@@ -21,7 +21,9 @@ what that costs on the air. It is one object per kind:
   own_models(state, client_ids) -> stacked models, or None (the global one)
 
 `uses_server_optimizer`: whether the server optimizer steps on the target
-(decentralized: there is no server). `streams(aggregator)`: whether this
+(decentralized: there is no server). `has_server`: a server sees every
+client's upload (what robust aggregators, client-level DP and omniscient
+attacks need; hierarchical clouds see edge aggregates only). `streams(aggregator)`: whether this
 topology consumes streamed sums from that aggregator.
 """
 from typing import Any, Callable, NamedTuple, Optional
@@ -52,5 +54,6 @@ class Topology(NamedTuple):
   after_server: Callable
   costs: Callable
   uses_server_optimizer: bool = True
+  has_server: bool = False
   streams: Callable = lambda aggregator: False
   own_models: Optional[Callable] = None

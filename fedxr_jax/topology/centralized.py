@@ -63,4 +63,4 @@ def make(*, facts, geography, channel: Optional[channel_lib.Channel]) -> topolog
       kind='centralized', layout=layout, init=lambda shared, template: {},
       client_start=lambda shared, state, topo: None, aggregate=aggregate,
       after_server=lambda shared, state, sync: state, costs=costs,
-      streams=lambda aggregator: not aggregator.stacked)
+      streams=lambda aggregator: not aggregator.stacked, has_server=True)

@@ -11,11 +11,13 @@ import math
 
 import numpy as np
 from scipy import spatial
+from scipy import stats
 
 from fedxr_jax.errors import ConfigError
 from fedxr_jax.topology import graphs
 
 GRAPHS = ('geometric', 'ring', 'torus', 'erdos_renyi', 'k_regular', 'complete')
+ER_OVERFLOW = 1e-9   # chance an Erdos-Renyi draw exceeds its padded size (refused)
 
 
 def round_rng(seed: int, round_idx: int) -> np.random.Generator:
@@ -111,8 +113,17 @@ class CohortGraphs:
     per_node = {'geometric': d2d.max_neighbors, 'ring': 2, 'torus': 4,
                 'k_regular': d2d.degree, 'complete': cohort - 1,
                 'erdos_renyi': None}[d2d.graph]
-    if per_node is None:   # ER is drawn once; its size is known exactly.
-      self.capacity = max(1, self._static.num_edges + 2 * cohort)
+    if per_node is None:
+      # ER is drawn once per seed, but its padded size must not depend on the
+      # seed (two seeds are one compiled program): the edge count's 1 - 1e-9
+      # quantile; a draw above it (rarer than that) is refused.
+      pairs = cohort * (cohort - 1) // 2
+      bound = int(stats.binom.isf(ER_OVERFLOW, pairs, d2d.er_prob)) + 1
+      if self._static.num_edges > 2 * bound:
+        raise ConfigError(f'seed {seed}: its Erdos-Renyi D2D graph has '
+                          f'{self._static.num_edges // 2} links, above the {bound} the '
+                          f'compiled round holds (probability < {ER_OVERFLOW}); use another seed')
+      self.capacity = max(1, 2 * bound + 2 * cohort)
     else:                  # + room for ring fallbacks
       self.capacity = max(1, cohort * min(per_node, cohort - 1) + 2 * cohort)
 

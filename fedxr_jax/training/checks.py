@@ -133,7 +133,7 @@ def gb(n: float) -> str:
 def state_memory(exp) -> None:
   """The run state (server, every client's trees, frozen trees), before it is made."""
   config = exp.config
-  shapes = jax.eval_shape(exp.federation.init, exp.world)
+  shapes = jax.eval_shape(exp.federation.init, exp.world, exp.key)
   total, per_client = trees.tree_bytes(shapes), trees.tree_bytes(shapes[1])
   limit, name = _limit(config, 0)
   if limit is not None and total > limit:

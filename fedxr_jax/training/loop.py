@@ -112,7 +112,7 @@ class Runner:
 
   def initial(self):
     """(server, clients, frozen) of round 0."""
-    return self.place(self._init(self.exp.world))
+    return self.place(self._init(self.exp.world, self.exp.key))
 
   def restored(self, state, frozen):
     return self.place(state['server']), self.place(state['clients']), frozen

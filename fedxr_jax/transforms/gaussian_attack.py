@@ -1,6 +1,4 @@
 """Gaussian attack: malicious clients send N(0, sigma^2) noise instead of their update."""
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 
@@ -9,7 +7,7 @@ from fedxr_jax.core import trees
 from fedxr_jax.errors import ConfigError
 
 
-def gaussian_attack(is_malicious: Callable, sigma: float = 1.0) -> transforms.UpdateTransform:
+def gaussian_attack(sigma: float = 1.0) -> transforms.UpdateTransform:
   """Every coordinate of an attacker's update is drawn N(0, sigma^2) from its key.
 
   Stat 'attack/gaussian/clients' counts the cohort's attackers.
@@ -18,7 +16,7 @@ def gaussian_attack(is_malicious: Callable, sigma: float = 1.0) -> transforms.Up
     raise ConfigError(f'attack.gaussian.sigma must be > 0, got {sigma}')
 
   def update(update, key, weights, info):
-    bad = is_malicious(info.client_id)
+    bad = info.data['malicious']
     leaves, treedef = jax.tree.flatten(update)
     keys = jax.random.split(key, len(leaves))
     noise = [(sigma * jax.random.normal(k, u.shape, jnp.float32)).astype(u.dtype)

@@ -9,6 +9,7 @@ Each name's settings are its own block (attack.sign_flip.scale, ...), the
 factory's defaults.
 """
 from fedxr_jax.core import registry
+from fedxr_jax.core.contribution import Contribution
 from fedxr_jax.transforms import event_trigger
 from fedxr_jax.transforms import gaussian_attack
 from fedxr_jax.transforms import qsgd
@@ -25,21 +26,17 @@ ATTACKS = {
 COMPRESSORS = {'topk': topk.topk, 'qsgd': qsgd.qsgd, 'sign': sign.scaled_sign}
 
 
-def attack_settings() -> dict:
-  return {n: registry.settings(f) for n, f in ATTACKS.items()}
-
-
 def compression_config() -> dict:
   return {'name': 'none', 'event_threshold': 0.0, 'event_accumulate': True,
           **{n: registry.settings(f) for n, f in COMPRESSORS.items()}}
 
 
-def make_attack(block, is_malicious):
+def make_attack(block):
   """The model-poisoning transform of `attack.model` (None for 'none')."""
   name = block['model']
   if name == 'none' or name not in ATTACKS:
     return None
-  return registry.make(ATTACKS[name], block.get(name, {}), f'attack.{name}', is_malicious)
+  return registry.make(ATTACKS[name], block[name], f'attack.{name}')
 
 
 def make_compression(block):
@@ -48,9 +45,17 @@ def make_compression(block):
   compressor = None
   if name != 'none':
     factory = registry.pick(COMPRESSORS, name, 'compression.name')
-    compressor = registry.make(factory, block.get(name, {}), f'compression.{name}')
-  if block.get('event_threshold', 0.0) > 0:
+    compressor = registry.make(factory, block[name], f'compression.{name}')
+  if block['event_threshold'] > 0:
     return event_trigger.event_trigger(block['event_threshold'],
-                                       accumulate=block.get('event_accumulate', True),
+                                       accumulate=block['event_accumulate'],
                                        compressor=compressor)
   return compressor
+
+
+def contribute(block, run) -> Contribution:
+  """Uplink compression as a feature: its transform at the 'compression' place."""
+  del run
+  compressor = make_compression(block)
+  return Contribution('compression', transforms=(
+      () if compressor is None else (('compression', compressor),)))

@@ -1,6 +1,4 @@
 """Sign flipping: malicious clients send -scale * their update."""
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 
@@ -9,8 +7,8 @@ from fedxr_jax.core import trees
 from fedxr_jax.errors import ConfigError
 
 
-def sign_flip(is_malicious: Callable, scale: float = 1.0) -> transforms.UpdateTransform:
-  """is_malicious: client_id -> bool scalar (attacks.malicious.predicate).
+def sign_flip(scale: float = 1.0) -> transforms.UpdateTransform:
+  """The client knows it attacks: `data['malicious']` (`attacks.malicious.mark`).
 
   Honest clients' updates pass through value for value (a select, so their
   sent model is start + update rather than the trained leaf bit for bit).
@@ -21,7 +19,7 @@ def sign_flip(is_malicious: Callable, scale: float = 1.0) -> transforms.UpdateTr
 
   def update(update, key, weights, info):
     del key
-    bad = is_malicious(info.client_id)
+    bad = info.data['malicious']
     flipped = jax.tree.map(lambda u: (-scale * u).astype(u.dtype), update)
     return (trees.where_tree(bad, flipped, update), weights,
             {'attack/sign_flip/clients': bad.astype(jnp.float32)})
