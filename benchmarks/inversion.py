@@ -47,7 +47,7 @@ import fedxr_jax
 from fedxr_jax.configs import default as default_config
 from fedxr_jax.core import compilation_cache
 from fedxr_jax.privacy import inversion
-from fedxr_jax.privacy import noise
+from fedxr_jax.core import noise
 from fedxr_jax.compose import pipeline
 from fedxr_jax.transforms import clip as clip_lib
 from fedxr_jax.transforms import topk as topk_lib

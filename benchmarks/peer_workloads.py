@@ -390,7 +390,7 @@ class FedxrRunner:
     if mesh is not None:
       self.source = jax.device_put(wl.source, NamedSharding(mesh, PartitionSpec()))
     # The peers have no radio model: a central server without cost metrics.
-    topology = topology_registry.make({'kind': 'centralized'}, facts=None, geography=None,
+    topology = topology_registry.make({'kind': 'centralized', 'centralized': {}}, facts=None, geography=None,
                                       channel=None)
     self.fed = build_federation(
         wl.problem(), wl.plan, population_size=wl.clients,

@@ -62,7 +62,21 @@ VARIANTS = {
     'moe': {'plan.lora': 'frozen', 'plan.prompts': 'frozen', 'plan.experts': 'shared',
             'model.num_experts': 4, 'model.expert_top_k': 2},
     'hetlora': {'lora.device_ranks': (4, 4, 4, 1, 2, 1), 'lora.hetlora_weights': True},
+    # Features and cadences the house refactor (issue 18) reshaped.
+    'sign_flip_median': {'attack.fraction': 0.2, 'attack.model': 'sign_flip',
+                         'aggregator.name': 'median'},
+    'alie': {'attack.fraction': 0.2, 'attack.model': 'alie'},
+    'backdoor_dp': {'attack.fraction': 0.2, 'attack.data': 'backdoor',
+                    'privacy.noise_multiplier': 0.5, 'privacy.delta': 1e-5},
+    'example_dp': {'privacy.mode': 'example', 'privacy.noise_multiplier': 0.5,
+                   'privacy.delta': 1e-5},
+    'topk': {'compression.name': 'topk'},
+    'fedadam_momentum': {'algorithm.name': 'fedadam',
+                         'client_optimizer.sgd.momentum|client_optimizer.momentum': 0.9},
+    'rounds_per_call': {'rounds_per_call': 4},
 }
+EXTRA = ('sign_flip_median', 'alie', 'backdoor_dp', 'example_dp', 'topk', 'fedadam_momentum',
+         'rounds_per_call')
 
 
 def variant_config(name: str, num_rounds: int):

@@ -12,30 +12,54 @@ Public API (everything else is an implementation detail):
   FROZEN, SHARED, PERSONAL   tuning-plan modes per parameter tree
   aggregate_modules    masked, weighted module averaging over a client axis
   run                  run(config, workdir): train / resume a configured run
+  run_lanes            several runs of one program (seeds, swept values) at once
   build_experiment     the XR experiment (model, data, federation) of a config
   FedXRError, ConfigError, CheckpointError, DataError
 """
-from fedxr_jax.core.aggregation import Aggregator, weighted_mean
-from fedxr_jax.core.algorithm import Algorithm, RunFacts
-from fedxr_jax.core.plan import FROZEN, PERSONAL, SHARED
-from fedxr_jax.core.problem import FederatedProblem
-from fedxr_jax.core.round import Federation, build_federation
-from fedxr_jax.core.round_plan import RoundPlan
-from fedxr_jax.core.state import ClientStates, ServerState
-from fedxr_jax.core.topology import Topology
-from fedxr_jax.core.transforms import UpdateTransform, chain
-from fedxr_jax.core.trees import aggregate_modules
-from fedxr_jax.errors import CheckpointError, ConfigError, DataError, FedXRError
+import importlib
 
 __version__ = '0.1.0'
 
+# name -> (module, attribute): imported on first use, so that `import fedxr_jax`
+# (a config file's) needs no jax, and the host loop's orbax/tqdm/matplotlib load
+# only for a run.
+_PUBLIC = {
+    'Aggregator': ('fedxr_jax.core.aggregation', 'Aggregator'),
+    'weighted_mean': ('fedxr_jax.core.aggregation', 'weighted_mean'),
+    'Algorithm': ('fedxr_jax.core.algorithm', 'Algorithm'),
+    'RunFacts': ('fedxr_jax.core.algorithm', 'RunFacts'),
+    'FROZEN': ('fedxr_jax.core.plan', 'FROZEN'),
+    'PERSONAL': ('fedxr_jax.core.plan', 'PERSONAL'),
+    'SHARED': ('fedxr_jax.core.plan', 'SHARED'),
+    'FederatedProblem': ('fedxr_jax.core.problem', 'FederatedProblem'),
+    'Federation': ('fedxr_jax.core.round', 'Federation'),
+    'build_federation': ('fedxr_jax.core.round', 'build_federation'),
+    'RoundPlan': ('fedxr_jax.core.round_plan', 'RoundPlan'),
+    'ClientStates': ('fedxr_jax.core.state', 'ClientStates'),
+    'ServerState': ('fedxr_jax.core.state', 'ServerState'),
+    'Topology': ('fedxr_jax.core.topology', 'Topology'),
+    'UpdateTransform': ('fedxr_jax.core.transforms', 'UpdateTransform'),
+    'chain': ('fedxr_jax.core.transforms', 'chain'),
+    'aggregate_modules': ('fedxr_jax.core.trees', 'aggregate_modules'),
+    'CheckpointError': ('fedxr_jax.errors', 'CheckpointError'),
+    'ConfigError': ('fedxr_jax.errors', 'ConfigError'),
+    'DataError': ('fedxr_jax.errors', 'DataError'),
+    'FedXRError': ('fedxr_jax.errors', 'FedXRError'),
+    'run': ('fedxr_jax.training.loop', 'run'),
+    'run_lanes': ('fedxr_jax.training.loop', 'run_lanes'),
+    'build_experiment': ('fedxr_jax.compose.experiment', 'build'),
+}
+__all__ = sorted(_PUBLIC)
+
 
 def __getattr__(name):
-  # The host loop pulls in orbax, tqdm and matplotlib: import it on first use.
-  if name == 'run':
-    from fedxr_jax.training.loop import run
-    return run
-  if name == 'build_experiment':
-    from fedxr_jax.compose.experiment import build
-    return build
-  raise AttributeError(f'module fedxr_jax has no attribute {name!r}')
+  if name not in _PUBLIC:
+    raise AttributeError(f'module fedxr_jax has no attribute {name!r}')
+  module, attribute = _PUBLIC[name]
+  value = getattr(importlib.import_module(module), attribute)
+  globals()[name] = value
+  return value
+
+
+def __dir__():
+  return __all__

@@ -48,7 +48,7 @@ def _run(name, num_rounds, available=(True, True), **settings):
                    client_learning_rate=LR)
   problem = _quadratic_problem(available)
   source = {'a': jnp.asarray(A, jnp.float32), 'b': jnp.asarray(B, jnp.float32)}
-  topology = topology_registry.make({'kind': 'centralized'}, facts=facts,
+  topology = topology_registry.make({'kind': 'centralized', 'centralized': {}}, facts=facts,
                                     geography=geography(problem, source), channel=Channel())
   fed = build_federation(
       problem, {'model': 'shared'}, population_size=2,

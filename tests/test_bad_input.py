@@ -124,7 +124,7 @@ def test_help_lists_the_flags_and_how_config_overrides_work(cli, program, flags)
                  marks=pytest.mark.slow),
     pytest.param('FedAdagrad', 'algorithm fedadagrad = fedavg with server_optimizer.name='
                  'adagrad, server_optimizer.learning_rate=0.1', marks=pytest.mark.slow),
-    pytest.param('FedAvgM', 'algorithm fedavgm = fedavg with server_optimizer.momentum=0.9',
+    pytest.param('FedAvgM', 'algorithm fedavgm = fedavg with server_optimizer.sgd.momentum=0.9',
                  marks=pytest.mark.slow),
     pytest.param('FedPer', 'algorithm fedper = fedavg with plan.heads=personal',
                  marks=pytest.mark.slow),
@@ -151,4 +151,4 @@ def test_a_preset_trains(cli, tmp_path):
   result = cli.train(f'--config={TEST_CONFIG}', f'--workdir={tmp_path}',
                      '--config.algorithm.name=FedAvgM', '--config.num_rounds=1')
   assert result.rc == 0 and result.lines == [], result
-  assert result.stdout.startswith('algorithm fedavgm = fedavg with server_optimizer.momentum')
+  assert result.stdout.startswith('algorithm fedavgm = fedavg with server_optimizer.sgd.momentum')

@@ -21,6 +21,7 @@ from fedxr_jax.training import checkpoint as checkpoint_lib
 from fedxr_jax.training import checks
 from fedxr_jax.compose import experiment
 from fedxr_jax.training import loop
+from fedxr_jax.training import runner as runner_lib
 from fedxr_jax.training import metrics_log
 import cli_harness
 
@@ -248,7 +249,7 @@ def test_skip_round_discards_every_nan_round_and_finishes(cli, tmp_path):
 def test_a_resumed_state_lowers_to_the_program_a_fresh_one_does(tmp_path):
   # row 16: the restored state got another cache key, so every first resume compiled.
   exp = experiment.build(test_config.get_config())
-  runner = loop.Runner(exp, checks.step_bytes(exp))
+  runner = runner_lib.Runner([exp], checks.step_bytes(exp))
   server, clients, frozen = runner.initial()
   plan, _ = exp.plan(0)
   lower = lambda s, c: jax.jit(exp.federation.round, donate_argnums=(0, 1)).lower(
@@ -258,7 +259,7 @@ def test_a_resumed_state_lowers_to_the_program_a_fresh_one_does(tmp_path):
   restored = ckpts.restore_newest({'server': server, 'clients': clients})
   ckpts.close()
   assert restored.round == 2 and restored.notes == ()
-  again = runner.restored(restored.state, frozen)
+  again = runner.restored([restored.state], frozen)
   assert lower(*again[:2]) == lower(server, clients)
 
 

@@ -142,7 +142,7 @@ def test_personal_trees_stay_with_their_clients(config):
 @pytest.mark.slow   # tests/test_algorithms.py runs server optimizers by default
 def test_server_momentum_changes_the_update(config):
   plain = experiment.build(config)
-  config.server_optimizer.momentum = 0.9
+  config.server_optimizer.sgd.momentum = 0.9
   momentum = experiment.build(config)
   a, _, _ = run_rounds(plain, 2)
   b, _, _ = run_rounds(momentum, 2)

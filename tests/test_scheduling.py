@@ -194,7 +194,7 @@ def test_auto_chunk_size_is_measured_on_the_federation(monkeypatch):
   _building_with(monkeypatch, chunk_size='auto', source=setup.world)
   assert tiny.setup(population=16, cohort=16).federation.chunk_size == 8
   with pytest.raises(ConfigError, match='source'):
-    BUILD(setup.problem, {'body': 'shared', 'head': 'shared'}, seed=0, population_size=4,
+    BUILD(setup.problem, {'body': 'shared', 'head': 'shared'}, population_size=4,
           cohort_size=4, local_steps=1, batch_size=1, client_optimizer=optax.sgd(0.1),
           server_optimizer=optax.sgd(1.0), topology=setup.federation.topology,
           chunk_size='auto')

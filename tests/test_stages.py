@@ -97,7 +97,8 @@ def test_server_step_with_sgd_one_lands_on_the_target_and_waits_without_sync():
 
 
 def test_fedadagrad_follows_reddi_et_al():
-  cfg = ml_collections.ConfigDict(dict(name='adagrad', learning_rate=0.1, b1=0.0, eps=1e-3))
+  cfg = ml_collections.ConfigDict(dict(name='adagrad', learning_rate=0.1,
+                                       adagrad=dict(b1=0.0, eps=1e-3)))
   opt = optimizers.make(cfg, 'server_optimizer')
   x, v = 1.0, 1e-6   # v_0 = tau^2
   params = {'x': jnp.float32(x)}

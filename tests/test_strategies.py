@@ -7,6 +7,7 @@ import pytest
 from fedxr_jax import algorithms
 from fedxr_jax.core.algorithm import ClientContext, RunFacts
 from fedxr_jax.algorithms import lora_rules
+from fedxr_jax.models import lora as lora_math
 from fedxr_jax.core import transforms
 from fedxr_jax.core import rng
 from fedxr_jax.core import trees
@@ -40,7 +41,7 @@ def test_exact_lora_equals_the_average_of_products_and_differs_from_fedit(config
   _, personal, _ = run_rounds(exp, 1)
   weights = _client_weights(exp, np.arange(8))
   p = weights / weights.sum()
-  per_client = [lora_rules.products(jax.tree.map(lambda x: x[i], personal.personal['lora_a']),
+  per_client = [lora_math.products(jax.tree.map(lambda x: x[i], personal.personal['lora_a']),
                           jax.tree.map(lambda x: x[i], personal.personal['lora_b']), scale)
                 for i in range(8)]
   expected = {k: sum(p[i] * np.asarray(per_client[i][k]) for i in range(8))
@@ -51,8 +52,8 @@ def test_exact_lora_equals_the_average_of_products_and_differs_from_fedit(config
   for rule in ('exact', 'flora'):
     config.lora.rule = rule
     server, _, _ = run_rounds(experiment.build(config), 1)
-    averaged = lora_rules.products(server.shared['lora_a'], server.shared['lora_b'], scale)
-    residual = lora_rules.layers(server.shared['lora_residual'])
+    averaged = lora_math.products(server.shared['lora_a'], server.shared['lora_b'], scale)
+    residual = lora_math.layers(server.shared['lora_residual'])
     for k in expected:
       effective = np.asarray(averaged[k]) + np.asarray(residual[k])
       np.testing.assert_allclose(effective, expected[k], rtol=1e-4, atol=1e-7)

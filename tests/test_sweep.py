@@ -10,7 +10,9 @@ import numpy as np
 import optax
 import pytest
 
+from fedxr_jax.configs import blocks
 from fedxr_jax.configs import test as test_config
+from fedxr_jax.core import local as local_lib
 from fedxr_jax.errors import ConfigError
 from fedxr_jax.training import loop
 from fedxr_jax.training import metrics_log
@@ -23,15 +25,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LR = 'client_optimizer.learning_rate'
 
 
-def _opt(name, lr):
-  return ml_collections.ConfigDict(dict(name=name, learning_rate=lr, momentum=0.0, b1=0.9,
-                                        b2=0.99, eps=1e-3))
+def _opt(name, lr, role='server'):
+  return ml_collections.ConfigDict(blocks.optimizer_block(role, name, lr))
 
 
 def _tiny(client_lr, server_lr, server='sgd', client=None):
   return tiny.setup(
       population=8, cohort=4, local_steps=3,
-      client_optimizer=client or optimizers.make(_opt('sgd', client_lr), 'client_optimizer'),
+      client_optimizer=client or optimizers.make(_opt('sgd', client_lr, 'client'), 'client_optimizer'),
       server_optimizer=optimizers.make(_opt(server, server_lr), 'server_optimizer'))
 
 
@@ -64,7 +65,7 @@ def test_a_learning_rate_constant_changes_the_hlo():
 def test_learning_rates_in_the_state_reproduce_a_separate_build(server):
   """Build A, give its state B's rates: A's round is B's round, bit for bit."""
   a, b = _tiny(0.1, 1.0, server), _tiny(0.03, 0.3, server)
-  config_b = ml_collections.ConfigDict(dict(client_optimizer=_opt('sgd', 0.03),
+  config_b = ml_collections.ConfigDict(dict(client_optimizer=_opt('sgd', 0.03, 'client'),
                                             server_optimizer=_opt(server, 0.3)))
   server_a, clients, frozen, world, plan = _round_args(a)
   lanes_server = _lane_server_for_tiny(config_b, server_a)
@@ -76,8 +77,12 @@ def test_learning_rates_in_the_state_reproduce_a_separate_build(server):
 
 
 def _lane_server_for_tiny(config, server):
-  """sweep.lane_server without an experiment (no algorithm key is swept)."""
-  return sweep.lane_server(None, config, server, [LR, 'server_optimizer.learning_rate'])
+  """What `experiment.lane_server` sets, without an experiment: both optimizers' rates."""
+  client = optimizers.make(config.client_optimizer, 'client_optimizer')
+  return server.replace(
+      hyperparams={**server.hyperparams, 'client_optimizer': local_lib.hyperparams_of(client)},
+      opt_state=optimizers.make(config.server_optimizer, 'server_optimizer').init(
+          server.shared))
 
 
 def test_client_learning_rate_is_in_the_server_state():
@@ -93,7 +98,6 @@ def test_a_lane_of_the_experiment_starts_where_its_own_build_does():
   """FedProx mu, FedAdam's and the client's rates on one build: the lane's round-0
   server state is its own build's, and both builds lower to one round."""
   from fedxr_jax.compose import experiment
-  keys = (LR, 'server_optimizer.learning_rate', 'algorithm.fedprox.mu')
   base = _config(**{'algorithm.name': 'fedprox', 'server_optimizer.name': 'adam'})
   other = _config(**{'algorithm.name': 'fedprox', 'server_optimizer.name': 'adam',
                      LR: 0.03, 'server_optimizer.learning_rate': 0.3,
@@ -101,7 +105,7 @@ def test_a_lane_of_the_experiment_starts_where_its_own_build_does():
   exp_a, exp_b = experiment.build(base), experiment.build(other)
   state_a = jax.jit(exp_a.federation.init)(exp_a.world, exp_a.key)
   state_b = jax.jit(exp_b.federation.init)(exp_b.world, exp_b.key)
-  lane = sweep.lane_server(exp_a, other, state_a[0], keys)
+  lane = experiment.lane_server(experiment.for_lane(exp_a, other), state_a[0])
   assert_trees_equal(lane, state_b[0])
   assert float(lane.algorithm['mu']) == np.float32(0.1)
   plan = exp_a.plan(0)[0]
@@ -197,12 +201,20 @@ def test_vmapped_sweep_over_seeds_matches_a_separate_run(separate, tmp_path):
     _assert_rows_close(_lane_rows(summary, 0.1, seed), separate[0.1, seed])
 
 
-def test_a_seed_that_changes_the_compiled_round_is_not_vmapped():
-  """The malicious set is drawn from the seed and compiled in: seeds cannot share a program."""
-  from fedxr_jax.compose import experiment
-  attack = {'attack.fraction': 0.25, 'attack.model': 'sign_flip'}
-  exps = {seed: experiment.build(_config(**attack, seed=seed)) for seed in (0, 1)}
-  assert 'seed 1 compiles a different round' in sweep.seeds_share_program(exps)
+def test_a_stopped_vmapped_sweep_resumes_where_it_stopped(tmp_path):
+  """Lanes are runs: stopped after round 2 and run again, each lane ends bit for bit
+  where the uninterrupted sweep's does (the same vmapped program)."""
+  spec = [sweep.Spec(LR, (0.1, 0.03))]
+  config = _config(num_rounds=4, eval_every=4)
+  whole = sweep.run(config, str(tmp_path / 'whole'), spec, vmap=True, report=False)
+  part = sweep.run(config, str(tmp_path / 'part'), spec, vmap=True, report=False,
+                   stop_after=2)
+  assert {n: lane['rounds'] for n, lane in part['lanes'].items()} == {
+      f'{LR}=0.1_seed=0': 2, f'{LR}=0.03_seed=0': 2}
+  resumed = sweep.run(config, str(tmp_path / 'part'), spec, vmap=True, report=False)
+  assert [g['mode'] for g in resumed['groups']] == ['vmapped']
+  for lr in (0.1, 0.03):
+    assert (_comparable(_lane_rows(resumed, lr, 0)) == _comparable(_lane_rows(whole, lr, 0)))
 
 
 @pytest.mark.slow   # tests/test_guards.py covers divergence by default

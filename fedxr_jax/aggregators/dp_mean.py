@@ -35,7 +35,7 @@ import jax.numpy as jnp
 from fedxr_jax.core import aggregation
 from fedxr_jax.core import held
 from fedxr_jax.errors import ConfigError
-from fedxr_jax.privacy import noise
+from fedxr_jax.core import noise
 
 
 class AdaptiveClip(NamedTuple):

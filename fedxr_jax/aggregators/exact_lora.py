@@ -18,9 +18,12 @@ import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
-from fedxr_jax.algorithms import lora_rules
+from fedxr_jax.models import lora as lora_math
 from fedxr_jax.core import aggregation
 from fedxr_jax.errors import ConfigError
+
+
+RULES = ('exact', 'flora')   # what `rule` may be (algorithms.lora_rules.EXACT_RULES)
 
 
 def _scalar_weight(w):
@@ -31,16 +34,15 @@ def _scalar_weight(w):
 def exact_lora(rule: str, *, scale: float,
                inner: aggregation.Aggregator = None) -> aggregation.Aggregator:
   inner = inner or aggregation.weighted_mean()
-  if rule not in lora_rules.EXACT_RULES:
-    raise ConfigError(f'exact LoRA aggregation needs lora.rule in {lora_rules.EXACT_RULES}, '
-                      f'got {rule!r}')
+  if rule not in RULES:
+    raise ConfigError(f'exact LoRA aggregation needs lora.rule in {RULES}, got {rule!r}')
   if inner.stacked:
     raise ConfigError(f'not supported yet: lora.rule={rule} with a stacked aggregator '
                       f'({inner.name})')
 
   def contribute(client: aggregation.ClientUpdate):
     w = _scalar_weight(jax.tree.leaves(client.weights['lora_b'])[0])
-    prods = lora_rules.products(client.model['lora_a'], client.model['lora_b'], scale)
+    prods = lora_math.products(client.model['lora_a'], client.model['lora_b'], scale)
     return {'mean': inner.contribute(client),
             'rule': {'product': jax.tree.map(lambda d: w * d, prods), 'weight': w}}
 
@@ -55,7 +57,7 @@ def exact_lora(rule: str, *, scale: float,
     held = total > 0
     flat = traverse_util.flatten_dict(shared['lora_residual'])
     if rule == 'exact':   # FedEx: keep the averaged factors, fold what they miss
-      averaged = lora_rules.products(shared['lora_a'], shared['lora_b'], scale)
+      averaged = lora_math.products(shared['lora_a'], shared['lora_b'], scale)
       folded = {p: jnp.where(held, r + mean_product[p[:-1]] - averaged[p[:-1]], r)
                 for p, r in flat.items()}
       return {**shared, 'lora_residual': traverse_util.unflatten_dict(folded)}

@@ -54,7 +54,7 @@ def make(block, cohort_size: int) -> Optional[aggregation.Aggregator]:
   """The aggregator `block.name` with its own settings (None: the default mean)."""
   name = block['name']
   factory = registry.pick(AGGREGATORS, name, 'aggregator.name')
-  own = block.get(name, {})
+  own = block[name]
   if name in ('krum', 'multi_krum'):
-    krum.check_cohort(cohort_size, dict(own or {}).get('num_byzantine', 1))
+    krum.check_cohort(cohort_size, own['num_byzantine'])
   return registry.make(factory, own, f'aggregator.{name}')

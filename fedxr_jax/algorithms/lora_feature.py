@@ -5,11 +5,23 @@ nothing here; HetLoRA's weights are an update transform at the 'reweight'
 place of the chain, and the exact rules (exact, flora) take the place of
 the server's aggregator (`aggregators.exact_lora`).
 """
+import dataclasses
+
 from fedxr_jax.aggregators.exact_lora import exact_lora
 from fedxr_jax.algorithms import lora_rules
 from fedxr_jax.core.contribution import Contribution
 from fedxr_jax.errors import ConfigError
 from fedxr_jax.transforms.hetlora import hetlora
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """The `lora` block: rule fedit | ffa | fedsa | exact | flora
+  (`algorithms.lora_rules`); device_ranks: a rank per data.devices entry
+  (heterogeneous, zero-padded); hetlora_weights: HetLoRA's aggregation weights."""
+  rule: str = 'fedit'
+  device_ranks: tuple = ()
+  hetlora_weights: bool = False
 
 
 def contribute(lc, run) -> Contribution:

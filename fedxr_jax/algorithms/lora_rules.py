@@ -19,13 +19,12 @@ of A and B, so each rank slice is averaged over the clients that hold it
 (`compose.xr_problem`); HetLoRA's sparsity-weighted aggregation is the
 update transform `transforms.hetlora`.
 """
-from flax import traverse_util
-
+from fedxr_jax.aggregators import exact_lora
 from fedxr_jax.core import plan as plan_lib
 from fedxr_jax.errors import ConfigError
 
 RULES = ('fedit', 'ffa', 'fedsa', 'exact', 'flora')
-EXACT_RULES = ('exact', 'flora')
+EXACT_RULES = exact_lora.RULES
 
 
 def plan_modes(rule: str, lora_mode: str) -> dict:
@@ -43,14 +42,3 @@ def plan_modes(rule: str, lora_mode: str) -> dict:
       'flora': {'lora_a': plan_lib.SHARED, 'lora_b': plan_lib.SHARED,
                 'lora_residual': plan_lib.SHARED},
   }[rule]
-
-
-def layers(tree: dict) -> dict:
-  """{layer path: leaf} of a lora_a / lora_b / lora_residual tree."""
-  return {path[:-1]: leaf for path, leaf in traverse_util.flatten_dict(tree).items()}
-
-
-def products(a_tree: dict, b_tree: dict, scale: float) -> dict:
-  """{layer path: s A^T B} for matching factor trees."""
-  a, b = layers(a_tree), layers(b_tree)
-  return {p: scale * a[p].T @ b[p] for p in a}

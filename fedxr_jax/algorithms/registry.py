@@ -53,7 +53,7 @@ def make(name: str, block, facts):
 # only where the config still holds FedAvg's value, so an explicit
 # --config.server_optimizer.learning_rate=0.03 beside a preset is kept.
 PRESETS = {
-    'fedavgm': {'server_optimizer.momentum': (0.0, 0.9)},
+    'fedavgm': {'server_optimizer.sgd.momentum': (0.0, 0.9)},
     'fedadam': {'server_optimizer.name': ('sgd', 'adam'),
                 'server_optimizer.learning_rate': (1.0, 0.01)},
     'fedyogi': {'server_optimizer.name': ('sgd', 'yogi'),

@@ -30,6 +30,17 @@ DATA_ATTACKS = ('none', 'label_flip', 'backdoor')
 
 
 @dataclasses.dataclass(frozen=True)
+class Settings:
+  """The `attack` block's own keys: `fraction` of the population is malicious
+  (drawn from the seed); `model`: none | sign_flip | gaussian |
+  scaled_replacement | alie | ipm; `data`: none | label_flip | backdoor.
+  Each attack's settings are its own block (attack.sign_flip.scale, ...)."""
+  fraction: float = 0.0
+  model: str = 'none'
+  data: str = 'none'
+
+
+@dataclasses.dataclass(frozen=True)
 class Backdoor:
   """A trigger patch on `modality`, relabelled to `target` of `task` ('': the
   first task), on `fraction` of an attacker's examples (`poisoning.trigger`)."""
@@ -41,12 +52,6 @@ class Backdoor:
   fraction: float = 0.5
 
 
-def default_config() -> dict:
-  """The `attack` block: who attacks, how, and each attack's own settings."""
-  return {'fraction': 0.0, 'model': 'none', 'data': 'none',
-          **{name: registry.settings(f) for name, f in transform_registry.ATTACKS.items()},
-          **{name: registry.settings(f) for name, f in OMNISCIENT.items()},
-          'backdoor': dataclasses.asdict(Backdoor())}
 
 
 def check(a) -> bool:

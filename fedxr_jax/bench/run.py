@@ -116,13 +116,13 @@ def run_track(track_id: str, output_dir: str, overrides: Mapping, *, method: Map
               progress: bool = False, seeds: str = 'auto') -> str:
   """Trains every seed of the track; writes and returns the submission's path.
 
-  seeds: 'vmapped' runs all seeds in one compiled program (a vmapped seed
-  axis, `training.sweep`), or is refused; 'sequential' one after another,
-  each resumable from its checkpoints; 'auto' is sequential on CPU (vmapping
-  two seeds saved 6% there: benchmarks/results/track_seeds.md) and elsewhere
-  vmapped where the seeds compile one program and their stacked state fits,
-  else sequential (also when a seed's workdir holds a run to resume). The
-  submission records which (`timing.seeds`): `verify` re-runs it alike.
+  seeds: 'vmapped' trains all seeds in one compiled program (a vmapped lane
+  axis of `training.loop.run_lanes`: the seed is data of the round), or is
+  refused; 'sequential' one after another on the same executables; 'auto'
+  is sequential on CPU (vmapping two seeds saved 6% there:
+  benchmarks/results/track_seeds.md) and vmapped elsewhere where the stacked
+  states fit. Either way each seed resumes from its workdir. The submission
+  records which (`timing.seeds`): `verify` re-runs it alike.
   """
   import jax   # pylint: disable=g-import-not-at-top
   if seeds not in SEED_MODES:
@@ -151,27 +151,25 @@ def run_track(track_id: str, output_dir: str, overrides: Mapping, *, method: Map
 
 
 def _seed_runs(config, seeds, base: str, mode: str, progress: bool) -> tuple:
-  """({seed: its finished workdir}, 'vmapped' | 'sequential')."""
-  import fedxr_jax   # pylint: disable=g-import-not-at-top
-  from fedxr_jax.training import sweep   # pylint: disable=g-import-not-at-top
-  lane_dir = lambda s: os.path.join(base, 'vmapped', sweep.lane_name((), s))
-  started = [s for s in seeds if os.path.exists(os.path.join(base, f'seed{s}', 'metrics.jsonl'))
-             or os.path.exists(os.path.join(lane_dir(s), 'metrics.jsonl'))]
-  if mode == 'vmapped' and started:
-    raise TrackError(f'--seeds=vmapped starts every seed at round 0, but {base} already '
-                     f'holds seed {started[0]}: use --seeds=sequential to resume it')
-  if mode != 'sequential' and not started and len(seeds) > 1:
-    summary = sweep.run(config, os.path.join(base, 'vmapped'), [], seeds=seeds,
-                        vmap=True if mode == 'vmapped' else None, progress=progress)
-    ran = 'vmapped' if [g['mode'] for g in summary['groups']] == ['vmapped'] else 'sequential'
-    return {s: lane_dir(s) for s in seeds}, ran
-  workdirs = {}
+  """({seed: its finished workdir}, 'vmapped' | 'sequential'): the seeds as lanes of
+  the one training loop (`training.loop.run_lanes`), each resumable from its workdir."""
+  from fedxr_jax.training import guards   # pylint: disable=g-import-not-at-top
+  from fedxr_jax.training import loop   # pylint: disable=g-import-not-at-top
+  workdirs = {s: os.path.join(base, f'seed{s}') for s in seeds}
+  configs = []
   for seed in seeds:
     run_config = copy.deepcopy(config)
     run_config.seed = seed
-    workdirs[seed] = os.path.join(base, f'seed{seed}')
-    fedxr_jax.run(run_config, workdirs[seed], progress=progress)
-  return workdirs, 'sequential'
+    configs.append(run_config)
+  results = loop.run_lanes(configs, [workdirs[s] for s in seeds], progress=progress,
+                           vmap=mode != 'sequential')
+  ran = 'vmapped' if len(seeds) > 1 and all(r.vmapped for r in results) else 'sequential'
+  if mode == 'vmapped' and ran != 'vmapped':
+    raise TrackError(f'--seeds=vmapped: {results[0].why or "the seeds are not one program"}')
+  for result in results:
+    if result.stopped is not None:
+      raise guards.DivergenceError(result.stopped)
+  return workdirs, ran
 
 
 def rerun(doc: Mapping, seed: int, rounds: int, workdir: Optional[str] = None) -> dict:
@@ -180,8 +178,7 @@ def rerun(doc: Mapping, seed: int, rounds: int, workdir: Optional[str] = None) -
   Where the submission's seeds ran vmapped, every seed again in one program
   (the same executable, so the same bits).
   """
-  import fedxr_jax   # pylint: disable=g-import-not-at-top
-  from fedxr_jax.training import sweep   # pylint: disable=g-import-not-at-top
+  from fedxr_jax.training import loop   # pylint: disable=g-import-not-at-top
   config = ml_collections.ConfigDict(doc['config'])
   config = _retuple(config, tracks_lib.base_config(doc['track']['id']))
   config.seed = seed
@@ -190,11 +187,15 @@ def rerun(doc: Mapping, seed: int, rounds: int, workdir: Optional[str] = None) -
   with tempfile.TemporaryDirectory() as tmp:
     out = os.path.join(workdir or tmp, 'rerun')
     if doc['timing'].get('seeds') == 'vmapped':
-      summary = sweep.run(config, out, [], seeds=doc['seeds'], vmap=True, report=False,
-                          stop_after=rounds)
-      return {s: curve_rows(_rows(summary['lanes'][sweep.lane_name((), s)]['workdir']))
-              for s in doc['seeds']}
-    return {seed: curve_rows(fedxr_jax.run(config, out, progress=False, stop_after=rounds))}
+      configs = []
+      for s in doc['seeds']:
+        lane = copy.deepcopy(config)
+        lane.seed = s
+        configs.append(lane)
+      results = loop.run_lanes(configs, [os.path.join(out, f'seed{s}') for s in doc['seeds']],
+                               stop_after=rounds, vmap=True)
+      return {s: curve_rows(r.rows) for s, r in zip(doc['seeds'], results)}
+    return {seed: curve_rows(loop.run(config, out, progress=False, stop_after=rounds))}
 
 
 def _retuple(config, like):

@@ -94,10 +94,36 @@ def config_error(e: BaseException) -> str:
     key, close = unknown
     given = [a.split('=', 1)[0] for a in overrides if re.search(rf'\b{re.escape(key)}\b', a)]
     where = f' in {given[0]}' if given else ''
+    moved = moved_key(given[0][len('--config.'):]) if given else None
+    close = moved or close
     hint = f" (did you mean {close!r}?)" if close else ''
-    return f'unknown config key {key!r}{where}{hint}; see --help'
+    return f'unknown config key {key!r}{where}{hint}; see --help or --list_config'
   detail = ' '.join(str(_innermost(e)).split())
   return f'cannot load the config: {type(_innermost(e)).__name__}: {detail}'
+
+
+def flat_keys(config) -> list:
+  """The dotted keys of a (nested) config."""
+  out = []
+  for key, value in config.items():
+    if hasattr(value, 'items'):
+      out += [f'{key}.{k}' for k in flat_keys(value)]
+    else:
+      out.append(key)
+  return out
+
+
+def moved_key(dotted: str):
+  """The key of the default config with the same last part (a block moved it): the one
+  sharing the most leading parts, e.g. topology.gamma -> topology.semi.gamma."""
+  from fedxr_jax.configs import default   # pylint: disable=import-outside-toplevel
+  leaf, parts = dotted.split('.')[-1], dotted.split('.')
+  same = [k for k in flat_keys(default.get_config()) if k.split('.')[-1] == leaf]
+  if not same:
+    return None
+  shared = lambda k: next((i for i, (a, b) in enumerate(zip(k.split('.'), parts)) if a != b),
+                          min(len(parts), len(k.split('.'))))
+  return max(same, key=lambda k: (shared(k), -len(k)))
 
 
 def fail(program: str, message: str, code: int = 2):

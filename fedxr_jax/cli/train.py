@@ -121,7 +121,7 @@ def main(argv):
     if expansion:
       print(expansion)
     loop.run(config, _WORKDIR.value, progress=_PROGRESS.value and _LEADER)
-  except guards.DivergenceError as e:
+  except (guards.DivergenceError, loop.Terminated) as e:
     common.fail(_PROGRAM, str(e), code=e.exit_code)
   except FedXRError as e:
     common.fail(_PROGRAM, str(e))

@@ -5,6 +5,7 @@ Each component gets its own config block: the topology `config.topology`
 (`fedxr_jax.algorithms.make`), the LoRA rule `config.lora` (a plan mode, an
 update transform or an aggregator), the optimizers theirs.
 """
+import dataclasses
 import difflib
 from typing import NamedTuple, Optional
 
@@ -18,6 +19,7 @@ from fedxr_jax.algorithms import lora_rules
 from fedxr_jax.core import algorithm as algorithm_lib
 from fedxr_jax.core import chunking
 from fedxr_jax.core import device_costs
+from fedxr_jax.core import local as local_lib
 from fedxr_jax.core import problem as problem_lib
 from fedxr_jax.core import rng
 from fedxr_jax.core import round as round_lib
@@ -36,6 +38,16 @@ from fedxr_jax.compose import pipeline
 from fedxr_jax.compose import pretrained
 from fedxr_jax.compose import xr_problem
 from fedxr_jax.privacy import feature as privacy_feature
+
+@dataclasses.dataclass(frozen=True)
+class ModelSettings:
+  """The `model` block beyond the architecture's fields (`models.m3t.M3TModel`):
+  the MoE load-balancing loss weight, and a fedxr-pretrain output dir ('' =
+  random init) with the trees taken from it (the others start fresh for PEFT)."""
+  moe_balance: float = 0.01
+  pretrained: str = ''
+  pretrained_roles: tuple = ('base', 'encoders')
+
 
 POSITIVE = ('num_rounds', 'population_size', 'cohort_size', 'local_steps',
             'batch_size', 'eval_every', 'checkpoint_every', 'max_checkpoints')
@@ -132,7 +144,7 @@ def _validate_model(config) -> None:
   if m.num_experts and not 1 <= m.expert_top_k <= m.num_experts:
     raise ConfigError(f'model.expert_top_k={m.expert_top_k} must be in '
                       f'[1, model.num_experts={m.num_experts}]')
-  if config.lora.device_ranks and d.get('source', 'synthetic') != 'synthetic':
+  if config.lora.device_ranks and d.source != 'synthetic':
     raise ConfigError('not supported yet: lora.device_ranks with data.source='
                       f'{d.source!r} (real datasets have one device class)')
   bad = sorted(set(m.lora_targets) - {'query', 'key', 'value', 'out'})
@@ -172,7 +184,7 @@ def run_facts(config, plan: dict, tasks) -> algorithm_lib.RunFacts:
       cohort_size=config.cohort_size, local_steps=config.local_steps,
       batch_size=config.batch_size, plan=dict(plan), tasks=tuple(tasks),
       client_optimizer=opt.name, client_learning_rate=float(opt.learning_rate),
-      client_momentum=float(opt.get('momentum') or 0.0))
+      client_momentum=float(opt.sgd.momentum if opt.name == 'sgd' else 0.0))
 
 
 def build(config) -> Experiment:
@@ -210,6 +222,101 @@ def build(config) -> Experiment:
                     topology.layout, features)
 
 
+# Config keys that are data of the compiled round, and where each lives: lanes
+# (a sweep's values, a track's seeds) that differ only in these and the seed
+# run one program (`training.loop`).
+DATA_KEYS = {
+    'client_optimizer.learning_rate': "server.hyperparams['client_optimizer']",
+    'server_optimizer.learning_rate': 'server.opt_state.hyperparams (optax.inject_hyperparams)',
+    'algorithm.fedprox.mu': "server.algorithm['mu']",
+    'algorithm.ditto.lam': "server.algorithm['lam']",
+    'algorithm.ewc.lam': "server.algorithm['lam']",
+}
+
+
+def not_data(key: str, config) -> Optional[str]:
+  """Why `key` is compiled into this config's round (None: it is data)."""
+  if key not in DATA_KEYS:
+    return (f'{key} is compiled into the round (it sets shapes or structure); only '
+            f'{sorted(DATA_KEYS)} are data')
+  if key == 'client_optimizer.learning_rate' and config.algorithm.name == 'scaffold':
+    return ('SCAFFOLD compiles the client learning rate into its control-variate step '
+            '(algorithms/scaffold.py)')
+  return None
+
+
+def _flat(config) -> dict:
+  out = {}
+  def walk(block, prefix):
+    for k, v in block.items():
+      if hasattr(v, 'items'):
+        walk(v, f'{prefix}{k}.')
+      else:
+        out[f'{prefix}{k}'] = v
+  walk(config.to_dict() if hasattr(config, 'to_dict') else config, '')
+  return out
+
+
+def program_key(config) -> str:
+  """What compiles a run's round: its config without the seed and the data keys.
+
+  Lanes with one key share a build and a program (`for_lane`); the data keys a
+  lane sets must be data for this config (`not_data`), else they count too.
+  """
+  config, _ = expand_preset(config)
+  flat = _flat(config)
+  data = [k for k in DATA_KEYS if not_data(k, config) is None]
+  return repr(sorted((k, v) for k, v in flat.items() if k != 'seed' and k not in data))
+
+
+def for_lane(exp: Experiment, config) -> Optional[Experiment]:
+  """`exp` for a lane of the same program (`program_key`): its seed's data, plans
+  and accounting; None where the seed changes what compiles (real data whose
+  partition sets shapes, DP-SGD noise calibrated on the seed's clients)."""
+  config, _ = expand_preset(config)
+  if config.seed == exp.config.seed:
+    return exp._replace(config=config)
+  data = sources.make_data(config)
+  world = data.source
+  # The synthetic spec is the config's; a recorded dataset's depends on its partition.
+  if not isinstance(exp.spec, synthetic.XRSpec) and data.spec != exp.spec:
+    return None
+  facts = run_facts(config, exp.federation.plan, exp.spec.tasks)
+  features = pipeline.contributions(config, pipeline.RunContext(
+      facts, config.num_rounds, exp.spec, config.model, exp.problem, world))
+  privacy = pipeline.feature_info(features, 'privacy')
+  if privacy is not None and privacy.noise_multiplier != exp.privacy.noise_multiplier:
+    return None   # DP-SGD's noise multiplier is a constant of local training
+  world = pipeline.source(world, features, config.seed)
+  if trees.shapes(world) != trees.shapes(exp.world):
+    return None
+  topology = make_topology(config, facts, exp.problem, world)
+  sample = round_plan.cohort_sampler(config.seed, config.population_size, config.cohort_size)
+  return exp._replace(config=config, world=world, sample_cohort=sample,
+                      layout=topology.layout, features=features)
+
+
+def same_data_keys(a, b) -> bool:
+  """Whether two configs give the data keys the same values (a lane needs no `lane_server`)."""
+  fa, fb = _flat(expand_preset(a)[0]), _flat(expand_preset(b)[0])
+  return all(fa.get(k) == fb.get(k) for k in DATA_KEYS)
+
+
+def lane_server(exp: Experiment, server):
+  """The round-0 server state of `exp.config` where a lane sets data keys its
+  program was built with other values of: each piece as its own build makes it."""
+  config = exp.config
+  changes = {'hyperparams': {**server.hyperparams, 'client_optimizer': local_lib.hyperparams_of(
+      optimizers.make(config.client_optimizer, 'client_optimizer'))}}
+  if exp.federation.topology.uses_server_optimizer:
+    changes['opt_state'] = optimizers.make(config.server_optimizer,
+                                           'server_optimizer').init(server.shared)
+  algorithm = make_algorithm(config, exp.federation.topology,
+                             run_facts(config, exp.federation.plan, exp.spec.tasks))
+  changes['algorithm'] = algorithm.init_server_state(server.shared)
+  return server.replace(**changes)
+
+
 def make_topology(config, facts, problem, world):
   """The topology of `config.topology`, laid out on this world's clients."""
   return topology_registry.make(
@@ -238,7 +345,7 @@ def make_problem(config) -> tuple:
       balance_coef=config.model.moe_balance, client_data_fn=data.client_data,
       client_position_fn=data.client_position, client_device_fn=data.client_device)
   plan = present_plan(make_plan(config), problem)
-  scale = config.data.get('hardware', {}).get('model_scale', 1.0)
+  scale = config.data.hardware.model_scale
   if isinstance(spec, synthetic.XRSpec) and synthetic.needs_model_costs(spec):
     example = xr_problem.data_fn(synthetic.without_model_limits(spec),
                                  tuple(config.lora.device_ranks), data.client_data)
@@ -262,7 +369,9 @@ def role_train_bytes(config, spec, problem) -> tuple:
   plan = make_plan(config)
   trained = [r for r in shapes if plan.get(r, 'frozen') != 'frozen']
   opt = config.client_optimizer
-  slots = {'adam': 2, 'yogi': 2, 'adagrad': 1}.get(opt.name, 1 if opt.get('momentum') else 0)
+  # Optimizer state per parameter: Adam and Yogi keep two moments, Adagrad one,
+  # SGD one with momentum.
+  slots = {'adam': 2, 'yogi': 2, 'adagrad': 1, 'sgd': int(bool(opt.sgd.momentum))}[opt.name]
   mc = config.model
   tokens = mc.num_prompts + mc.num_user_prompts + sum(
       m3t.num_tokens(shape, token) for shape, token in spec.model_modalities().values())

@@ -201,11 +201,11 @@ def with_pretrained(problem: FederatedProblem, config) -> FederatedProblem:
 
   Unchanged when config.model.pretrained is '' (or absent).
   """
-  directory = config.model.get('pretrained', '')
+  directory = config.model.pretrained
   if not directory:
     return problem
   abstract = jax.eval_shape(problem.init_params, jax.random.key(0))
-  roles = validate_roles(config.model.get('pretrained_roles', DEFAULT_ROLES),
+  roles = validate_roles(config.model.pretrained_roles,
                          abstract.keys())
   loaded = load(directory, config, abstract, roles)
 

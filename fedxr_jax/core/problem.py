@@ -74,10 +74,12 @@ def geography(problem: FederatedProblem, source) -> Geography:
   else:
     fn = jax.jit(lambda ids, r: jax.vmap(
         lambda c: problem.client_position(source, c, r))(ids))
-    positions = lambda ids, r: np.asarray(fn(jax.numpy.asarray(ids), r), np.float32)
+    positions = lambda ids, r: np.asarray(jax.device_get(fn(*jax.device_put(
+        (np.asarray(ids, np.int32), np.int32(r))))), np.float32)
   if problem.client_device is None:
     devices = lambda ids: np.zeros(len(ids), np.int32)
   else:
     dev = jax.jit(lambda ids: jax.vmap(lambda c: problem.client_device(source, c))(ids))
-    devices = lambda ids: np.asarray(dev(jax.numpy.asarray(ids)))
+    devices = lambda ids: np.asarray(jax.device_get(dev(jax.device_put(
+        np.asarray(ids, np.int32)))))
   return Geography(positions, devices, float(problem.area_m))

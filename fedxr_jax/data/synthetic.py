@@ -523,7 +523,7 @@ def knobs_from_config(data_config) -> dict:
   blocks = {'sensors': shift.Sensors, 'hardware': shift.HardwareKnobs,
             'interactivity': shift.Interactivity, 'functional': shift.Functional,
             'temporal': shift.Temporal}
-  knobs = {name: shift.from_block(cls, data_config.get(name, None), f'data.{name}')
+  knobs = {name: shift.from_block(cls, data_config[name], f'data.{name}')
            for name, cls in blocks.items()}
   knobs['sensors'].check()
   knobs['hardware'].check()
@@ -536,8 +536,8 @@ def knobs_from_config(data_config) -> dict:
 
 def check_data_config(data_config) -> None:
   """Checks the environments and SHIFT blocks of a `data` config (ConfigError)."""
-  catalog.environments(data_config.get('environments', ()))
-  if data_config.get('environment_scale', 0.0) < 0:
+  catalog.environments(data_config.environments)
+  if data_config.environment_scale < 0:
     raise ConfigError('data.environment_scale must be >= 0, got '
                       f'{data_config.environment_scale}')
   knobs_from_config(data_config)
@@ -576,11 +576,8 @@ def with_holdouts(spec: XRSpec, eval_config, first_id: int) -> XRSpec:
 
 
 def _holdout_settings(eval_config) -> tuple:
-  if eval_config is None:
-    return (), (), 0
-  return (tuple(eval_config.get('holdout_environments', ())),
-          tuple(eval_config.get('holdout_devices', ())),
-          int(eval_config.get('holdout_clients', 0)))
+  return (tuple(eval_config.holdout_environments), tuple(eval_config.holdout_devices),
+          int(eval_config.holdout_clients))
 
 
 def refuse_holdouts(eval_config, source: str) -> None:
@@ -607,10 +604,9 @@ def spec_from_config(data_config, local_steps: int) -> XRSpec:
       style_scale=data_config.style_scale, noise_std=data_config.noise_std,
       modality_dropout=data_config.modality_dropout,
       task_keep_prob=data_config.task_keep_prob,
-      environments=tuple(data_config.get('environments', ())),
-      environment_scale=data_config.get('environment_scale', 0.5),
-      area_m=data_config.get('area_m', 100.0),
-      walk_m_per_round=data_config.get('walk_m_per_round', 0.0),
+      environments=tuple(data_config.environments),
+      environment_scale=data_config.environment_scale,
+      area_m=data_config.area_m, walk_m_per_round=data_config.walk_m_per_round,
       **knobs_from_config(data_config))
   check_spec(spec)
   return spec

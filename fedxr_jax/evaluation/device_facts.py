@@ -110,8 +110,7 @@ def _forward_flops(exp, shapes: dict) -> float:
 
 
 def _scale(exp) -> float:
-  hardware = exp.config.data.get('hardware', None)
-  return float(hardware.get('model_scale', 1.0)) if hardware is not None else 1.0
+  return float(exp.config.data.hardware.model_scale)
 
 
 def local_steps(exp, devices) -> dict:

@@ -27,7 +27,10 @@ from fedxr_jax.evaluation import device_facts
 from fedxr_jax.core import hosts
 from fedxr_jax.evaluation import protocol as eval_protocol
 
-QOE_STREAM = 0x90E   # folded into the seed, then the round: the simulated survey
+QOE_STREAM = 0x90E
+# The options of `Federation.evaluate` that select what it computes (jit-static).
+STATIC = ('split', 'personal_from_population', 'per_client', 'compare_global',
+          'example_losses')   # folded into the seed, then the round: the simulated survey
 
 
 def eval_metrics(prefix: str, sums: dict, tasks) -> dict:
@@ -88,15 +91,21 @@ def adaptation_metrics(sums: dict, num_clients: int) -> dict:
 class Evaluator:
   """Evaluation rows of a round (see the module docstring)."""
 
-  def __init__(self, exp, workdir: Optional[str] = None, resume_round: int = 0):
+  def __init__(self, exp, workdir: Optional[str] = None, resume_round: int = 0,
+               evaluate=None):
+    """`evaluate`: the federation's jitted evaluate, shared by lanes of one program."""
     config, fed = exp.config, exp.federation
     self.exp, self.tasks = exp, exp.spec.tasks
     self.protocol = p = eval_protocol.from_config(config, exp.mesh)
-    evaluate = jax.jit(fed.evaluate, static_argnames=(
-        'split', 'personal_from_population', 'per_client', 'compare_global',
-        'example_losses'))
-    # Host values, on every process (per-client stats sharded across processes gathered).
-    self.evaluate = lambda *args, **kwargs: hosts.fetch(evaluate(*args, **kwargs))
+    evaluate = evaluate or jax.jit(fed.evaluate, static_argnames=STATIC)
+    self.compiled = False
+
+    def fetched(*args, **kwargs):
+      self.compiled = True
+      # Host values, on every process (per-client stats sharded across processes gathered).
+      return hosts.fetch(evaluate(*args, **kwargs))
+
+    self.evaluate = fetched
     # Ids past the population are never sampled: new users.
     self.unseen = jnp.arange(config.population_size,
                              config.population_size + config.eval_unseen_clients)

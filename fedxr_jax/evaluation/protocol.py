@@ -27,7 +27,10 @@ PRECISIONS = ('fp32', 'fp16')
 
 @dataclasses.dataclass(frozen=True)
 class Protocol:
+  """The `eval` block (its `qoe` block: the user's and behaviour model's fields)."""
   panel_size: int = 32
+  holdout_environments: tuple = ()   # never drawn for training (data/synthetic.py)
+  holdout_devices: tuple = ()
   holdout_clients: int = 32
   necessity_threshold: float = 0.9
   necessity_relative: float = 0.9
@@ -56,26 +59,24 @@ def _classes(entries) -> tuple:
 
 def from_config(config, mesh=None) -> Protocol:
   """The run's Protocol (defaults where the config has no eval block); ConfigError."""
-  e = config.get('eval') or {}
-  get = lambda key: e.get(key, getattr(Protocol, key))
-  q = e.get('qoe') or {}
-  q = q.to_dict() if hasattr(q, 'to_dict') else dict(q)
+  e = config.eval
+  q = e.qoe.to_dict() if hasattr(e.qoe, 'to_dict') else dict(e.qoe)
   user_keys = [f.name for f in dataclasses.fields(qoe.UserModel)]
   known = user_keys + [f.name for f in dataclasses.fields(qoe.BehaviourModel)]
   if set(q) - set(known):
     raise ConfigError(f'eval.qoe: unknown keys {sorted(set(q) - set(known))}; known: {known}')
   p = Protocol(
-      panel_size=int(get('panel_size')), holdout_clients=int(get('holdout_clients')),
-      necessity_threshold=float(get('necessity_threshold')),
-      necessity_relative=float(get('necessity_relative')),
-      expert_threshold=float(get('expert_threshold')),
-      latency_precision=str(get('latency_precision')),
-      latency_classes=_classes(e.get('latency_classes', ())),
-      measure_latency=bool(get('measure_latency')),
-      latency_repeats=int(get('latency_repeats')),
+      panel_size=int(e.panel_size), holdout_environments=tuple(e.holdout_environments),
+      holdout_devices=tuple(e.holdout_devices), holdout_clients=int(e.holdout_clients),
+      necessity_threshold=float(e.necessity_threshold),
+      necessity_relative=float(e.necessity_relative),
+      expert_threshold=float(e.expert_threshold),
+      latency_precision=str(e.latency_precision),
+      latency_classes=_classes(e.latency_classes),
+      measure_latency=bool(e.measure_latency), latency_repeats=int(e.latency_repeats),
       user=qoe.UserModel(**{k: v for k, v in q.items() if k in user_keys}),
       behaviour=qoe.BehaviourModel(**{k: v for k, v in q.items() if k not in user_keys}),
-      client_table=bool(get('client_table')), tensorboard=bool(get('tensorboard')))
+      client_table=bool(e.client_table), tensorboard=bool(e.tensorboard))
   # A panel as large as asked, or the whole population if that is smaller.
   p = dataclasses.replace(p, panel_size=min(p.panel_size, config.population_size))
   check(p, mesh)

@@ -7,6 +7,7 @@ to r_max) weigh one slice of each factor along that axis.
 from typing import Sequence
 
 import flax.linen as nn
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 
@@ -71,3 +72,14 @@ class SelfAttention(nn.Module):
     weights = nn.softmax(logits, axis=-1)
     out = jnp.swapaxes(jnp.einsum('...hqk,...hkd->...hqd', weights, v), -2, -3)
     return proj('out')(out.reshape(x.shape))
+
+
+def layers(tree: dict) -> dict:
+  """{layer path: leaf} of a lora_a / lora_b / lora_residual tree."""
+  return {path[:-1]: leaf for path, leaf in traverse_util.flatten_dict(tree).items()}
+
+
+def products(a_tree: dict, b_tree: dict, scale: float) -> dict:
+  """{layer path: s A^T B} for matching factor trees."""
+  a, b = layers(a_tree), layers(b_tree)
+  return {p: scale * a[p].T @ b[p] for p in a}

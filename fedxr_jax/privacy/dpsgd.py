@@ -41,7 +41,7 @@ import jax.numpy as jnp
 
 from fedxr_jax.core import transforms
 from fedxr_jax.errors import ConfigError
-from fedxr_jax.privacy import noise
+from fedxr_jax.core import noise
 
 
 def private_value_and_grad(loss_fn: Callable, *, clip_norm: float, noise_multiplier: float,

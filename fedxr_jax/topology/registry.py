@@ -43,9 +43,9 @@ def make(block, *, facts, geography, channel: channel_lib.Channel):
   factory = registry.pick(TOPOLOGIES, kind, 'topology.kind')
   context = {'facts': facts, 'geography': geography, 'channel': channel}
   if kind in USES_D2D:
-    d2d = dict(block.get('d2d', {}) or {})
+    d2d = dict(block['d2d'])
     unknown = sorted(set(d2d) - {f.name for f in dataclasses.fields(layout.D2D)})
     if unknown:
       raise ConfigError(f'topology.d2d has no setting(s) {unknown}')
     context['d2d'] = layout.D2D(**d2d)
-  return registry.make(factory, block.get(kind, {}), f'topology.{kind}', **context)
+  return registry.make(factory, block[kind], f'topology.{kind}', **context)

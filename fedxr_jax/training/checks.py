@@ -118,7 +118,7 @@ def available_bytes() -> Optional[int]:
   return min(free) if free else None
 
 
-def _limit(config, resident: int) -> tuple:
+def limit(config, resident: int = 0) -> tuple:
   """(bytes a run may plan to use, its name); (None, '') when unknown."""
   if config.memory_budget_gb:
     return int(config.memory_budget_gb * 1e9), 'memory_budget_gb'
@@ -135,13 +135,13 @@ def state_memory(exp) -> None:
   config = exp.config
   shapes = jax.eval_shape(exp.federation.init, exp.world, exp.key)
   total, per_client = trees.tree_bytes(shapes), trees.tree_bytes(shapes[1])
-  limit, name = _limit(config, 0)
-  if limit is not None and total > limit:
+  cap, name = limit(config, 0)
+  if cap is not None and total > cap:
     lower = ('population_size' if per_client > total / 2
              else 'the model (model.width, model.depth)')
     raise ConfigError(f'the run state needs an estimated {gb(total)} ({gb(per_client)} of it '
                       f'the trees of {config.population_size} clients) but {name} is '
-                      f'{gb(limit)}; lower {lower}')
+                      f'{gb(cap)}; lower {lower}')
 
 
 def step_buffers(exp, per_step: int) -> None:
@@ -149,12 +149,12 @@ def step_buffers(exp, per_step: int) -> None:
   config = exp.config
   clients = clients_per_call(config, exp.federation.chunk_size)
   need = config.local_steps * clients * per_step
-  limit, name = _limit(config, 0)
-  if limit is not None and need > limit:
+  cap, name = limit(config, 0)
+  if cap is not None and need > cap:
     raise ConfigError(
         f'local_steps={config.local_steps} needs an estimated {gb(need)} of per-step buffers '
         f'({clients} clients at once x {per_step} bytes a step) but {name} '
-        f'is {gb(limit)}; lower local_steps (or chunk_size)')
+        f'is {gb(cap)}; lower local_steps (or chunk_size)')
 
 
 def call_memory(compiled, config, per_step: int,
@@ -166,8 +166,8 @@ def call_memory(compiled, config, per_step: int,
   state = stats.argument_size_in_bytes
   working = stats.temp_size_in_bytes + stats.output_size_in_bytes - stats.alias_size_in_bytes
   peak = state + working
-  limit, name = _limit(config, state)
-  if limit is None or peak <= limit:
+  cap, name = limit(config, state)
+  if cap is None or peak <= cap:
     return peak
   steps = config.local_steps * clients_per_call(config, chunk_size) * per_step
   if steps >= working / 2:
@@ -180,5 +180,5 @@ def call_memory(compiled, config, per_step: int,
              else 'chunk_size or batch_size')
   raise ConfigError(f'one call needs an estimated {gb(peak)} (XLA memory analysis: '
                     f'{gb(state)} state and inputs + {gb(working)} working set, '
-                    f'{gb(steps)} of it per-step buffers) but {name} is {gb(limit)}; '
+                    f'{gb(steps)} of it per-step buffers) but {name} is {gb(cap)}; '
                     f'lower {lower}')

@@ -9,7 +9,7 @@ inside the round and logs it.
 """
 import math
 
-import jax.numpy as jnp
+import numpy as np
 
 from fedxr_jax.core import round_metrics
 from fedxr_jax.errors import ConfigError
@@ -43,8 +43,9 @@ def reference(rows) -> float:
 
 def make(config, rows) -> round_metrics.Guard:
   """The guard of the next call, given the rows so far."""
-  return round_metrics.Guard(factor=jnp.float32(config.divergence_factor),
-                             reference=jnp.float32(reference(rows)),
+  # Host values: the loop puts them on the device with the call's other inputs.
+  return round_metrics.Guard(factor=np.float32(config.divergence_factor),
+                             reference=np.float32(reference(rows)),
                              skip=config.on_divergence == 'skip_round')
 
 
@@ -68,15 +69,13 @@ def likely_cause(config) -> str:
       causes.append(f'{name}.learning_rate={lr} is not finite')
     elif lr > (1.0 if name == 'client_optimizer' else 10.0):
       causes.append(f'{name}.learning_rate={lr:g} is large')
-  privacy = config.get('privacy')
-  if privacy is not None and privacy.get('noise_multiplier', 0) > 0:
+  privacy = config.privacy
+  if privacy.noise_multiplier > 0:
     causes.append(f'DP noise (privacy.noise_multiplier={privacy.noise_multiplier:g})')
-  attack = config.get('attack')
-  if attack is not None:
-    kinds = [f'attack.{k}={attack[k]}' for k in ('model', 'data')
-             if attack.get(k, 'none') != 'none']
-    if kinds:
-      causes.append(f"an attack ({', '.join(kinds)})")
+  attack = config.attack
+  kinds = [f'attack.{k}={attack[k]}' for k in ('model', 'data') if attack[k] != 'none']
+  if kinds:
+    causes.append(f"an attack ({', '.join(kinds)})")
   if not causes:
     causes.append(f'the learning rates (client_optimizer.learning_rate='
                   f'{config.client_optimizer.learning_rate:g}, server_optimizer.'

@@ -67,7 +67,7 @@ def public_client_ids(config, num_clients: int) -> np.ndarray:
 def make_setup(config) -> Setup:
   """The run's data spec, model, problem (random init) and world."""
   experiment.validate(config)
-  if config.data.get('source', 'synthetic') != 'synthetic':
+  if config.data.source != 'synthetic':
     raise ConfigError('pretraining needs public users outside the federation; '
                       f"data.source={config.data.source!r} has none (use 'synthetic')")
   spec, world, model, problem, _ = experiment.make_problem(config)
@@ -155,7 +155,7 @@ class Settings(NamedTuple):
 def pretrain(config, settings: Settings, progress: bool = False) -> PretrainResult:
   """Trains every non-PEFT tree centrally on the public split."""
   settings.check()
-  if config.model.get('pretrained', ''):
+  if config.model.pretrained:
     raise ConfigError('model.pretrained is set; pretraining starts from a random '
                       "init (set it to '')")
   ids = public_client_ids(config, settings.public_clients)

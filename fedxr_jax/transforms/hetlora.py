@@ -7,7 +7,7 @@ more. Only the weights change: the update is sent as it is.
 import jax
 import jax.numpy as jnp
 
-from fedxr_jax.algorithms import lora_rules
+from fedxr_jax.models import lora as lora_math
 from fedxr_jax.core import transforms
 from fedxr_jax.core import trees
 
@@ -23,7 +23,7 @@ def hetlora(*, scale: float) -> transforms.UpdateTransform:
             < info.data.get('lora_rank', 1 << 30)).astype(jnp.float32)
     masked = {r: jax.tree.map(lambda x: x * trees.expand_weight(mask, x), trained[r])
               for r in FACTORS}
-    norm = jnp.sqrt(sum(jnp.sum(d ** 2) for d in lora_rules.products(
+    norm = jnp.sqrt(sum(jnp.sum(d ** 2) for d in lora_math.products(
         masked['lora_a'], masked['lora_b'], scale).values()))
     weights = {**weights, **{r: jax.tree.map(lambda w: w * norm, weights[r])
                              for r in FACTORS if r in weights}}

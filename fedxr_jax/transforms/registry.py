@@ -8,6 +8,8 @@
 Each name's settings are its own block (attack.sign_flip.scale, ...), the
 factory's defaults.
 """
+import dataclasses
+
 from fedxr_jax.core import registry
 from fedxr_jax.core.contribution import Contribution
 from fedxr_jax.transforms import event_trigger
@@ -18,17 +20,23 @@ from fedxr_jax.transforms import sign
 from fedxr_jax.transforms import sign_flip
 from fedxr_jax.transforms import topk
 
+@dataclasses.dataclass(frozen=True)
+class Compression:
+  """The `compression` block's own keys: `name` none | topk | qsgd | sign (error
+  feedback kept per client); event_threshold > 0: a client uploads only when
+  its update's norm reaches it (accumulating what it holds back when
+  event_accumulate). Each compressor's settings are its own block."""
+  name: str = 'none'
+  event_threshold: float = 0.0
+  event_accumulate: bool = True
+
+
 ATTACKS = {
     'sign_flip': sign_flip.sign_flip,
     'gaussian': gaussian_attack.gaussian_attack,
     'scaled_replacement': scaled_replacement.scaled_replacement,
 }
 COMPRESSORS = {'topk': topk.topk, 'qsgd': qsgd.qsgd, 'sign': sign.scaled_sign}
-
-
-def compression_config() -> dict:
-  return {'name': 'none', 'event_threshold': 0.0, 'event_accumulate': True,
-          **{n: registry.settings(f) for n, f in COMPRESSORS.items()}}
 
 
 def make_attack(block):
