@@ -98,7 +98,7 @@ def make_config(overrides: dict):
 def training_memory_bytes(exp) -> dict:
   """Bytes a client needs to train: params, grads + optimizer state, temporaries."""
   problem, plan = exp.problem, exp.federation.plan
-  params = jax.eval_shape(problem.init_params, jax.random.key(0))
+  params = jax.eval_shape(lambda: problem.init_params(jax.random.key(0)))
   # The exact-LoRA residual is shared but set by the server, never trained.
   trainable = {r: params[r] for r, m in plan.items()
                if m != 'frozen' and r != 'lora_residual'}

@@ -249,7 +249,7 @@ def test_client_latency_follows_device_and_straggler_slowdown(run):
 
 def test_storage_holds_only_sensed_encoders_and_their_heads(run):
   exp, evaluator = run[0], run[1]
-  shapes = jax.eval_shape(exp.problem.init_params, jax.random.key(0))
+  shapes = jax.eval_shape(lambda: exp.problem.init_params(jax.random.key(0)))
   total = sum(storage.leaf_bytes(v, 'float32') for v in storage.leaves(shapes).values())
   lacking = storage.module_bytes(shapes, ['encoders/encoders/motion', 'encoders/encoders/gaze'],
                                  'float32')
@@ -265,7 +265,7 @@ def test_param_counts_cover_the_model_once():
   config = test_config.get_config()
   config.model.num_experts = 4
   exp = experiment.build(config)
-  shapes = jax.eval_shape(exp.problem.init_params, jax.random.key(0))
+  shapes = jax.eval_shape(lambda: exp.problem.init_params(jax.random.key(0)))
   counts = device_facts.param_counts(shapes, exp.spec, config.model.lora_rank)
   total = sum(int(np.prod(v.shape)) for v in storage.leaves(shapes).values())
   slots = config.model.depth * config.model.num_experts

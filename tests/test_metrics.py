@@ -338,8 +338,14 @@ def test_report_side_by_side(two_runs, tmp_path):
   assert '0.625' in md and '0.75' in md and 'decentralized' in md
   assert '| 2 MB | 1 MB |' in md
   assert registry.MISSING in md   # e.g. personalization: '-' and the reason
-  tradeoffs = report.tradeoffs(report.load_runs(list(two_runs)))
-  assert tradeoffs[0][2] == [('fedavg', 0.625, 6.0), ('d2d', 0.75, 2.0)]
+  tradeoffs = {t: points for t, _, points in report.tradeoffs(report.load_runs(list(two_runs)))}
+  energy = [t for t in tradeoffs if t.endswith('accuracy vs. on-device energy')]
+  assert tradeoffs[energy[0]] == [('fedavg', 0.625, 6.0), ('d2d', 0.75, 2.0)]
+  personal = [t for t in tradeoffs if t.endswith('personalized vs. global accuracy')]
+  assert len(personal) == 1   # panel accuracy against never-seen users' accuracy
+  # The comparison table shows what differs between the runs, not only fixed fields.
+  runs = report.load_runs(list(two_runs))
+  assert 'topology.kind' in report.differing_settings(runs)
   with open(written.html) as f:
     page = f.read()
   assert 'http://' not in page and 'https://' not in page and '<link' not in page

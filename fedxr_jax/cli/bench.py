@@ -12,8 +12,8 @@ infrastructure keys such as chunk_size) and writes one submission JSON;
 --seeds=vmapped trains the seeds in one compiled program (a vmapped seed
 axis; the default on accelerators where they compile the same round and fit),
 --seeds=sequential one after another (the default on CPU).
-`validate` checks files against the schema and the track registry (exit 1
-if any is invalid, exit 2). `verify` re-runs the first --rounds rounds of the first
+`validate` checks files against the schema and the track registry (exit 2
+if any is invalid). `verify` re-runs the first --rounds rounds of the first
 seed and compares them with the submitted curve (bit for bit on the same
 software and device kind), writes NAME.verified.json, and exits 1 naming the
 first differing round and key.

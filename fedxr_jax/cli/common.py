@@ -39,26 +39,22 @@ def wants_help(argv) -> bool:
   return any(a in HELP_FLAGS for a in argv)
 
 
-def print_help(program: str, doc: str, module_name: str) -> None:
-  """The module's docstring, its flags, and how --config overrides work."""
+def print_help(program: str, doc: str, module_name: str, config: bool = True) -> None:
+  """The module's docstring, its flags, and (`config`) how --config overrides work."""
   print(doc.strip())
   print(f'\n{program} flags:')
   for flag in sorted(flags.FLAGS.get_flags_for_module(sys.modules[module_name]),
                      key=lambda f: f.name):
     print(textwrap.fill(f'--{flag.name}: {flag.help} (default: {flag.default_as_str})',
                         width=88, initial_indent='  ', subsequent_indent='    '))
-  print(CONFIG_HELP.format(default=DEFAULT_CONFIG))
+  if config:
+    print(CONFIG_HELP.format(default=DEFAULT_CONFIG))
 
 
 def check_config_file(argv, default: str = DEFAULT_CONFIG) -> None:
   """Fails early, in one line, on a missing or unparsable --config file."""
-  path = default
-  for i, arg in enumerate(argv):
-    if arg.startswith('--config='):
-      path = arg.split('=', 1)[1]
-    elif arg == '--config' and i + 1 < len(argv):
-      path = argv[i + 1]
-  path = path.split(':', 1)[0]  # ml_collections allows FILE:ARG
+  path = _config_file(argv) if any(a.startswith('--config') and not a.startswith('--config.')
+                                   for a in argv) else default
   if not os.path.isfile(path):
     raise FedXRError(f'config file {path!r} does not exist')
   try:
@@ -98,8 +94,32 @@ def config_error(e: BaseException) -> str:
     close = moved or close
     hint = f" (did you mean {close!r}?)" if close else ''
     return f'unknown config key {key!r}{where}{hint}; see --help or --list_config'
-  detail = ' '.join(str(_innermost(e)).split())
-  return f'cannot load the config: {type(_innermost(e)).__name__}: {detail}'
+  inner = _innermost(e)
+  detail = ' '.join(str(inner).split())
+  where = _config_frame(inner)
+  return f'cannot load the config{where}: {type(inner).__name__}: {detail}'
+
+
+def _config_file(argv) -> str:
+  path = DEFAULT_CONFIG
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      path = arg.split('=', 1)[1]
+    elif arg == '--config' and i + 1 < len(argv):
+      path = argv[i + 1]
+  return path.split(':', 1)[0]   # ml_collections allows FILE:ARG
+
+
+def _config_frame(e: BaseException) -> str:
+  """' (FILE:LINE)' of the config file's frame where `e` was raised ('' if none)."""
+  path = os.path.abspath(_config_file(sys.argv[1:]))
+  line = None
+  tb = e.__traceback__
+  while tb is not None:
+    if os.path.abspath(tb.tb_frame.f_code.co_filename) == path:
+      line = tb.tb_lineno
+    tb = tb.tb_next
+  return f' ({path}:{line})' if line is not None else ''
 
 
 def flat_keys(config) -> list:
@@ -126,6 +146,27 @@ def moved_key(dotted: str):
   return max(same, key=lambda k: (shared(k), -len(k)))
 
 
+def list_config(config, config_file: str) -> None:
+  """Every key of `config` with its value, block by block, with what documents it."""
+  from fedxr_jax.configs import blocks   # pylint: disable=import-outside-toplevel
+  described = blocks.describe()
+  print(f'# {config_file}: every key, its value (with overrides), and where its default lives')
+  for key in config.keys():
+    comment, sources = described.get(key, ('', []))
+    value = config[key]
+    if hasattr(value, 'items'):
+      print(f'\n[{key}]' + (f'  # {comment}' if comment else ''))
+      for source in sources:
+        print(f'  # defaults: {source}')
+      for sub in flat_keys(value):
+        leaf = value
+        for part in sub.split('.'):
+          leaf = leaf[part]
+        print(f'{key}.{sub} = {leaf!r}')
+    else:
+      print(f'{key} = {value!r}' + (f'  # {comment}' if comment else ''))
+
+
 def fail(program: str, message: str, code: int = 2):
   print(f'{program}: error: {" ".join(str(message).split())}', file=sys.stderr)
   sys.exit(code)
@@ -135,6 +176,18 @@ def fail_now(program: str, message: str, code: int = 2):
   """`fail` from any thread, when the main one cannot unwind (blocked in a runtime)."""
   print(f'{program}: error: {" ".join(str(message).split())}', file=sys.stderr, flush=True)
   os._exit(code)
+
+
+def entry(program: str, doc: str, module_name: str, main) -> None:
+  """The entry point of a CLI without --config: --help (exit 0), flag errors in one line."""
+  if wants_help(sys.argv[1:]):
+    print_help(program, doc, module_name, config=False)
+    sys.exit(0)
+  try:
+    remaining = flags.FLAGS(sys.argv)
+  except flags.Error as e:
+    fail(program, str(e))
+  app.run(main, flags_parser=lambda _: remaining)
 
 
 def config_entry(program: str, doc: str, module_name: str, define_config_flag, main) -> None:

@@ -16,6 +16,7 @@ import sys
 from absl import app
 from absl import flags
 
+from fedxr_jax.cli import common
 from fedxr_jax.errors import FedXRError
 
 PROG = 'fedxr-leaderboard'
@@ -63,12 +64,7 @@ def main(argv):
 
 
 def entry():
-  try:
-    app.define_help_flags()
-    remaining = flags.FLAGS(sys.argv)
-  except flags.Error as e:
-    _fail(str(e))
-  app.run(main, flags_parser=lambda _: remaining)
+  common.entry(PROG, __doc__, __name__, main)
 
 
 if __name__ == '__main__':

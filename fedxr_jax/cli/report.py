@@ -43,12 +43,7 @@ def main(argv):
 
 
 def entry():
-  try:
-    app.define_help_flags()
-    remaining = flags.FLAGS(sys.argv)
-  except flags.Error as e:
-    common.fail(PROGRAM, str(e))
-  app.run(main, flags_parser=lambda _: remaining)
+  common.entry(PROGRAM, __doc__, __name__, main)
 
 
 if __name__ == '__main__':

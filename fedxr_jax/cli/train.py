@@ -31,6 +31,9 @@ _WORKDIR = flags.DEFINE_string(
     'workdir', os.path.join('runs', 'xr_default'),
     'Where checkpoints, metrics.jsonl and plots go; an existing one resumes.')
 _PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar.')
+_LIST_CONFIG = flags.DEFINE_bool(
+    'list_config', False, 'Print every config key with its value (after --config.* '
+    'overrides) and where its default is written, then exit.')
 _HOST_DEVICES = flags.DEFINE_integer(
     'host_devices', 1, 'Split the CPU into this many XLA devices and shard the '
     'client axis over them (uses several cores in parallel). Results equal a '
@@ -98,6 +101,9 @@ def _join_run():
 def main(argv):
   if len(argv) > 1:
     common.fail(_PROGRAM, f'unexpected arguments: {argv[1:]} (flags are --name=value)')
+  if _LIST_CONFIG.value:
+    common.list_config(_CONFIG.value, flags.FLAGS['config'].config_filename)
+    return
   if _HOST_DEVICES.value < 1:
     common.fail(_PROGRAM, '--host_devices must be >= 1')
   if _HOST_DEVICES.value > 1:

@@ -326,7 +326,7 @@ def make_topology(config, facts, problem, world):
 
 def present_plan(plan: dict, problem: FederatedProblem) -> dict:
   """Trees the model does not have (no prompts, LoRA rank 0) need no plan."""
-  present = jax.eval_shape(problem.init_params, jax.random.key(0)).keys()
+  present = jax.eval_shape(lambda: problem.init_params(jax.random.key(0))).keys()
   return {role: mode for role, mode in plan.items() if role in present}
 
 
@@ -365,7 +365,7 @@ def make_problem(config) -> tuple:
 
 def role_train_bytes(config, spec, problem) -> tuple:
   """((role, bytes), ...) to train each trained tree (`data.shift.role_train_bytes`)."""
-  shapes = jax.eval_shape(problem.init_params, jax.random.key(0))
+  shapes = jax.eval_shape(lambda: problem.init_params(jax.random.key(0)))
   plan = make_plan(config)
   trained = [r for r in shapes if plan.get(r, 'frozen') != 'frozen']
   opt = config.client_optimizer
@@ -441,7 +441,7 @@ def measure_device_costs(problem: FederatedProblem, client_data, source, plan: d
   trees only (a frozen tree costs its forward and the backward through it,
   not its own weight gradients), so LoRA, prompts and full tuning differ.
   """
-  params = jax.eval_shape(problem.init_params, jax.random.key(0))
+  params = jax.eval_shape(lambda: problem.init_params(jax.random.key(0)))
   data = jax.eval_shape(lambda: client_data(source, jax.numpy.int32(0), 'train', 0))
   examples = lambda n: jax.tree.map(
       lambda x: jax.ShapeDtypeStruct((n,) + x.shape[1:], x.dtype), data['examples'])
@@ -458,6 +458,6 @@ def measure_device_costs(problem: FederatedProblem, client_data, source, plan: d
 
 def training_flops_per_step(problem, world, batch_size: int) -> float:
   """FLOPs of one local step training every tree (benchmarks' reference)."""
-  params = jax.eval_shape(problem.init_params, jax.random.key(0))
+  params = jax.eval_shape(lambda: problem.init_params(jax.random.key(0)))
   return measure_device_costs(problem, problem.client_data, world,
                               {r: 'shared' for r in params}, batch_size).flops_per_step

@@ -204,7 +204,7 @@ def with_pretrained(problem: FederatedProblem, config) -> FederatedProblem:
   directory = config.model.pretrained
   if not directory:
     return problem
-  abstract = jax.eval_shape(problem.init_params, jax.random.key(0))
+  abstract = jax.eval_shape(lambda: problem.init_params(jax.random.key(0)))
   roles = validate_roles(config.model.pretrained_roles,
                          abstract.keys())
   loaded = load(directory, config, abstract, roles)

@@ -161,3 +161,37 @@ def optimizer_block(role: str, name: str, learning_rate: float) -> dict:
   table = registry_block('fedxr_jax.compose.optimizers', 'OPTIMIZERS')
   return {'name': name, 'learning_rate': learning_rate,
           **{n: settings for (r, n), settings in table.items() if r == role}}
+
+
+def describe(config_module: str = 'fedxr_jax.configs.default') -> dict:
+  """{top-level key: (comment above its assignment, [where its defaults come from])}.
+
+  Read from the config file's source: the comment lines just above
+  `config.KEY = ...` and the components its `*_block(...)` calls name.
+  """
+  tree = _parse(config_module)
+  parts = config_module.split('.')
+  with open(os.path.join(_ROOT, *parts[1:]) + '.py') as f:
+    lines = f.read().splitlines()
+  out = {}
+  for node in ast.walk(tree):
+    if not (isinstance(node, ast.Assign) and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Attribute)
+            and isinstance(node.targets[0].value, ast.Name)
+            and node.targets[0].value.id == 'config'):
+      continue
+    comment, i = [], node.lineno - 2
+    while i >= 0 and lines[i].strip().startswith('#'):
+      comment.insert(0, lines[i].strip().lstrip('#').strip())
+      i -= 1
+    sources = []
+    for call in ast.walk(node.value):
+      if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+          and call.func.attr.endswith('_block') and len(call.args) >= 2
+          and all(isinstance(a, ast.Constant) for a in call.args[:2])):
+        sources.append(f'{call.args[0].value}.{call.args[1].value}')
+      elif (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+            and call.func.id == '_with_name' and len(call.args) == 3):
+        sources.append(f'{call.args[1].value}.{call.args[2].value}')
+    out[node.targets[0].attr] = (' '.join(comment), sources)
+  return out

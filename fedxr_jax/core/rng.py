@@ -4,6 +4,8 @@ The seed enters a compiled program as data: the server state holds its key
 data (`key_data(seed)`), and `run_key` turns it back into the key every
 stream folds from.
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,9 +19,17 @@ COHORT_STREAM = 4
 ATTACK_STREAM = 5   # who is malicious (attacks.malicious), and their poisoned data
 
 
+@functools.lru_cache(maxsize=None)
+def _key_data(seed: int) -> tuple:
+  # A deliberate host computation of a constant (the seed's key under the
+  # configured PRNG implementation): allowed under any transfer guard.
+  with jax.transfer_guard('allow'):
+    return tuple(np.asarray(jax.device_get(jax.random.key_data(jax.random.key(seed)))))
+
+
 def key_data(seed: int) -> np.ndarray:
   """The uint32 key data of a seed, on the host (a run's `ServerState.key`)."""
-  return np.asarray(jax.device_get(jax.random.key_data(jax.random.key(seed))))
+  return np.asarray(_key_data(int(seed)), np.uint32)
 
 
 def run_key(key_data) -> jax.Array:

@@ -126,7 +126,7 @@ def build_federation(problem: FederatedProblem, plan: dict, *, population_size: 
     vectorize.check_layout(cohort_size, chunk_size, mesh)
   elif source is None:
     raise ConfigError("chunk_size='auto' needs build_federation(source=...) to measure")
-  roles = jax.eval_shape(problem.init_params, jax.random.key(0)).keys()
+  roles = jax.eval_shape(lambda: problem.init_params(jax.random.key(0))).keys()
   plan = plan_lib.validate_plan(plan, roles)
   aggregator = aggregator or aggregation.weighted_mean()
   stage = client_lib.LocalStage(

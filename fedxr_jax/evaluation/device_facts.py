@@ -124,7 +124,7 @@ def local_steps(exp, devices) -> dict:
 
 
 def build(exp, precision: str) -> DeviceFacts:
-  shapes = jax.eval_shape(exp.problem.init_params, jax.random.key(0))
+  shapes = jax.eval_shape(lambda: exp.problem.init_params(jax.random.key(0)))
   devices, scale = devices_of(exp.spec), _scale(exp)
   flops = _forward_flops(exp, shapes)
   static = latency.modeled_metrics(flops, devices, precision=precision, scale=scale)
@@ -138,7 +138,7 @@ def build(exp, precision: str) -> DeviceFacts:
 
 def storage_metrics(exp, client_states: dict) -> dict:
   """Footprint per device class; client_states: {name: one client's state tree}."""
-  shapes = jax.eval_shape(exp.problem.init_params, jax.random.key(0))
+  shapes = jax.eval_shape(lambda: exp.problem.init_params(jax.random.key(0)))
   held = holdings(exp, shapes)
   states = {k: v for k, v in client_states.items() if jax.tree.leaves(v)}
   for modules in held.values():

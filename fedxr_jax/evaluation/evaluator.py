@@ -107,12 +107,16 @@ class Evaluator:
 
     self.evaluate = fetched
     # Ids past the population are never sampled: new users.
-    self.unseen = jnp.arange(config.population_size,
-                             config.population_size + config.eval_unseen_clients)
-    self.panel = eval_protocol.panel_ids(config.seed, config.population_size, p.panel_size)
-    self.holdouts = {g: synthetic.holdout_ids(exp.spec, g)
-                     for g in getattr(exp.spec, 'holdout_groups', ())}
-    self.facts = device_facts.build(exp, p.latency_precision)
+    self.unseen = jax.device_put(np.arange(config.population_size, config.population_size
+                                           + config.eval_unseen_clients, dtype=np.int32))
+    # Constants of the run, computed once on the host (explicitly: any transfer guard).
+    with jax.transfer_guard('allow'):
+      self.panel = eval_protocol.panel_ids(config.seed, config.population_size, p.panel_size)
+      self.holdouts = {g: synthetic.holdout_ids(exp.spec, g)
+                       for g in getattr(exp.spec, 'holdout_groups', ())}
+      self.facts = device_facts.build(exp, p.latency_precision)
+      self.qoe_key = jax.device_put(jax.random.key_data(jax.random.fold_in(
+          jax.random.key(config.seed), QOE_STREAM)))
     self.budget = client_metrics.budgets(self.tasks, p.latency_classes)
     self.participated = np.zeros(self.panel.shape, bool)   # panel users sampled so far
     self.rounds_seen = 0
@@ -127,7 +131,14 @@ class Evaluator:
                    if write and p.tensorboard else None)
 
   def __call__(self, server, clients, frozen, cohort, history: Sequence[dict] = ()) -> dict:
-    world, cohort = self.exp.world, jnp.asarray(cohort)
+    # The compiled evaluations take explicit inputs (ids put on the device) and give
+    # host values; the metric math over those values (numpy and jnp on the host: the
+    # QoE survey, membership inference, ...) is host work: an explicit allowance.
+    with jax.transfer_guard('allow'):
+      return self._evaluate(server, clients, frozen, cohort, history)
+
+  def _evaluate(self, server, clients, frozen, cohort, history) -> dict:
+    world, cohort = self.exp.world, jax.device_put(np.asarray(cohort, np.int32))
     sums = self.evaluate(server, clients, frozen, world, cohort, 'test')
     row = {**eval_metrics('eval', sums, self.tasks),
            **adaptation_metrics(sums, cohort.shape[0])}
@@ -146,7 +157,7 @@ class Evaluator:
       row.update(continuity.continuity_metrics(
           continuity.panel_history(list(history) + [row], self.tasks), self.tasks))
     for group, ids in self.holdouts.items():
-      per = jax.device_get(self.evaluate(server, clients, frozen, world, jnp.asarray(ids),
+      per = jax.device_get(self.evaluate(server, clients, frozen, world, jax.device_put(np.asarray(ids, np.int32)),
                                          'test', personal_from_population=False,
                                          per_client=True))
       held_out[group] = client_metrics.sums(per)
@@ -167,7 +178,7 @@ class Evaluator:
     """(metrics of the fixed panel, its eval_clients.jsonl records)."""
     p, ids = self.protocol, self.panel
     per = jax.device_get(self.evaluate(
-        server, clients, frozen, self.exp.world, jnp.asarray(ids), 'test', per_client=True,
+        server, clients, frozen, self.exp.world, jax.device_put(np.asarray(ids, np.int32)), 'test', per_client=True,
         compare_global=True, example_losses=True))
     summed = client_metrics.sums(per)
     lat = self.client_latency(per)
@@ -178,8 +189,7 @@ class Evaluator:
            **client_metrics.fine_tuning_metrics(per, self.facts),
            **client_metrics.membership_metrics(per, self.panel_members(int(server.round)))}
     if self.budget is not None:
-      key = jax.random.fold_in(jax.random.fold_in(jax.random.key(self.exp.config.seed),
-                                                  QOE_STREAM), server.round)
+      key = jax.random.fold_in(jax.random.wrap_key_data(self.qoe_key), server.round)
       row.update(client_metrics.latency_qoe_metrics(per, lat, self.budget, ids, key,
                                                     self.tasks, p))
     return row, client_metrics.records('panel', ids, per, self.tasks, self.facts, lat)

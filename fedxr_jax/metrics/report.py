@@ -25,14 +25,19 @@ from fedxr_jax.metrics import clients as clients_lib
 from fedxr_jax.metrics import registry
 
 ACCURACY = 'eval/accuracy'
-# Table 7 trade-offs a set of runs spans: (row of Table 7, x key summed over the run).
+# Table 7 trade-offs a set of runs spans, each a scatter of one point per run:
+# (row of Table 7: what is plotted, (y key, y label), (x key, x label, x reduction)).
+# 'last': the last logged value; 'total': summed over the run's rounds.
 TRADEOFFS = (
-    ('Local personalization vs. global generalization: accuracy vs. energy',
-     'cost/energy_j', 'total device energy (J)'),
+    ('Local personalization vs. global generalization: personalized vs. global accuracy',
+     ('panel/accuracy', 'panel accuracy, personal models'),
+     ('eval_unseen/accuracy', 'accuracy of never-seen users (global model)', 'last')),
+    ('Local personalization vs. global generalization: accuracy vs. on-device energy',
+     (ACCURACY, 'final accuracy'), ('cost/energy_j', 'total device energy (J)', 'total')),
     ('Update frequency vs. communication overhead: accuracy vs. uplink bits',
-     'comm/uplink_bits', 'total uplink (bits)'),
+     (ACCURACY, 'final accuracy'), ('comm/uplink_bits', 'total uplink (bits)', 'total')),
     ('Centralized vs. decentralized D2D aggregation: accuracy vs. latency',
-     'cost/latency_s', 'total round latency (s)'),
+     (ACCURACY, 'final accuracy'), ('cost/latency_s', 'total round latency (s)', 'total')),
 )
 # Per-device-class bars: (title, key pattern with {device}, unit).
 DEVICE_BARS = (
@@ -203,9 +208,13 @@ def details(runs: Sequence[Run]) -> list:
 
 
 def tradeoffs(runs: Sequence[Run]) -> list:
-  """Per Table 7 trade-off: its title, x label and (run, accuracy, x total) points."""
-  return [(title, label, [(r.name, r.value(ACCURACY), r.total(key)) for r in runs])
-          for title, key, label in TRADEOFFS]
+  """Per Table 7 trade-off: title, (y label, x label) and (run, y, x) points."""
+  out = []
+  for title, (y_key, y_label), (x_key, x_label, reduce) in TRADEOFFS:
+    x_of = (lambda r, k=x_key: r.total(k)) if reduce == 'total' else (
+        lambda r, k=x_key: r.value(k))
+    out.append((title, (y_label, x_label), [(r.name, r.value(y_key), x_of(r)) for r in runs]))
+  return out
 
 
 def _user_rows(runs) -> list:
@@ -222,9 +231,27 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list:
   return lines
 
 
+def _flat(config, prefix: str = '') -> dict:
+  out = {}
+  for key, value in (config or {}).items():
+    if isinstance(value, Mapping):
+      out.update(_flat(value, f'{prefix}{key}.'))
+    else:
+      out[f'{prefix}{key}'] = value
+  return out
+
+
+def differing_settings(runs: Sequence[Run]) -> list:
+  """The config keys whose values differ between the runs (what the comparison is about)."""
+  flats = [_flat(r.config) for r in runs]
+  keys = sorted(set().union(*flats)) if flats else []
+  return [k for k in keys if len({repr(f.get(k)) for f in flats}) > 1]
+
+
 def _settings_rows(runs):
+  shown = list(CONFIG_FIELDS) + [k for k in differing_settings(runs) if k not in CONFIG_FIELDS]
   return [[f] + [str(r.config_value(f)) if r.config_value(f) is not None else '-'
-                 for r in runs] for f in CONFIG_FIELDS] + [
+                 for r in runs] for f in shown] + [
       ['rows logged'] + [str(len(r.rows)) for r in runs],
       [ACCURACY + ' (last)'] + [fmt(r.value(ACCURACY)) for r in runs]]
 
@@ -248,10 +275,9 @@ def markdown(runs: Sequence[Run], images: Mapping[str, str] = None) -> str:
     lines += ['', '## Users (panel, last evaluation, eval_clients.jsonl)', '']
     lines += _md_table(['key'] + names, user_rows)
   lines += ['', '## Table 7 trade-offs', '']
-  for title, label, points in tradeoffs(runs):
+  for title, (y_label, x_label), points in tradeoffs(runs):
     lines += [f'**{title}**', '']
-    lines += _md_table(['run', 'accuracy', label],
-                       [[n, fmt(a), fmt(x)] for n, a, x in points])
+    lines += _md_table(['run', y_label, x_label], [[n, fmt(y), fmt(x)] for n, y, x in points])
     lines += ['']
   for caption, path in (images or {}).items():
     lines += [f'![{caption}]({path})', '']
@@ -298,9 +324,9 @@ def html_report(runs: Sequence[Run], images: Mapping[str, bytes] = None) -> str:
     parts += ['<h2>Users (panel, last evaluation, eval_clients.jsonl)</h2>',
               _html_table(['key'] + names, user_rows)]
   parts.append('<h2>Table 7 trade-offs</h2>')
-  for title, label, points in tradeoffs(runs):
-    parts += [f'<h4>{e(title)}</h4>', _html_table(['run', 'accuracy', label],
-                                                  [[n, fmt(a), fmt(x)] for n, a, x in points])]
+  for title, (y_label, x_label), points in tradeoffs(runs):
+    parts += [f'<h4>{e(title)}</h4>', _html_table(['run', y_label, x_label],
+                                                  [[n, fmt(y), fmt(x)] for n, y, x in points])]
   for caption, png in (images or {}).items():
     data = base64.b64encode(png).decode('ascii')
     parts.append(f'<figure><img alt="{e(caption)}" src="data:image/png;base64,{data}">'
@@ -386,12 +412,12 @@ def plot_tradeoffs(runs: Sequence[Run], path: str) -> Optional[str]:
     return None
   plt = _pyplot()
   fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
-  for ax, (title, label, points) in zip(axes[0], panels):
-    for name, acc, x in points:
-      ax.scatter([x], [acc])
-      ax.annotate(name, (x, acc), fontsize=7, xytext=(3, 3), textcoords='offset points')
-    ax.set(xlabel=label, ylabel='final accuracy')
-    ax.set_title(title.split(': ')[0], fontsize=8)
+  for ax, (title, (y_label, x_label), points) in zip(axes[0], panels):
+    for name, y, x in points:
+      ax.scatter([x], [y])
+      ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords='offset points')
+    ax.set(xlabel=x_label, ylabel=y_label)
+    ax.set_title(title.replace(': ', ':\n'), fontsize=7)
   return _save(fig, path)
 
 

@@ -83,7 +83,7 @@ def clients_per_call(config, chunk_size: Optional[int] = None) -> int:
 def step_bytes(exp) -> int:
   """Bytes the local loop keeps per step and client: its loss and the loss's sums."""
   data = _client_data(exp)
-  params = jax.eval_shape(exp.problem.init_params, jax.random.key(0))
+  params = jax.eval_shape(lambda: exp.problem.init_params(jax.random.key(0)))
   batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((exp.config.batch_size,) + x.shape[1:],
                                                       x.dtype), data['examples'])
   _, aux = jax.eval_shape(

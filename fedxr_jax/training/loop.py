@@ -193,7 +193,8 @@ class Lane:
 # ---------------------------------------------------------------------------
 # Entry points.
 
-def run(config, workdir: str, progress: bool = True, stop_after: Optional[int] = None) -> list:
+def run(config, workdir: str, progress: bool = True, stop_after: Optional[int] = None,
+        transfer_guard: str = 'allow') -> list:
   """Trains (or resumes) the federation of `config` in `workdir`; its metrics.jsonl rows.
 
   Everything is a pure function of the config, so a resumed run ends exactly
@@ -201,9 +202,11 @@ def run(config, workdir: str, progress: bool = True, stop_after: Optional[int] =
   trains only rounds 1..K of the configured run (no final evaluation): what
   `num_rounds=K` would change (a noise multiplier calibrated for
   num_rounds) stays as configured. A divergence raises `DivergenceError`.
+  transfer_guard: JAX's guard on implicit host <-> device transfers while
+  training ('disallow': the loop's transfers are all explicit; tested).
   """
   result, = run_lanes([config], [workdir], progress=progress, stop_after=stop_after,
-                      report=True)
+                      report=True, transfer_guard=transfer_guard)
   if result.stopped is not None:
     raise guards.DivergenceError(result.stopped)
   return result.rows
@@ -211,7 +214,7 @@ def run(config, workdir: str, progress: bool = True, stop_after: Optional[int] =
 
 def run_lanes(configs: Sequence, workdirs: Sequence[str], *, progress: bool = False,
               stop_after: Optional[int] = None, vmap: bool = True,
-              report: bool = False) -> list:
+              report: bool = False, transfer_guard: str = 'allow') -> list:
   """Trains every lane (config, workdir); [LaneResult] in the given order.
 
   vmap: lanes of one program train at once where they can (one process, one
@@ -236,8 +239,9 @@ def run_lanes(configs: Sequence, workdirs: Sequence[str], *, progress: bool = Fa
       exps = [exp for _, exp in group]
       indices = [todo[j] for j, _ in group]
       dirs = [workdirs[i] for i in indices]
-      for i, result in zip(indices, _train_program(exps, dirs, progress, stop_after, vmap,
-                                                   report)):
+      with jax.transfer_guard(transfer_guard):
+        trained = _train_program(exps, dirs, progress, stop_after, vmap, report)
+      for i, result in zip(indices, trained):
         results[i] = result._replace(program=program)
   return results
 

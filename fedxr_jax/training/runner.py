@@ -12,6 +12,7 @@ population's client state [P, ...] is sharded over the mesh's 'clients'
 axis where the mesh divides P, like the cohort; server state is replicated.
 Each call length is compiled once, ahead of time, and memory-checked.
 """
+import functools
 import time
 from typing import NamedTuple, Optional
 
@@ -113,8 +114,8 @@ class Runner:
     if self.lanes == 1:
       return state
     server, clients, frozen = state
-    take = lambda t: jax.tree.map(lambda x: x[i], t)
-    return take(server), take(clients), frozen if self.frozen_axis is None else take(frozen)
+    return (_take(server, i), _take(clients, i),
+            frozen if self.frozen_axis is None else _take(frozen, i))
 
   def _put(self, tree):
     return jax.device_put(tree, self.replicated)
@@ -193,6 +194,12 @@ class Runner:
         lane.append(row)
       out.append(lane)
     return out
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _take(tree, i: int):
+  """Lane i of a stacked tree: one compiled slice (the index is static, no transfer)."""
+  return jax.tree.map(lambda x: x[i], tree)
 
 
 def trees_stack(items):
