@@ -37,11 +37,16 @@ import json, sys, time
 import jax, numpy as np
 from fedxr_jax.configs import default
 from fedxr_jax.core import compilation_cache
-from fedxr_jax.compose import experiment
+try:   # the composition root moved from training/ to compose/ (issue 18)
+  from fedxr_jax.compose import experiment
+except ImportError:
+  from fedxr_jax.training import experiment
 compilation_cache.enable()
 exp = experiment.build(default.get_config())
 fed = exp.federation
-server, clients, frozen = jax.jit(fed.init)(exp.world)
+# The seed's key became an argument of init (issue 18: the seed is data).
+init_args = (exp.world, exp.key) if hasattr(exp, 'key') else (exp.world,)
+server, clients, frozen = jax.jit(fed.init)(*init_args)
 step = jax.jit(fed.round, donate_argnums=(0, 1))
 plan = (lambda r: exp.plan(r)[0]) if hasattr(exp, 'plan') else (lambda r: exp.layout(r)[0])
 times = []

@@ -33,6 +33,19 @@ if exp.mesh is not None:
   s, c, f = exp.federation.init(exp.world, exp.key)
   hlo = jax.jit(exp.federation.round).lower(s, c, f, exp.world, exp.plan(0)[0]).compile().as_text()
   assert any(op in hlo for op in ('all-reduce', 'all-gather', 'reduce-scatter')), 'no collectives'
+if exp.mesh is not None:
+  # The loop's state: the population's client trees sharded over the mesh's
+  # 'clients' axis (24 clients, 8 devices), the server's replicated; a call keeps them so.
+  from jax.sharding import PartitionSpec
+  from fedxr_jax.training import checks, runner as runner_lib
+  runner = runner_lib.Runner([exp], checks.step_bytes(exp))
+  state = runner.initial()
+  state, _, _ = runner.call(state, runner.prepare(0, 1), runner.guard([[]]))
+  for leaf in jax.tree.leaves(state[1]):
+    assert leaf.sharding.spec == PartitionSpec('clients'), leaf.sharding
+    assert len({s.index for s in leaf.addressable_shards}) == 8
+  for leaf in jax.tree.leaves(state[0]):
+    assert leaf.sharding.is_fully_replicated
 leaves = jax.tree_util.tree_leaves_with_path({'centralized': server.shared,
                                                'semi': semi.shared,
                                                'scheduled': scheduled.shared})
