@@ -25,7 +25,8 @@ import traceback
 from typing import NamedTuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROGRAMS = {'train': 'fedxr_jax.cli.train', 'pretrain': 'fedxr_jax.cli.pretrain'}
+PROGRAMS = {name: f'fedxr_jax.cli.{name}' for name in
+            ('train', 'pretrain', 'report', 'leaderboard', 'bench', 'sweep')}
 
 
 class Result(NamedTuple):

@@ -48,11 +48,34 @@ def assert_one_line(result, code, *parts):
     (['--config.on_divergence=ignore'], "on_divergence='ignore' is not one of"),
     (['--host_devices=0'], '--host_devices must be >= 1'),
     (['stray'], "unexpected arguments: ['stray']"),
+    # issue 18: a moved key names where it went
+    (['--config.topology.gamma=2'],
+     "unknown config key 'gamma' in --config.topology.gamma (did you mean 'topology.semi.gamma'?)"),
+    (['--config.server_optimizer.momentum=0.9'], "did you mean 'server_optimizer.sgd.momentum'?"),
+    # issue 18: a DP setting that cannot mean what it says is never a run without DP
+    (['--config.privacy.target_epsilon=-1'], 'privacy.target_epsilon=-1.0 must be a finite'),
+    (['--config.privacy.target_epsilon=nan'], 'privacy.target_epsilon=nan must be a finite'),
+    (['--config.privacy.noise_multiplier=-1'], 'privacy.noise_multiplier=-1.0 must be a finite'),
 ])
 def test_a_bad_setting_is_one_line_before_anything_is_built(cli, tmp_path, args, message):
   assert_one_line(cli.train(f'--config={TEST_CONFIG}', f'--workdir={tmp_path}/w', *args),
                   2, message)
   assert not os.path.exists(tmp_path / 'w' / 'metrics.jsonl')
+
+
+def test_an_error_inside_the_config_file_names_its_file_and_line(cli, tmp_path):
+  bad = tmp_path / 'bad_config.py'
+  bad.write_text('from fedxr_jax.configs import test\n\ndef get_config():\n'
+                 '  config = test.get_config()\n  config.num_rounds = not_defined\n'
+                 '  return config\n')
+  assert_one_line(cli.train(f'--config={bad}', f'--workdir={tmp_path}/w'), 2,
+                  f'({bad}:5): NameError', "'not_defined' is not defined")
+
+
+@pytest.mark.parametrize('program', ['report', 'leaderboard', 'bench', 'sweep'])
+def test_every_program_answers_help_with_exit_0(cli, program):
+  result = cli.run(program, '--help')
+  assert result.rc == 0 and result.stderr == '' and 'fedxr-' in result.stdout, result
 
 
 def test_a_missing_config_file_is_one_line(cli, tmp_path):

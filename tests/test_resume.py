@@ -263,6 +263,32 @@ def test_a_resumed_state_lowers_to_the_program_a_fresh_one_does(tmp_path):
   assert lower(*again[:2]) == lower(server, clients)
 
 
+def test_sigterm_checkpoints_the_last_round_and_the_same_command_resumes(trained, tmp_path):
+  """What batch schedulers send: the call in flight ends, the state is checkpointed
+  (off the cadence), exit 143; the same command ends where an uninterrupted run does."""
+  workdir = tmp_path / 'run'
+  command = [sys.executable, '-m', 'fedxr_jax.cli.train', *BASE, f'--workdir={workdir}',
+             '--progress=false']
+  process = subprocess.Popen(command, cwd=cli_harness.REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+  metrics = workdir / 'metrics.jsonl'
+  deadline = time.monotonic() + 300
+  while time.monotonic() < deadline and not (
+      metrics.exists() and len(metrics.read_text().splitlines()) >= 1):
+    time.sleep(0.02)
+  process.send_signal(signal.SIGTERM)
+  _, err = process.communicate(timeout=300)
+  assert process.returncode == 143, err
+  done = int(err.split('after round ')[1].split(':')[0])
+  assert 1 <= done < 8 and 'every lane saved its checkpoint' in err
+  assert done in checkpoint_lib.step_dirs(str(workdir / 'checkpoints'))
+  assert [r['round'] for r in rows_of(workdir)] == list(range(1, done + 1))
+  result = subprocess.run(command, cwd=cli_harness.REPO, capture_output=True, text=True,
+                          timeout=600)
+  assert result.returncode == 0 and result.stderr == '', result.stderr
+  assert math_of(rows_of(workdir)) == math_of(trained[1])
+
+
 @pytest.mark.slow
 def test_kill_9_mid_run_resumes_to_the_same_rows(trained, tmp_path):
   workdir = tmp_path / 'run'
