@@ -62,6 +62,7 @@ def child(variant: str, values, rounds: int) -> dict:
   from fedxr_jax.training import loop
   from fedxr_jax.training import metrics_log
   from fedxr_jax.training import sweep
+  from fedxr_jax.core import compilation_cache
   seconds = []
 
   def on_duration(event, duration, **kwargs):
@@ -70,7 +71,7 @@ def child(variant: str, values, rounds: int) -> dict:
       seconds.append(duration)
 
   jax.monitoring.register_event_duration_secs_listener(on_duration)
-  sweep.listen()
+  compilation_cache.listen()
   config = _config(rounds)
   values = [float(v) for v in values]
   with tempfile.TemporaryDirectory() as root:
@@ -92,7 +93,7 @@ def child(variant: str, values, rounds: int) -> dict:
       lane_rows[str(v)] = [metrics_log.comparable(r) for r in rows]
       call_s = sum(r['time/round_s'] for r in rows)
       compute = max(compute, call_s) if variant == 'vmapped' else compute + call_s
-  counts = sweep.compile_counts()
+  counts = compilation_cache.compile_counts()
   return {'variant': variant, 'wall_s': wall, 'xla_compiles': counts['xla'],
           'round_compiles': counts['round_requests'], 'compile_s': sum(seconds),
           'train_calls_s': compute, 'final_eval_accuracy': final,

@@ -36,6 +36,7 @@ import numpy as np
 
 from fedxr_jax.compose import experiment as experiment_lib
 from fedxr_jax.compose import optimizers
+from fedxr_jax.core import compilation_cache
 from fedxr_jax.errors import ConfigError
 from fedxr_jax.training import checks
 from fedxr_jax.training import guards
@@ -186,45 +187,6 @@ def check_lanes(lanes) -> None:
       raise ConfigError(f'sweep lane {lane.name}: {e}') from None
 
 
-# ---------------------------------------------------------------------------
-# Compile counting: XLA compiles of this process by function name, less
-# the persistent compilation cache's hits.
-
-COMPILES = {}     # fun_name -> compile requests
-CACHE_HITS = [0]
-_LISTENING = [False]
-ROUND_FUNCTIONS = ('round_step', 'rounds', 'vmapped_round_step', 'vmapped_rounds')
-
-
-def listen() -> None:
-  """Starts counting (idempotent)."""
-  if _LISTENING[0]:
-    return
-
-  def on_duration(event, duration, **kwargs):
-    del duration
-    if event == '/jax/core/compile/backend_compile_duration':
-      name = str(kwargs.get('fun_name', '?'))
-      name = name[4:-1] if name.startswith('jit(') and name.endswith(')') else name
-      COMPILES[name] = COMPILES.get(name, 0) + 1
-
-  def on_event(event, **kwargs):
-    del kwargs
-    if event == '/jax/compilation_cache/cache_hits':
-      CACHE_HITS[0] += 1
-
-  jax.monitoring.register_event_duration_secs_listener(on_duration)
-  jax.monitoring.register_event_listener(on_event)
-  _LISTENING[0] = True
-
-
-def compile_counts() -> dict:
-  """{'xla': compiles (cache hits excluded), 'round': of the round, 'cache_hits': ...}."""
-  total = sum(COMPILES.values())
-  return {'xla': total - CACHE_HITS[0], 'cache_hits': CACHE_HITS[0],
-          'round_requests': sum(COMPILES.get(n, 0) for n in ROUND_FUNCTIONS)}
-
-
 def _final(workdir: str, rows) -> dict:
   """The lane's final row (summary.json: its last round, evaluated)."""
   path = os.path.join(workdir, workdir_lib.SUMMARY_FILE)
@@ -291,8 +253,8 @@ def run(config, workdir: str, specs: Sequence[Spec], seeds: Optional[Sequence[in
   the summary. stop_after=K: every lane trains only rounds 1..K of its
   configured run (no final evaluation), as `loop.run(stop_after=K)`.
   """
-  listen()
-  compiles0, t0 = compile_counts(), time.perf_counter()
+  compilation_cache.listen()
+  compiles0, t0 = compilation_cache.compile_counts(), time.perf_counter()
   lanes = make_lanes(config, specs, seeds)
   check_lanes(lanes)
   keys = [s.key for s in specs]
@@ -307,7 +269,7 @@ def run(config, workdir: str, specs: Sequence[Spec], seeds: Optional[Sequence[in
   for lane in lanes:
     if results[lane.name]['stopped']:
       loop.warn(f"sweep lane {lane.name}: {results[lane.name]['stopped']}")
-  counts = {k: v - compiles0[k] for k, v in compile_counts().items()}
+  counts = {k: v - compiles0[k] for k, v in compilation_cache.compile_counts().items()}
   groups = {}
   for lane, r in zip(lanes, outcome):
     groups.setdefault(r.program, {'mode': 'vmapped' if r.vmapped else 'sequential',
