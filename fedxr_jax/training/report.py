@@ -1,6 +1,8 @@
 """Human-readable results: a summary table, the Table 6 headlines, learning curves."""
 import os
 
+import numpy as np
+
 from fedxr_jax.data import catalog
 from fedxr_jax.metrics import report as metrics_report
 
@@ -67,3 +69,41 @@ def plot_curves(rows, tasks, path: str, num_classes=None) -> str:
   fig.savefig(path, dpi=100)
   plt.close(fig)
   return path
+
+
+def sweep_by_value(overrides, finals, keys) -> list:
+  """Per swept value (over its seeds): the mean and spread of each final metric."""
+  by_value = {}
+  for value, final in zip(overrides, finals):
+    by_value.setdefault(value, []).append(final)
+  out = []
+  for value, group in by_value.items():
+    entry = {'overrides': dict(value), 'seeds': len(group)}
+    for key in keys:
+      values = [f[key] for f in group if f.get(key) is not None]
+      entry[key] = {'mean': float(np.mean(values)) if values else None,
+                    'std': float(np.std(values)) if values else None}
+    out.append(entry)
+  return out
+
+
+def print_sweep(summary: dict, keys) -> None:
+  """A sweep's programs, each lane's final metrics and the mean over seeds per value."""
+  print(f"sweep: {len(summary['lanes'])} lane(s), {len(summary['groups'])} program(s), "
+        f"{summary['round_compiles']} round compile(s), "
+        f"{summary['compiles']['xla']} XLA compiles in all, {summary['wall_s']:.1f} s")
+  for group in summary['groups']:
+    note = f" ({group['why']})" if group['why'] else ''
+    print(f"  {group['mode']}: {len(group['lanes'])} lane(s){note}")
+  width = max(len(n) for n in summary['lanes'])
+  print(f"{'lane':<{width}}  " + '  '.join(f'{k:>14}' for k in keys))
+  for name, lane in summary['lanes'].items():
+    cells = [('diverged' if lane['stopped'] else '-') if lane['final'].get(k) is None
+             else f"{lane['final'][k]:.4f}" for k in keys]
+    print(f'{name:<{width}}  ' + '  '.join(f'{c:>14}' for c in cells))
+  if any(v['seeds'] > 1 for v in summary['by_value']):
+    print('mean +- std over seeds:')
+    for v in summary['by_value']:
+      cells = [f"{k} {v[k]['mean']:.4f}+-{v[k]['std']:.4f}" if v[k]['mean'] is not None
+               else f'{k} -' for k in keys]
+      print(f"  {v['overrides']}: " + ', '.join(cells))

@@ -31,9 +31,6 @@ import os
 import time
 from typing import NamedTuple, Optional, Sequence
 
-import jax
-import numpy as np
-
 from fedxr_jax.compose import experiment as experiment_lib
 from fedxr_jax.compose import optimizers
 from fedxr_jax.core import compilation_cache
@@ -41,6 +38,7 @@ from fedxr_jax.errors import ConfigError
 from fedxr_jax.training import checks
 from fedxr_jax.training import guards
 from fedxr_jax.training import loop
+from fedxr_jax.training import report
 from fedxr_jax.training import workdir as workdir_lib
 
 SUMMARY_FILE = 'sweep.json'
@@ -197,43 +195,6 @@ def _final(workdir: str, rows) -> dict:
   return {'round': final.get('round'), **{k: final.get(k) for k in FINAL_KEYS}}
 
 
-def summarize(lanes, results: dict) -> list:
-  """Per value (over seeds): the mean and spread of each final metric."""
-  by_value = {}
-  for lane in lanes:
-    by_value.setdefault(lane.overrides, []).append(results[lane.name]['final'])
-  out = []
-  for overrides, finals in by_value.items():
-    entry = {'overrides': dict(overrides), 'seeds': len(finals)}
-    for key in FINAL_KEYS:
-      values = [f[key] for f in finals if f.get(key) is not None]
-      entry[key] = {'mean': float(np.mean(values)) if values else None,
-                    'std': float(np.std(values)) if values else None}
-    out.append(entry)
-  return out
-
-
-def print_summary(summary: dict) -> None:
-  print(f"sweep: {len(summary['lanes'])} lane(s), {len(summary['groups'])} program(s), "
-        f"{summary['round_compiles']} round compile(s), "
-        f"{summary['compiles']['xla']} XLA compiles in all, {summary['wall_s']:.1f} s")
-  for group in summary['groups']:
-    note = f" ({group['why']})" if group['why'] else ''
-    print(f"  {group['mode']}: {len(group['lanes'])} lane(s){note}")
-  width = max(len(n) for n in summary['lanes'])
-  print(f"{'lane':<{width}}  " + '  '.join(f'{k:>14}' for k in FINAL_KEYS))
-  for name, lane in summary['lanes'].items():
-    cells = [('diverged' if lane['stopped'] else '-') if lane['final'].get(k) is None
-             else f"{lane['final'][k]:.4f}" for k in FINAL_KEYS]
-    print(f'{name:<{width}}  ' + '  '.join(f'{c:>14}' for c in cells))
-  if any(v['seeds'] > 1 for v in summary['by_value']):
-    print('mean +- std over seeds:')
-    for v in summary['by_value']:
-      cells = [f"{k} {v[k]['mean']:.4f}+-{v[k]['std']:.4f}" if v[k]['mean'] is not None
-               else f'{k} -' for k in FINAL_KEYS]
-      print(f"  {v['overrides']}: " + ', '.join(cells))
-
-
 def _check_keys(keys, lanes, vmap) -> None:
   """A key compiled into the round is refused under vmap=True (one line)."""
   for key in keys:
@@ -285,12 +246,13 @@ def run(config, workdir: str, specs: Sequence[Spec], seeds: Optional[Sequence[in
                             'stopped': results[lane.name]['stopped'],
                             'final': results[lane.name]['final']}
                 for lane, d in zip(lanes, dirs)},
-      'by_value': summarize(lanes, results)}
+      'by_value': report.sweep_by_value([l.overrides for l in lanes],
+                                        [results[l.name]['final'] for l in lanes], FINAL_KEYS)}
   path = os.path.join(workdir, SUMMARY_FILE)
   with open(path + '.tmp', 'w') as f:
     json.dump(summary, f, indent=2, sort_keys=True)
   os.replace(path + '.tmp', path)
   if report:
-    print_summary(summary)
+    report.print_sweep(summary, FINAL_KEYS)
     print(f'sweep summary: {path}')
   return summary
