@@ -38,7 +38,7 @@ from fedxr_jax.errors import ConfigError
 from fedxr_jax.training import checks
 from fedxr_jax.training import guards
 from fedxr_jax.training import loop
-from fedxr_jax.training import report
+from fedxr_jax.training import report as report_lib
 from fedxr_jax.training import workdir as workdir_lib
 
 SUMMARY_FILE = 'sweep.json'
@@ -246,13 +246,13 @@ def run(config, workdir: str, specs: Sequence[Spec], seeds: Optional[Sequence[in
                             'stopped': results[lane.name]['stopped'],
                             'final': results[lane.name]['final']}
                 for lane, d in zip(lanes, dirs)},
-      'by_value': report.sweep_by_value([l.overrides for l in lanes],
+      'by_value': report_lib.sweep_by_value([l.overrides for l in lanes],
                                         [results[l.name]['final'] for l in lanes], FINAL_KEYS)}
   path = os.path.join(workdir, SUMMARY_FILE)
   with open(path + '.tmp', 'w') as f:
     json.dump(summary, f, indent=2, sort_keys=True)
   os.replace(path + '.tmp', path)
   if report:
-    report.print_sweep(summary, FINAL_KEYS)
+    report_lib.print_sweep(summary, FINAL_KEYS)
     print(f'sweep summary: {path}')
   return summary
