@@ -60,7 +60,7 @@ VARIANTS = {
     'tap': {'algorithm.name': 'tap'},
     'lora_exact': {'lora.rule': 'exact'},
     'moe': {'plan.lora': 'frozen', 'plan.prompts': 'frozen', 'plan.experts': 'shared',
-            'model.num_experts': 4, 'model.expert_top_k': 2},
+            'model.m3t.num_experts': 4, 'model.m3t.expert_top_k': 2},
     'hetlora': {'lora.device_ranks': (4, 4, 4, 1, 2, 1), 'lora.hetlora_weights': True},
     # Features and cadences the house refactor (issue 18) reshaped.
     'sign_flip_median': {'attack.fraction': 0.2, 'attack.model': 'sign_flip',

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROGRAMS = {name: f'fedxr_jax.cli.{name}' for name in
-            ('train', 'pretrain', 'report', 'leaderboard', 'bench', 'sweep')}
+            ('train', 'pretrain', 'report', 'leaderboard', 'bench', 'sweep', 'models')}
 
 
 class Result(NamedTuple):

@@ -38,8 +38,8 @@ def assert_one_line(result, code, *parts):
     # row 14: the hint, in one clean line
     (['--config.cohrt_size=4'],
      "unknown config key 'cohrt_size' in --config.cohrt_size (did you mean 'cohort_size'?)"),
-    (['--config.model.widht=4'], "unknown config key 'widht' in --config.model.widht "
-                                 "(did you mean 'width'?)"),
+    (['--config.model.m3t.widht=4'], "unknown config key 'widht' in --config.model.m3t.widht "
+                                     "(did you mean 'width'?)"),
     (['--config.nonexistent=1'], "unknown config key 'nonexistent'"),
     (['--config.cohort_size=0'], 'cohort_size must be >= 1'),
     (['--config.population_size=4'], 'larger than population_size=4'),

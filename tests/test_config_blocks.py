@@ -68,13 +68,14 @@ def _plain(value):
   return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
-def test_the_model_block_is_the_models_own_fields():
-  from fedxr_jax.models import m3t
+def test_the_model_blocks_are_the_registered_factories_own_settings():
+  from fedxr_jax.models import registry as models
   block = default.get_config().model
-  for field in dataclasses.fields(m3t.M3TModel):
-    if field.default is not dataclasses.MISSING and field.name not in (
-        'lora_residual', 'parent', 'name'):   # the last two: every flax module's
-      assert block[field.name] == field.default, field.name
+  assert block.name in models.MODELS
+  for name, factory in models.MODELS.items():
+    assert block[name].to_dict() == registry.settings(factory), name
+  # The run's context (exact LoRA's residual, the dtype) is no setting of a model's block.
+  assert 'lora_residual' not in block.m3t and 'dtype' not in block.m3t
 
 
 def test_the_config_file_loads_without_jax():

@@ -263,15 +263,15 @@ def test_storage_holds_only_sensed_encoders_and_their_heads(run):
 
 def test_param_counts_cover_the_model_once():
   config = test_config.get_config()
-  config.model.num_experts = 4
+  config.model.m3t.num_experts = 4
   exp = experiment.build(config)
   shapes = jax.eval_shape(lambda: exp.problem.init_params(jax.random.key(0)))
-  counts = device_facts.param_counts(shapes, exp.spec, config.model.lora_rank)
+  counts = device_facts.param_counts(shapes, exp.spec, config.model.m3t.lora_rank)
   total = sum(int(np.prod(v.shape)) for v in storage.leaves(shapes).values())
-  slots = config.model.depth * config.model.num_experts
+  slots = config.model.m3t.depth * config.model.m3t.num_experts
   assert (sum(v for k, v in counts.items() if k.startswith(('encoder/', 'head/')))
           + counts['rest'] + counts['expert'] * slots
-          + counts['lora_rank'] * config.model.lora_rank) == total
+          + counts['lora_rank'] * config.model.m3t.lora_rank) == total
   # One expert: w_in, b_in, w_out, b_out of one layer (width 16, mlp_width 16).
   assert counts['expert'] == 16 * 16 * 2 + 16 + 16
 

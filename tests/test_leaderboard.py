@@ -1,17 +1,26 @@
-"""The leaderboard: known rankings, invalid files listed not ranked, escaping,
-verified badges only with a matching record, Pareto fronts, the CLI."""
+"""The leaderboard: known rankings with statistical ties, invalid files and
+duplicates listed not ranked, escaping, badges only from the maintainers'
+records, entries whose re-run differs unranked, time to accuracy, Pareto
+plots on axes that vary, the pages researchers read, the CLI."""
 import os
+import re
+import shlex
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from bench_helpers import (ACCURACY, ACCURACY_ORDER, HARDWARE, LATENCY, LATENCY_ORDER, SCRIPT,
-                           TRACKS, VERSIONS, board_rows, make_submissions, tampered)
+from bench_helpers import (ACCURACY, ACCURACY_ORDER, ACCURACY_RANKS, BUDGETED, HARDWARE,
+                           LATENCY, LATENCY_ORDER, LATENCY_RANKS, SCRIPT, TRACKS, VERSIONS,
+                           accuracy_doc, board_rows, make_doc, make_submissions, tampered)
 from fedxr_jax.bench import leaderboard
+from fedxr_jax.bench import plateau
 from fedxr_jax.bench import ranking
+from fedxr_jax.bench import site as site_lib
 from fedxr_jax.bench import submission
+from fedxr_jax.bench import targets
+from fedxr_jax.bench import tracks as tracks_lib
 from fedxr_jax.bench import validate
 from fedxr_jax.bench import verification
 
@@ -28,7 +37,8 @@ def test_ranks_known_order_for_higher_and_lower_is_better(site):
   root, _, board = site
   assert [e.submission.method for e in board.entries[ACCURACY.key]] == ACCURACY_ORDER
   assert [e.submission.method for e in board.entries[LATENCY.key]] == LATENCY_ORDER
-  assert [e.rank for e in board.entries[ACCURACY.key]] == [1, 2, 3, 4]
+  assert [e.rank for e in board.entries[ACCURACY.key]] == ACCURACY_RANKS
+  assert [e.rank for e in board.entries[LATENCY.key]] == LATENCY_RANKS
   index = (root / 'site' / 'index.html').read_text()
   rows = board_rows(index)
   assert rows == {'xr-accuracy v1': ACCURACY_ORDER, 'xr-latency v2': LATENCY_ORDER}
@@ -36,6 +46,17 @@ def test_ranks_known_order_for_higher_and_lower_is_better(site):
   assert board_rows((root / 'site' / 'track-xr-latency-v2.html').read_text()) == {
       'xr-latency v2': LATENCY_ORDER}
   assert '0.9100 ± 0.0100' in index and '0.8200 ± 0' in index
+
+
+def test_statistical_ties_known_answer():
+  assert ranking.t_quantile(2) == pytest.approx(4.302653, abs=1e-6)
+  low, high = ranking.interval(0.82, 0.02, 3)
+  assert (low, high) == (pytest.approx(0.82 - 4.302653 * 0.02 / 3 ** 0.5),
+                         pytest.approx(0.82 + 4.302653 * 0.02 / 3 ** 0.5))
+  assert ranking.interval(0.5, None, 1) == (0.5, 0.5)
+  # [0.9, 1.0] and [0.85, 0.95] overlap; [0.7, 0.8] is below both.
+  assert ranking.tied_ranks([(0.9, 1.0), (0.85, 0.95), (0.7, 0.8)], True) == [1, 1, 3]
+  assert ranking.tied_ranks([(0.9, 1.0), (0.85, 0.95), (0.7, 0.8)], False) == [2, 2, 1]
 
 
 def test_ties_break_deterministically():
@@ -49,7 +70,8 @@ def test_invalid_files_are_listed_not_ranked(site):
   root, _, board = site
   reasons = {i.file: i.reason for i in board.invalid}
   assert reasons == {
-      'copy-of-a.json': 'the same content as a.json',
+      'copy-of-a.json': 'a duplicate of a.json: the same track, config, seeds and curves '
+                        '(the earliest is ranked)',
       'garbage.json': 'not UTF-8 text (binary data at byte 0)',
       'tampered.json': "seed 0: final 'eval/accuracy' is 0.99 but the curve ends "
                        '(round 4) at 0.9'}
@@ -79,7 +101,8 @@ def test_submitted_strings_are_escaped_everywhere(site):
 def test_cost_columns_show_reported_metrics_and_a_dash_otherwise(site):
   root, _, _ = site
   index = (root / 'site' / 'index.html').read_text()
-  assert '<td class="num cost" data-metric="comm/uplink_bits">8.000e+06 ± 0</td>' in index
+  assert '<td class="num cost" data-metric="comm/uplink_bits">8 ± 0</td>' in index   # Mbit
+  assert '<th>uplink (Mbit), lower is better</th>' in index
   assert '<td class="num cost" data-metric="energy/joules">-</td>' in index   # D
   assert '<td class="num cost" data-metric="privacy/epsilon">-</td>' in index
 
@@ -94,7 +117,7 @@ def test_pareto_plots_are_svg_files_without_submitted_text(site):
   root, _, _ = site
   page = (root / 'site' / 'track-xr-accuracy-v1.html').read_text()
   plots = sorted(os.listdir(root / 'site' / 'plots'))
-  acc = [p for p in plots if p.startswith('xr-accuracy-v1-')]
+  acc = [p for p in plots if p.startswith('xr-accuracy-v1-') and 'curves' not in p]
   assert len(acc) == 2                              # uplink bits and energy are reported
   for name in acc:
     assert f'src="plots/{name}"' in page
@@ -103,39 +126,165 @@ def test_pareto_plots_are_svg_files_without_submitted_text(site):
     assert 'fedprox' not in (root / 'site' / 'plots' / name).read_text()
 
 
-def _sidecar(path, doc, rerun):
-  result = verification.compare(doc, rerun)
-  record = verification.build_record(doc, result, hardware=HARDWARE, versions=VERSIONS)
-  return verification.write_record(record, path)
+def _record(folder, doc, rerun, rounds_note=''):
+  """A maintainer's record for `doc` from re-run rows, written into `folder`."""
+  result = verification.compare(doc, rerun, primary='eval/accuracy')
+  record = verification.build_record(
+      doc, result, hardware=HARDWARE, versions=VERSIONS, tolerance='bit for bit',
+      selection={'method': 'hmac-sha256', 'key_kind': 'date', 'key_id': '2026-12-06',
+                 'order': [0, 1, 2]})
+  return verification.write_record(record, str(folder))
 
 
-def test_verified_badge_only_with_a_matching_passing_record(tmp_path):
-  subs = tmp_path / 'subs'
+def _final_rows(doc):
+  return {r['seed']: [r['curve'][-1]] for r in doc['runs']}
+
+
+def test_badges_come_only_from_matching_records_in_the_maintainers_folder(tmp_path):
+  subs, verified = tmp_path / 'subs', tmp_path / 'verified'
   docs = make_submissions(subs)
   a, b, c, d = (docs[n] for n in ('a.json', 'b.json', 'c.json', 'd.json'))
-  _sidecar(str(subs / 'a.json'), a, {0: [{'round': 4, 'eval/accuracy': 0.80}]})
-  _sidecar(str(subs / 'b.json'), b, {0: [{'round': 4, 'eval/accuracy': 0.95}]})  # fails
-  # c's record is about another version of c: stale, so no badge.
+  _record(verified, a, _final_rows(a))                                  # full, passes
+  _record(verified, b, {0: [{'round': 4, 'eval/accuracy': 0.95}]})      # differs
+  # c's record is about another version of c; and a passing record beside c is ignored.
   old_c = tampered(c, lambda x: x['method'].update(name='C old'), rehash=True)
-  _sidecar(str(subs / 'c.json'), old_c, {0: [{'round': 4, 'eval/accuracy': 0.82}]})
-  # d's record is damaged: its own hash no longer holds.
-  sidecar = _sidecar(str(subs / 'd.json'), d, {0: [{'round': 4, 'eval/accuracy': 0.5}]})
-  text = open(sidecar).read().replace('"result": "pass"', '"result": "fail"')
-  open(sidecar, 'w').write(text)
-  board = leaderboard.build_site(str(subs), str(tmp_path / 'site'), TRACKS)
-  states = {e.submission.method: e.verification for e in board.entries[ACCURACY.key]}
-  assert states == {'A fedavg': 'verified', 'B fedprox': 'failed', 'C steady': 'stale',
-                    SCRIPT: 'invalid'}
+  _record(verified, old_c, _final_rows(old_c))
+  beside = _record(tmp_path / 'beside', c, _final_rows(c))
+  os.replace(beside, subs / 'c.verified.json')
+  # D: rounds 1-2 only: partial.
+  _record(verified, d, {r['seed']: r['curve'][:2] for r in d['runs']})
+  # A damaged record is listed, and counts for nothing.
+  broken = verified / 'broken.json'
+  broken.write_text('{"format": "fedxr_jax.verification"}')
+  board = leaderboard.build_site(str(subs), str(tmp_path / 'site'), TRACKS,
+                                 verified_dir=str(verified))
+  states = {e.submission.method: e.verification.state for e in board.entries[ACCURACY.key]}
+  assert states == {'A fedavg': 'verified', 'C steady': 'none', SCRIPT: 'partial'}
+  # B's re-run differs: unranked, listed apart with the first differing round and key.
+  [unranked] = board.unranked[ACCURACY.key]
+  assert unranked.submission.method == 'B fedprox' and unranked.rank is None
+  assert unranked.verification.detail == 'seed 0 round 4 eval/accuracy: 0.9 submitted, 0.95 re-run'
+  assert [e.rank for e in board.entries[ACCURACY.key]] == [1, 1, 3]
+  assert [(i.file, i.reason) for i in board.bad_records] == [
+      ('broken.json', 'verification schema version None is not supported')]
   index = (tmp_path / 'site' / 'index.html').read_text()
-  cells = [line.split('<td class="method">')[1].split('</td>')[0]
-           for line in index.splitlines() if 'class="entry"' in line]
-  assert [c for c in cells if 'badge verified' in c] == [
-      'A fedavg<span class="badge verified" title="1 rounds x 1 seeds re-run on cpu">'
-      'verified</span>']
-  assert 'B fedprox<span class="badge failed" title="seed 0 round 4 eval/accuracy: 0.9 vs '
-  're-run 0.95">re-run differs</span>' in cells
-  assert 'C steady' in cells and '&lt;script&gt;alert(1)&lt;/script&gt;' in cells
-  assert not any('verified.json' in i.file for i in board.invalid)   # sidecars are not entries
+  assert board_rows(index)['xr-accuracy v1'] == ['C steady', 'A fedavg', SCRIPT]
+  assert index.count('badge verified') == 1 and 'round 1-2 reproduced' not in index
+  assert 'rounds 1-2 reproduced</span>' in index and '1 unranked (re-run differs)' in index
+  page = (tmp_path / 'site' / 'track-xr-accuracy-v1.html').read_text()
+  assert ('<td>seed 0 round 4 eval/accuracy: 0.9 submitted, 0.95 re-run</td>' in page)
+  assert not any('verified.json' in i.file for i in board.invalid)   # old sidecars: not entries
+
+
+def test_duplicates_with_other_names_dates_and_timings_are_one_entry(tmp_path):
+  subs = tmp_path / 'subs'
+  subs.mkdir()
+  first = accuracy_doc('fedadam', [0.8, 0.82, 0.84])
+  again = tampered(first, lambda d: (d.update(created_utc='2026-01-01T00:00:00Z'),
+                                     d['method'].update(name='my fedadam'),
+                                     d['timing'].update(wall_s=99.0)), rehash=True)
+  submission.write(again, str(subs / 'a-again.json'))
+  submission.write(first, str(subs / 'z-first.json'))
+  board = leaderboard.collect(str(subs), TRACKS)
+  assert [e.submission.method for e in board.entries[ACCURACY.key]] == ['fedadam']
+  assert [i.file for i in board.invalid] == ['a-again.json']
+  assert board.invalid[0].reason.startswith('a duplicate of z-first.json')
+
+
+def test_time_to_target_known_answer():
+  curve = [{'round': 1, 'cost/latency_s': 0.5, 'eval/accuracy': 0.5},
+           {'round': 2, 'cost/latency_s': 1.5},
+           {'round': 3, 'cost/latency_s': 2.0, 'eval/accuracy': 0.85},
+           {'round': 4, 'cost/latency_s': 1.0, 'eval/accuracy': 0.9}]
+  assert targets.reach(curve, 'eval/accuracy', 0.8) == (3, 4.0)
+  assert targets.reach(curve, 'eval/accuracy', 0.95) is None
+  assert targets.reach(curve, 'eval/accuracy', 0.6, higher_is_better=False) == (1, 0.5)
+  gap = [curve[0], curve[2]]                       # round 2 missing: its latency unknown
+  assert targets.reach(gap, 'eval/accuracy', 0.8) == (3, None)
+  two = targets.summarize([curve, curve[:3]], 'eval/accuracy', 0.8)
+  assert two == {'reached': 2, 'n': 2, 'rounds': 3.0, 'seconds': 4.0}
+  assert targets.summarize([curve, curve[:2]], 'eval/accuracy', 0.8) == {
+      'reached': 1, 'n': 2, 'rounds': None, 'seconds': None}
+
+
+def test_plateau_rule_on_synthetic_curves():
+  flat = [(r, 0.80 + 0.001 * r / 50) for r in range(5, 55, 5)]     # +0.1% over the tail
+  rising = [(r, 0.5 + 0.01 * r) for r in range(5, 55, 5)]
+  assert plateau.check(flat, 50).reached is True
+  verdict = plateau.check(rising, 50)
+  # Window: rounds 40-50 (the last 20% of 50); 0.9 -> 1.0 is +11.1%.
+  assert (verdict.reached, verdict.start) == (False, 40)
+  assert verdict.gain == pytest.approx(0.1 / 0.9)
+  assert 'still improving: +11.11% from round 40' in verdict.describe()
+  assert plateau.check([(10, 0.5), (20, 0.6)], 20).start == 10      # the last eval <= 16
+  assert plateau.check([(20, 0.6)], 20).reached is None              # nothing before 16
+  assert plateau.check([(10, 0.6)], 20).why == 'round 20 was not evaluated'
+  assert plateau.mean_curve([[{'round': 1, 'm': 0.2}, {'round': 2, 'm': 0.4}],
+                             [{'round': 2, 'm': 0.6}]], 'm') == [(2, 0.5)]
+
+
+def test_track_pages_show_targets_budgets_curves_and_units(site, tmp_path):
+  root, _, board = site
+  page = (root / 'site' / 'track-xr-accuracy-v1.html').read_text()
+  assert '<h2>Learning curves</h2>' in page and 'learning_curves' in page
+  assert 'gesture (accuracy, fraction)' not in page                # no per-task metric here
+  budget = make_doc(BUDGETED, 'small', {s: {'eval/accuracy': 0.9, 'eval/gesture/accuracy': 0.8,
+                                            'eval_unseen/accuracy': 0.7}
+                                        for s in BUDGETED.seeds})
+  subs = tmp_path / 'subs'
+  submission.write(budget, str(subs / 'b.json')) if subs.mkdir() is None else None
+  board = leaderboard.build_site(str(subs), str(tmp_path / 'site'), TRACKS)
+  [entry] = board.entries[BUDGETED.key]
+  # Rounds 1-4 at 0.5 simulated s each; accuracy 0.9 >= the 0.8 target first at round 4.
+  assert entry.to_target == {'reached': 3, 'n': 3, 'rounds': 4.0, 'seconds': 2.0}
+  page = (tmp_path / 'site' / 'track-xr-budget-v2.html').read_text()
+  for heading in ('gesture (accuracy, fraction)', 'unseen users (accuracy, fraction)',
+                  'rounds to eval/accuracy \u2265 0.8 (rounds)',
+                  'time to eval/accuracy \u2265 0.8 (simulated s)',
+                  'trainable parameters (count)', 'Budget (per device, frozen)'):
+    assert heading in page, heading
+  assert ('<td class="num to-target" data-reached="3">4</td>'
+          '<td class="num to-target-s">2</td>') in page
+  entry_page = (tmp_path / 'site' / site_lib.entry_page(entry.submission)).read_text()
+  assert 'img class="plot" src="plots/entry-' in entry_page and '900' in entry_page
+
+
+def test_v1_track_pages_hide_dormant_keys(tmp_path):
+  board = leaderboard.build_site(str(tmp_path), str(tmp_path / 'site'),
+                                 tracks_lib.all_tracks()[:1])
+  t = tracks_lib.get('xr-default', 1)
+  assert 'aggregator.krum.num_byzantine' in t.frozen                  # in the v1 hash...
+  page = (tmp_path / 'site' / 'track-xr-default-v1.html').read_text()
+  assert 'aggregator.krum.num_byzantine' not in page                  # ...not on the page
+  assert '<code>aggregator.name</code>' in page and 'keys of blocks this track' in page
+  assert 'archived' in page and board.entries[t.key] == []
+
+
+def _cli_source(name):
+  with open(os.path.join(REPO, 'fedxr_jax', 'cli', f'{name}.py')) as f:
+    return f.read()
+
+
+def test_the_how_to_submit_commands_parse():
+  # Read the CLIs' flags from their source: importing both would define a flag twice.
+  sources = {'fedxr-bench': _cli_source('bench'), 'fedxr-leaderboard': _cli_source('leaderboard')}
+  commands = re.search(r"^COMMANDS = (\(.*?\))$", sources['fedxr-bench'], re.M).group(1)
+  for _, command in site_lib.SUBMIT_STEPS:
+    words = shlex.split(command.replace('FEDXR_VERIFY_KEY=... ', ''))
+    if words[0] == 'cp':
+      continue
+    assert words[0] in sources, command
+    if words[0] == 'fedxr-bench':
+      assert repr(words[1]) in commands, command
+    for word in words:
+      if word.startswith('--') and not word.startswith('--config.'):
+        name = word[2:].split('=')[0]
+        assert re.search(rf"DEFINE_\w+\('{name}'", sources[words[0]]), (name, command)
+    track = tracks_lib.get('xr-default')
+    for word in words:
+      if word.startswith('--config.'):
+        key, value = word[len('--config.'):].split('=')
+        track.check_override(key, float(value) if value[0].isdigit() else value)
 
 
 def test_site_needs_no_network_and_no_scripts(site):
@@ -158,7 +307,8 @@ def test_cli_builds_the_site_and_fails_in_one_line(tmp_path):
   ok = _cli(str(tmp_path / 'subs'), f'--out={tmp_path / "site"}', '--tracks=bench_helpers',
             '--strict')
   assert ok.returncode == 1, ok.stderr                 # --strict: 3 files are invalid
-  assert ok.stdout.startswith('fedxr-leaderboard: 7 entries ranked in 3 tracks, 3 invalid')
+  assert ok.stdout.startswith('fedxr-leaderboard: 7 entries ranked in 4 tracks, 0 unranked '
+                              '(re-run differs), 3 invalid')
   assert (tmp_path / 'site' / 'index.html').exists()
   assert 'Traceback' not in ok.stderr and len(ok.stderr.splitlines()) == 3
 
@@ -178,3 +328,18 @@ def test_cli_errors_are_one_line(args, message, monkeypatch, capsys):
   err = capsys.readouterr().err
   assert err.startswith('fedxr-leaderboard: error: ') and message in err, err
   assert len(err.strip().splitlines()) == 1
+
+
+def test_pareto_plots_only_on_costs_that_vary(tmp_path):
+  subs = tmp_path / 'subs'
+  subs.mkdir()
+  submission.write(accuracy_doc('one', [0.8, 0.8, 0.8], uplink=1e6, energy=2.0),
+                   str(subs / 'one.json'))
+  submission.write(accuracy_doc('two', [0.7, 0.7, 0.7], uplink=1e6, energy=1.0),
+                   str(subs / 'two.json'))
+  leaderboard.build_site(str(subs), str(tmp_path / 'site'), [ACCURACY])
+  plotted = sorted(p for p in os.listdir(tmp_path / 'site' / 'plots') if 'curves' not in p
+                   and not p.startswith('entry-'))
+  assert [p.split('-')[3] for p in plotted] == ['energy_joules']   # uplink equal: no plot
+  page = (tmp_path / 'site' / 'track-xr-accuracy-v1.html').read_text()
+  assert '<th title="labels the plots">row</th>' in page

@@ -59,7 +59,7 @@ def _with_pretrained(config):
 def test_metadata_records_the_run(saved):
   _, meta = saved
   assert sorted(meta['roles']) == ['base', 'encoders', 'heads']   # no PEFT trees
-  assert meta['steps'] == 15 and meta['model']['width'] == 16
+  assert meta['steps'] == 15 and meta['model']['m3t']['width'] == 16
   assert np.isfinite(meta['final_loss'])
   for acc in meta['public_accuracy'].values():
     assert 0.0 <= acc <= 1.0
@@ -92,9 +92,9 @@ def test_federated_run_starts_from_the_saved_base_and_keeps_it_frozen(saved):
 
 
 @pytest.mark.parametrize('change, message', [
-    (dict(width=32), 'model.width=16 there, 32 here'),
+    (dict(m3t=dict(width=32)), 'model.m3t.width=16 there, 32 here'),
     # Same shapes (query/key/value kernels are [width, width]), other meaning.
-    (dict(num_heads=4), 'model.num_heads=2 there, 4 here'),
+    (dict(m3t=dict(num_heads=4)), 'model.m3t.num_heads=2 there, 4 here'),
 ])
 def test_a_different_model_is_refused(saved, change, message):
   directory, _ = saved

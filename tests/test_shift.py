@@ -208,7 +208,7 @@ def test_model_costs_are_filled_by_the_experiment():
   config.data.hardware.memory_limits = True
   spec, _, _, problem, _ = experiment.make_problem(config)
   assert spec.hardware.flops_per_step > 0
-  trained = {r for r, mode in experiment.make_plan(config).items() if mode != 'frozen'}
+  trained = {r for r, mode in experiment.make_plan(config, 2).items() if mode != 'frozen'}
   present = jax.eval_shape(lambda: problem.init_params(jax.random.key(0))).keys()
   assert {r for r, _ in spec.hardware.role_train_bytes} == trained & set(present)
   # A spec without them refuses to generate instead of guessing.

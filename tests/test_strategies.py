@@ -34,7 +34,7 @@ def _client_weights(exp, ids):
 @pytest.mark.slow
 def test_exact_lora_equals_the_average_of_products_and_differs_from_fedit(config):
   config = _full_cohort(config)
-  scale = config.model.lora_alpha / config.model.lora_rank
+  scale = config.model.m3t.lora_alpha / config.model.m3t.lora_rank
   # Per-client factors: the same first round with LoRA kept personal.
   config.plan.lora = 'personal'
   exp = experiment.build(config)
@@ -121,7 +121,7 @@ def test_rule_needs_shared_lora_and_exact_needs_a_server(config):
 
 @pytest.mark.slow   # experiment-level LoRA ranks
 def test_heterogeneous_ranks_train_only_each_clients_first_ranks(config):
-  assert config.model.lora_rank == 2
+  assert config.model.m3t.lora_rank == 2
   config.lora.device_ranks = (1,) * len(config.data.devices)
   exp = experiment.build(config)
   _, _, frozen = jax.jit(exp.federation.init)(exp.world, exp.key)
@@ -169,15 +169,15 @@ def test_personal_trees_are_never_communicated(config):
   assert set(server.shared) == {'prompts'}
   assert float(metrics[0]['train/participation']) == 1.0
   # Every client uploads its float32 prompts [num_prompts, width], nothing else.
-  width, prompts = config.model.width, config.model.num_prompts
+  width, prompts = config.model.m3t.width, config.model.m3t.num_prompts
   np.testing.assert_allclose(metrics[0]['comm/uplink_bits'],
                              config.cohort_size * 8 * 4 * width * prompts)
 
 
 @pytest.mark.slow   # experiment-level; tests/test_model.py checks top-k routing by default
 def test_moe_routed_tokens_sum_to_top_k_times_tokens(config):
-  config.model.num_experts = 4
-  config.model.expert_top_k = 2
+  config.model.m3t.num_experts = 4
+  config.model.m3t.expert_top_k = 2
   exp = experiment.build(config)
   problem = exp.problem
   server, clients, frozen = jax.jit(exp.federation.init)(exp.world, exp.key)
@@ -190,7 +190,7 @@ def test_moe_routed_tokens_sum_to_top_k_times_tokens(config):
   per_mod = np.array([np.prod([s // t for s, t in zip(shape, tok)])
                       for shape, tok in mods.values()])
   present = np.asarray(ex['modality_mask'])
-  tokens = 1 + config.model.num_prompts + (present * per_mod + ~present).sum(-1)
+  tokens = 1 + config.model.m3t.num_prompts + (present * per_mod + ~present).sum(-1)
   labelled = np.asarray(ex['example_mask'])[:, None] & np.asarray(data['task_mask'])[None]
   for t in range(len(exp.spec.tasks)):
     expected = 2 * float(np.sum(tokens * labelled[:, t]))
@@ -253,10 +253,11 @@ def test_tap_swaps_heads_where_the_global_model_wins():
 
 STRATEGIES = {
     'personal_prompts': dict(plan=dict(prompts='personal')),
-    'shared_and_personal_prompts': dict(model=dict(num_user_prompts=2),
+    'shared_and_personal_prompts': dict(model=dict(m3t=dict(num_user_prompts=2)),
                                         plan=dict(user_prompts='personal')),
-    'adapters': dict(model=dict(adapter_dim=4, lora_rank=0), plan=dict(adapters='shared')),
-    'moe': dict(model=dict(num_experts=3, expert_top_k=1, lora_rank=0),
+    'adapters': dict(model=dict(m3t=dict(adapter_dim=4, lora_rank=0)),
+                     plan=dict(adapters='shared')),
+    'moe': dict(model=dict(m3t=dict(num_experts=3, expert_top_k=1, lora_rank=0)),
                 plan=dict(experts='shared')),
     'full_tuning': dict(plan=dict(base='shared')),
     'ditto': dict(algorithm=dict(name='ditto')),

@@ -7,11 +7,12 @@ import json
 import math
 import os
 import pickle
+import sys
 
 import pytest
 
-from bench_helpers import (ACCURACY, GPU, HARDWARE, TRACKS, VERSIONS, accuracy_doc,
-                           make_doc, tampered, write_raw)
+from bench_helpers import (ACCURACY, BUDGETED, FACTS, GPU, HARDWARE, TRACKS, VERSIONS,
+                           accuracy_doc, make_doc, tampered, write_raw)
 from fedxr_jax.bench import canonical
 from fedxr_jax.bench import files
 from fedxr_jax.bench import provenance
@@ -93,12 +94,12 @@ def test_builder_refuses_a_curve_that_does_not_end_at_the_final_metrics():
         track_id='xr-accuracy', track_version=1, frozen=ACCURACY.frozen, config={},
         seeds=[0], curves={0: [{'round': 3, 'eval/accuracy': 0.5}]},
         finals={0: {'eval/accuracy': 0.9}}, method={'name': 'm'}, hardware=HARDWARE,
-        versions=VERSIONS, wall_s=1.0, compile_s=None)
+        versions=VERSIONS, wall_s=1.0, compile_s=None, model_facts=FACTS)
   with pytest.raises(SubmissionError, match=r'curves has seeds \[0\], want \[0, 1\]'):
     submission.build(
         track_id='xr-accuracy', track_version=1, frozen={}, config={}, seeds=[0, 1],
         curves={0: []}, finals={0: {}, 1: {}}, method={'name': 'm'}, hardware=HARDWARE,
-        versions=VERSIONS, wall_s=1.0, compile_s=None)
+        versions=VERSIONS, wall_s=1.0, compile_s=None, model_facts=FACTS)
 
 
 def test_provenance_records_fit_the_schema():
@@ -135,12 +136,12 @@ def _drop_seed(d):
 
 
 TAMPERS = [
-    ('frozen key', lambda d: d['frozen'].update({'model.width': 64}),
-     "frozen key 'model.width' is 64; xr-accuracy v1 freezes it at 32"),
+    ('frozen key', lambda d: d['frozen'].update({'model.m3t.width': 64}),
+     "frozen key 'model.m3t.width' is 64; xr-accuracy v1 freezes it at 32"),
     ('frozen key dropped', lambda d: d['frozen'].pop('num_rounds'),
      "frozen key 'num_rounds' is missing"),
-    ('config beside frozen', lambda d: d['config']['model'].update(width=64),
-     'config model.width is 64; xr-accuracy v1 freezes it at 32'),
+    ('config beside frozen', lambda d: d['config']['model']['m3t'].update(width=64),
+     'config model.m3t.width is 64; xr-accuracy v1 freezes it at 32'),
     ('open key out of limits', lambda d: d['config']['algorithm'].update(name='scaffold'),
      "algorithm.name is 'scaffold', not one of {'fedavg', 'fedprox'}"),
     ('final metric', _set_final,
@@ -153,7 +154,10 @@ TAMPERS = [
     ('content hash', lambda d: d.update(content_sha256='0' * 64),
      'content_sha256 does not match'),
     ('unknown track', lambda d: d['track'].update(version=9), 'unknown track xr-accuracy v9'),
-    ('schema version', lambda d: d.update(schema_version=2), 'schema version 2 is not supported'),
+    ('schema version', lambda d: d.update(schema_version=3),
+     'schema version 3 is not supported (this fedxr_jax reads 1, 2)'),
+    ('schema 2 field in a schema 1 file', lambda d: d.update(schema_version=1),
+     "schema: at $: Additional properties are not allowed"),
     ('not a submission', lambda d: d.update(format='other'), 'not a fedxr_jax submission'),
     ('schema', lambda d: d['runs'][0]['final'].update({'eval/accuracy': '0.8'}),
      "schema: at $.runs[0].final['eval/accuracy']: '0.8' is not of type"),
@@ -282,9 +286,9 @@ def test_pickles_inside_strings_are_only_strings(tmp_path):
 
 def test_track_open_part_limits():
   ACCURACY.check_overrides({'algorithm.name': 'fedprox', 'local_steps': 8,
-                            'client_optimizer.learning_rate': 0.5, 'model.width': 32})
+                            'client_optimizer.learning_rate': 0.5, 'model.m3t.width': 32})
   for key, value, message in [
-      ('model.width', 64, 'model.width is frozen at 32; 64 would leave the track'),
+      ('model.m3t.width', 64, 'model.m3t.width is frozen at 32; 64 would leave the track'),
       ('batch_size', 8, 'batch_size is not an open key (open: algorithm.name, '),
       ('client_optimizer.learning_rate', 2.0, 'is 2.0, outside [0.0001, 1.0]'),
       ('local_steps', 2.5, 'local_steps is 2.5, not an integer'),
@@ -305,6 +309,10 @@ def test_track_open_part_limits():
     (dict(open={'a': [1, 2]}), "open key 'a' needs OneOf(...) or Between(...)"),
     (dict(cost_metrics=('acc',)), 'the primary metric is also a cost metric'),
     (dict(frozen={'a': {1, 2}}), 'frozen values must be JSON: frozen.a is a set'),
+    (dict(version=2, seeds=(0, 1)), 'from version 2 on a track runs >= 3 seeds, got [0, 1]'),
+    (dict(tier='tpu'), "tier must be one of ('cpu', 'gpu')"),
+    (dict(tier='gpu', requires=('cpu',)), "a gpu-tier track requires an accelerator"),
+    (dict(status='beta'), "status must be one of ('published', 'provisional', 'archived')"),
 ])
 def test_ill_defined_tracks_are_one_line(fields, message):
   base = dict(id='t', version=1, description='', frozen={}, open={}, seeds=(0,),
@@ -330,21 +338,181 @@ def test_validate_main_prints_one_line_per_file(tmp_path):
   assert validate.main([good], TRACKS, out=out, err=err) == 0
 
 
-def test_verification_compare_and_record(tmp_path):
+def test_verification_compare_known_answer():
   doc = accuracy_doc('m', [0.8, 0.82, 0.84])
-  path = submission.write(doc, str(tmp_path / 'm.json'))
   same = {s: [{'round': 4, 'eval/accuracy': a}] for s, a in zip((0, 1), (0.8, 0.82))}
-  result = verification.compare(doc, same)
+  result = verification.compare(doc, same, primary='eval/accuracy')
   assert result.passed and result.max_abs_diff == 0.0 and result.rounds == (4,)
-  off = verification.compare(doc, {1: [{'round': 2, 'eval/accuracy': 0.42}]}, atol=0.005)
-  assert not off.passed and off.max_abs_diff == pytest.approx(0.01)
+  assert result.finals == (0, 1)                 # both compared at their final round
+  off = verification.compare(doc, {1: [{'round': 2, 'eval/accuracy': 0.42}]}, atol=0.005,
+                             primary='eval/accuracy')
+  assert not off.passed and off.max_abs_diff == pytest.approx(0.01) and off.finals == ()
   assert off.mismatches == ({'seed': 1, 'round': 2, 'metric': 'eval/accuracy',
                              'submitted': 0.41, 'rerun': 0.42},)
-  with pytest.raises(SubmissionError, match='round 3 is not in the submitted curve'):
+  with pytest.raises(SubmissionError, match='round 3 has no|round 3 .*no|no .eval/accuracy.'):
     verification.compare(doc, {0: [{'round': 3, 'eval/accuracy': 0.1}]})
-  record = verification.build_record(doc, result, hardware=HARDWARE, versions=VERSIONS)
-  sidecar = verification.write_record(record, path)
-  assert sidecar == str(tmp_path / 'm.verified.json')
-  assert verification.read_record(sidecar) == record
-  assert verification.status(path, doc['content_sha256'])[0] == 'verified'
-  assert verification.status(path, '1' * 64)[0] == 'stale'
+  with pytest.raises(SubmissionError, match='round 5 is not in the submitted curve'):
+    verification.compare(doc, {0: [{'round': 5, 'eval/accuracy': 0.1}]})
+  facts = dict(FACTS, params_trainable=901)
+  assert verification.compare_facts(FACTS, facts, 0) == [
+      {'seed': 0, 'round': 0, 'metric': 'model_facts/params_trainable', 'submitted': 900,
+       'rerun': 901}]
+
+
+def test_seed_order_depends_on_the_key_and_the_content():
+  seeds = list(range(10))
+  day = verification.key(today='2026-12-06')
+  assert day.kind == 'date' and day.key_id == '2026-12-06'
+  order = verification.seed_order('a' * 64, seeds, day)
+  assert sorted(order) == seeds and order != seeds
+  assert verification.seed_order('a' * 64, seeds, day) == order          # reproducible
+  assert verification.seed_order('b' * 64, seeds, day) != order          # per submission
+  assert verification.seed_order('a' * 64, seeds, verification.key('s3cret')) != order
+  secret = verification.key('s3cret')
+  assert secret.kind == 'secret' and 's3cret' not in secret.key_id and len(secret.key_id) == 16
+
+
+def test_records_bind_the_content_hash_and_the_final_evaluation(tmp_path):
+  doc = accuracy_doc('m', [0.8, 0.82, 0.84])
+  rows = {s: [{'round': r, 'eval/accuracy': a * (0.5 if r < 4 else 1.0)} for r in (2, 4)]
+          for s, a in zip((0, 1, 2), (0.8, 0.82, 0.84))}
+  selection = {'method': 'hmac-sha256', 'key_kind': 'date', 'key_id': '2026-12-06',
+               'order': [1, 0, 2]}
+  make = lambda d, rerun: verification.build_record(
+      d, verification.compare(d, rerun, primary='eval/accuracy'), hardware=HARDWARE,
+      versions=VERSIONS, selection=selection, tolerance='bit for bit')
+  full = make(doc, rows)
+  assert full['covers_final'] and full['result'] == 'pass' and full['final_round'] == 4
+  folder = tmp_path / 'verified'
+  path = verification.write_record(full, str(folder))
+  assert path == str(folder / f'{doc["content_sha256"]}.json')
+  assert verification.read_record(path) == full
+  by_hash, bad = verification.collect(str(folder))
+  assert bad == [] and by_hash == {doc['content_sha256']: [full]}
+  status = verification.status(by_hash[doc['content_sha256']], doc, 'eval/accuracy')
+  assert status.state == 'verified' and status.detail.startswith('3 of 3 seeds re-run in full')
+  # Rounds 1-2 only: partial, never verified.
+  partial = make(doc, {s: [{'round': 2, 'eval/accuracy': r[0]['eval/accuracy']}]
+                       for s, r in rows.items()})
+  assert not partial['covers_final']
+  assert verification.status([partial], doc, 'eval/accuracy') == ('partial',
+                                                                  'round 2 reproduced', None)
+  # A record about another content hash says nothing about this file.
+  other = tampered(doc, lambda d: d['method'].update(name='other'), rehash=True)
+  assert verification.status([make(other, rows)], doc, 'eval/accuracy').state == 'none'
+  # A failing record wins: the entry is unranked, with its first difference.
+  bad_rows = {**rows, 1: [{'round': 4, 'eval/accuracy': 0.5}]}
+  failed = verification.status([full, make(doc, bad_rows)], doc, 'eval/accuracy')
+  assert failed.state == 'failed' and failed.detail == (
+      'seed 1 round 4 eval/accuracy: 0.82 submitted, 0.5 re-run')
+
+
+def test_an_edited_record_is_unreadable(tmp_path):
+  doc = accuracy_doc('m', [0.8, 0.82, 0.84])
+  record = verification.build_record(
+      doc, verification.compare(doc, {0: [{'round': 4, 'eval/accuracy': 0.8}]}),
+      hardware=HARDWARE, versions=VERSIONS, tolerance='bit for bit',
+      selection={'method': 'hmac-sha256', 'key_kind': 'date', 'key_id': 'd', 'order': [0]})
+  path = verification.write_record(record, str(tmp_path))
+  text = open(path).read().replace('"result": "pass"', '"result": "fail"')
+  open(path, 'w').write(text)
+  assert verification.collect(str(tmp_path)) == (
+      {}, [(os.path.basename(path), 'content_sha256 does not match the record')])
+
+
+# ---------------------------------------------------------------- schema 1, budgets
+
+
+def _as_schema_1(doc):
+  """The same entry as the landed v1 files hold it: no schema-2 fields."""
+  def edit(d):
+    for key in ('budget', 'model_facts', 'pretrained', 'external_data'):
+      d.pop(key)
+    d['schema_version'] = 1
+  return tampered(doc, edit, rehash=True)
+
+
+def test_schema_1_files_still_validate(tmp_path):
+  old = _as_schema_1(accuracy_doc('m', [0.8, 0.82, 0.84]))
+  s = validate.validate_file(write_raw(tmp_path / 'old.json', old), TRACKS)
+  assert s.doc['schema_version'] == 1 and s.track is ACCURACY
+
+
+def test_a_track_with_a_budget_takes_schema_2_only(tmp_path):
+  doc = make_doc(BUDGETED, 'm', {s: {'eval/accuracy': 0.8} for s in BUDGETED.seeds})
+  assert validate.validate_file(write_raw(tmp_path / 'b.json', doc), TRACKS).track is BUDGETED
+  assert 'xr-budget v2 has a budget: it takes schema version 2' in _refused(
+      write_raw(tmp_path / 'o.json', _as_schema_1(doc)))
+
+
+@pytest.mark.parametrize('change, message', [
+    (dict(facts=dict(FACTS, params_trainable=6000)),
+     "over xr-budget v2's budget: 6000 trainable parameters over the budget of 1000"),
+    (dict(facts=dict(FACTS, upload_bytes_per_round=4004)),
+     '4004 upload bytes a round over the budget of 4000'),
+    (dict(facts=dict(FACTS, flops_per_example=2e6)),
+     '2e+06 FLOPs per example over the budget of 1e+06'),
+    (dict(compute_s=0.75),
+     '0.75 s of local compute in a round over the budget of 0.5 s (fewer local steps fit)'),
+])
+def test_an_entry_over_the_budget_is_refused(change, message, tmp_path):
+  doc = make_doc(BUDGETED, 'big', {s: {'eval/accuracy': 0.8} for s in BUDGETED.seeds},
+                 **change)
+  assert message in _refused(write_raw(tmp_path / 'x.json', doc))
+
+
+def test_the_budget_and_its_hash_are_frozen(tmp_path):
+  doc = make_doc(BUDGETED, 'm', {s: {'eval/accuracy': 0.8} for s in BUDGETED.seeds})
+  looser = tampered(doc, lambda d: d['budget'].update(trainable_params=10**6), rehash=True)
+  assert "budget is {" in _refused(write_raw(tmp_path / 'l.json', looser))
+  # The hash covers the budget: the same frozen config with another budget differs.
+  assert doc['frozen_sha256'] == BUDGETED.frozen_sha256 != canonical.sha256(BUDGETED.frozen_json)
+
+
+def test_model_facts_count_known_answer():
+  assert FACTS == {'params_total': 5900, 'params_trainable': 900,
+                   'params_uploaded_per_round': 800, 'upload_bytes_per_round': 3200,
+                   'flops_per_step': 2e6, 'flops_per_example': 5e5,
+                   'roles': {'base': {'params': 5000, 'mode': 'frozen'},
+                             'heads': {'params': 100, 'mode': 'personal'},
+                             'lora': {'params': 800, 'mode': 'shared'}}}
+
+
+def test_directory_hash_known_answer(tmp_path):
+  from fedxr_jax.bench import model_facts
+  (tmp_path / 'ck' / 'params').mkdir(parents=True)
+  (tmp_path / 'ck' / 'pretrained.json').write_bytes(b'{}')
+  (tmp_path / 'ck' / 'params' / 'a').write_bytes(b'abc')
+  sha = lambda b: hashlib.sha256(b).hexdigest()
+  want = sha(b'params/a\0' + sha(b'abc').encode() + b'\n'
+             + b'pretrained.json\0' + sha(b'{}').encode() + b'\n')
+  assert model_facts.directory_sha256(str(tmp_path / 'ck')) == want
+  assert model_facts.checkpoint('') == {'path': '', 'sha256': None}
+  (tmp_path / 'ck' / 'params' / 'a').write_bytes(b'abd')
+  assert model_facts.directory_sha256(str(tmp_path / 'ck')) != want
+
+
+# ---------------------------------------------------------------- fedxr-bench hash
+
+
+def _bench_cli(monkeypatch, capsys, *args):
+  from fedxr_jax.cli import bench as cli
+  monkeypatch.setattr(sys, 'argv', ['fedxr-bench', *args])
+  with pytest.raises(SystemExit) as info:
+    cli.entry()
+  out = capsys.readouterr()
+  return info.value.code, out.out, out.err
+
+
+def test_hash_prints_and_checks_the_content_hash(tmp_path, monkeypatch, capsys):
+  doc = accuracy_doc('m', [0.8, 0.82, 0.84])
+  good = submission.write(doc, str(tmp_path / 'g.json'))
+  code, out, err = _bench_cli(monkeypatch, capsys, 'hash', good)
+  assert code == 0 and out == f'{doc["content_sha256"]}  {good} (content_sha256 holds)\n'
+  edited = write_raw(tmp_path / 'e.json', tampered(doc, lambda d: d['method'].update(name='x')))
+  code, out, err = _bench_cli(monkeypatch, capsys, 'hash', edited)
+  want = submission.content_hash(json.load(open(edited)))
+  assert code == 2 and err == (f'fedxr-bench: error: {edited}: content hash is {want}; the '
+                               f"file records '{doc['content_sha256']}'\n")
+  code, _, err = _bench_cli(monkeypatch, capsys, 'hash', str(tmp_path / 'none.json'))
+  assert code == 2 and err.strip() == f'fedxr-bench: error: {tmp_path / "none.json"}: no such file'

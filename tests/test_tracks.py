@@ -1,13 +1,33 @@
-"""A published track never changes: its frozen part is pinned by hash.
+"""Tracks: v1 validates from its snapshot whatever today's config is; a v2 frozen
+hash reads only the blocks a run uses, so registering a component changes none.
 
-Changing a default the frozen part reads (data, population, rounds, the
-evaluation protocol, ...) changes these hashes; the fix is a new track
-version (bench/tracks/definitions.py), never a new pin for version 1: the
-submissions under leaderboard/submissions/ were made against these.
+A published or archived track never changes: its frozen part is pinned by
+hash. Changing a default a frozen part reads changes these hashes; the fix is
+a new track version (bench/tracks/definitions.py), never a new pin.
 """
+import copy
 import dataclasses
+import glob
+import json
+import os
+
+import pytest
 
 from fedxr_jax.bench import tracks
+from fedxr_jax.bench import validate
+from fedxr_jax.bench.errors import TrackError
+from fedxr_jax.bench.track import OneOf
+from fedxr_jax.bench.tracks import common
+from fedxr_jax.bench.tracks import definitions
+from fedxr_jax.bench.tracks import resolve
+from fedxr_jax.bench.tracks import v1
+from fedxr_jax.configs import blocks
+from fedxr_jax.configs import default
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUBMISSIONS = sorted(p for p in glob.glob(os.path.join(REPO, 'leaderboard', 'submissions',
+                                                       '*.json'))
+                     if not p.endswith('.verified.json'))
 
 PINNED = {
     ('xr-default', 1): '6f68c3609b124e7dd47eb2e286bad547bdc6ee99efe86ec9e15888721f6f7b55',
@@ -31,10 +51,210 @@ def test_every_published_track_keeps_its_frozen_part():
   changed = sorted(f'{i} v{v}' for (i, v), h in PINNED.items() if current.get((i, v)) != h)
   assert not changed, (f'frozen part changed for {changed}: add a new version of the track '
                        'instead of editing a published one')
+  unpinned = [t.name for t in tracks.all_tracks()
+              if t.status in ('published', 'archived') and t.key not in PINNED]
+  assert not unpinned, f'pin the frozen hash of {unpinned} here'
 
 
 def test_a_changed_frozen_key_changes_the_hash():
-  track = tracks.get('xr-default')
+  track = tracks.get('xr-default', 1)
   assert track.frozen['num_rounds'] == 20 and track.frozen['population_size'] == 500
   edited = dataclasses.replace(track, frozen={**track.frozen, 'num_rounds': 21})
   assert edited.frozen_sha256 != track.frozen_sha256 == PINNED[('xr-default', 1)]
+
+
+# ---------------------------------------------------------------- v1 from its snapshot
+
+
+def test_the_48_landed_v1_entries_validate_without_todays_config(monkeypatch):
+  def no_config():
+    raise AssertionError('validating a v1 entry read today\'s config')
+  monkeypatch.setattr(default, 'get_config', no_config)
+  checked = [validate.validate_file(p, tracks.all_tracks()) for p in SUBMISSIONS]
+  assert len(checked) == 48 and {s.track.version for s in checked} == {1}
+  assert {s.track.id for s in checked} == {t.id for t in v1.tracks()} - {'gpu-scale'}
+
+
+def test_an_edited_snapshot_is_refused():
+  data = copy.deepcopy(v1._data())   # pylint: disable=protected-access
+  data['tracks'][0]['frozen']['num_rounds'] = 21
+  with pytest.raises(TrackError, match=r'tracks-v1.json: xr-default v1 no longer hashes'):
+    v1.from_snapshot(data)
+
+
+def test_v1_takes_no_new_runs_and_names_v2():
+  with pytest.raises(TrackError) as info:
+    tracks.runnable(tracks.get('xr-default', 1))
+  assert str(info.value) == ('xr-default v1 takes no new runs (archived: validated and ranked '
+                             'from the snapshot of 01066a6; takes no new entries (run the v2 '
+                             'track)); run xr-default v2')
+  assert tracks.get('xr-default').version == 2
+
+
+def test_v1_configs_translate_to_todays_keys():
+  doc = json.load(open(os.path.join(REPO, 'leaderboard', 'submissions',
+                                    'xr-default-v1__fedavg.json')))
+  config = copy.deepcopy(doc['config'])
+  config['client_optimizer']['momentum'] = 0.5
+  config['server_optimizer'].update(momentum=0.25, b1=0.8, b2=0.95, eps=1e-4)
+  flat = common.flatten(v1.translate(config, default.get_config().to_dict()))
+  assert flat['client_optimizer.sgd.momentum'] == 0.5
+  assert flat['server_optimizer.sgd.momentum'] == 0.25
+  assert [flat[f'server_optimizer.{n}.b1'] for n in ('adam', 'yogi', 'adagrad')] == [0.8] * 3
+  assert [flat[f'server_optimizer.{n}.b2'] for n in ('adam', 'yogi')] == [0.95] * 2
+  assert [flat[f'server_optimizer.{n}.eps'] for n in ('adam', 'yogi', 'adagrad')] == [1e-4] * 3
+  assert 'client_optimizer.momentum' not in flat and flat['num_rounds'] == 20
+  assert flat['client_optimizer.adam.b1'] == 0.9          # v1 had no block: today's default
+  config['no_such'] = 1
+  with pytest.raises(TrackError, match='its key no_such has no place in today'):
+    v1.translate(config, default.get_config().to_dict())
+
+
+def test_targets_are_90_percent_of_each_v1_fedavg_entry_rounded_down():
+  for path in SUBMISSIONS:
+    if path.endswith('__fedavg.json'):
+      doc = json.load(open(path))
+      mean = doc['summary']['eval/accuracy']['mean']
+      assert v1.TARGETS[doc['track']['id']] == int(90 * mean) / 100, path
+
+
+# ---------------------------------------------------------------- v2: the resolved config
+
+
+def test_only_the_selected_blocks_enter_the_frozen_part():
+  robust = tracks.get('robust')
+  d2d = tracks.get('d2d')
+  assert robust.version == 2 and robust.resolved and len(robust.seeds) >= 3
+  # d2d freezes its topology: the selected kind's block only, and the radio graph.
+  assert d2d.frozen['topology.kind'] == 'semi' and 'topology.semi.gamma' in d2d.frozen
+  assert 'topology.d2d.range_m' in d2d.frozen and 'topology.hierarchical.k2' not in d2d.frozen
+  for t in (robust, d2d, tracks.get('xr-default')):
+    assert not [k for k in t.frozen if k.startswith(('aggregator.krum', 'compression.topk',
+                                                     'attack.ipm', 'algorithm.ditto',
+                                                     'server_optimizer.adam'))], t.name
+  # alie is robust's selected attack: its block is frozen.
+  assert 'attack.alie.z' in robust.frozen and 'attack.sign_flip.scale' not in robust.frozen
+  # Where the topology is open, the radio graph stays frozen (the scenario's physics).
+  xr = tracks.get('xr-default')
+  assert 'topology.kind' in xr.open and 'topology.d2d.range_m' in xr.frozen
+
+
+def _edited(base, **dotted):
+  def made():
+    config = base()
+    for key, value in dotted.items():
+      *parents, leaf = key.split('__')
+      block = config
+      for p in parents:
+        block = block[p]
+      block[leaf] = value
+    return config
+  return made
+
+
+def test_a_dormant_setting_changes_no_hash_and_an_active_one_does():
+  base = definitions.d2d
+  open_ = common.method(base)
+  frozen = lambda b: common.frozen_part(b, open_)
+  same = frozen(_edited(base, topology__hierarchical__k2=7, aggregator__krum__num_byzantine=9))
+  assert same == frozen(base)
+  assert frozen(_edited(base, topology__semi__gamma=3)) != frozen(base)
+
+
+def _with_dummies(monkeypatch):
+  """Registers a dummy aggregator and compressor the way a new component appears:
+  an entry in its registry table, read by every config and by the resolver."""
+  extra = {('fedxr_jax.aggregators.registry', 'AGGREGATORS'): {'strength': 0.5},
+           ('fedxr_jax.transforms.registry', 'COMPRESSORS'): {'levels': 3}}
+  names, block = blocks.registry_names, blocks.registry_block
+  monkeypatch.setattr(blocks, 'registry_names', lambda m, t: names(m, t) + (
+      ('dummy',) if (m, t) in extra else ()))
+  monkeypatch.setattr(blocks, 'registry_block', lambda m, t: {
+      **block(m, t), **({'dummy': extra[(m, t)]} if (m, t) in extra else {})})
+
+
+def test_registering_a_dummy_aggregator_and_compressor_changes_no_track_hash(monkeypatch):
+  before = {t.key: t.frozen_sha256 for t in tracks.all_tracks()}
+  _with_dummies(monkeypatch)
+  assert default.get_config().aggregator.dummy.strength == 0.5          # the config has it
+  rebuilt = {t.key: t for t, _ in definitions.v2()} | {t.key: t for t in v1.tracks()}
+  assert {k: t.frozen_sha256 for k, t in rebuilt.items()} == before
+  # ...and it is open at once where its section is: the name, its settings at default.
+  robust = rebuilt[('robust', 2)]
+  assert 'dummy' in robust.open['aggregator.name'].values
+  assert robust.open['aggregator.dummy.strength'] == OneOf((0.5,))
+  assert 'dummy' in rebuilt[('xr-default', 2)].open['compression.name'].values
+  assert 'dummy' in resolve.component_names(resolve.section('compression'))
+
+
+def test_open_lists_come_from_the_registries():
+  xr = tracks.get('xr-default')
+  algorithms = blocks.registry_names('fedxr_jax.algorithms.registry', 'ALGORITHMS')
+  presets = blocks.registry_names('fedxr_jax.algorithms.registry', 'PRESETS')
+  assert xr.open['algorithm.name'].values == algorithms + presets
+  assert xr.open['client_optimizer.name'].values == ('sgd', 'adam', 'yogi', 'adagrad')
+  assert xr.open['topology.kind'].values == blocks.registry_names(
+      'fedxr_jax.topology.registry', 'TOPOLOGIES')
+  # Table 4: LoRA, prompts, user prompts, adapters, experts, full tuning are all open.
+  prefix = common.model_prefix(common.flatten(definitions.xr_default().to_dict()))
+  for key in ('lora_rank', 'num_prompts', 'num_user_prompts', 'adapter_dim', 'num_experts'):
+    assert prefix + key in xr.open, key
+  assert xr.open['plan.base'].values == ('frozen', 'shared', 'personal')
+  assert 'local_steps' in xr.open and xr.budget is not None
+
+
+def test_a_gpu_tier_track_is_refused_off_an_accelerator():
+  gpu = tracks.get('gpu-scale')
+  assert gpu.tier == 'gpu' and gpu.requires == ('gpu', 'tpu')
+  base = definitions.BASES[gpu.key]()
+  assert base.cohort_size >= 1000
+  with pytest.raises(TrackError, match=r'^gpu-scale v2 requires gpu or tpu; this ran on cpu$'):
+    gpu.check_platform('cpu')
+  gpu.check_platform('gpu')
+
+
+def _v2_doc(edit=None):
+  """An xr-default v2 submission on its base config (hand-made curves), edited."""
+  from bench_helpers import FACTS, HARDWARE, VERSIONS
+  from fedxr_jax.bench import submission
+  t = tracks.get('xr-default')
+  config = definitions.BASES[t.key]().to_dict()
+  if edit:
+    edit(config)
+  rows = lambda s: [{'round': r, 'cost/latency_s': 0.1, 'cost/max_compute_s': 0.01,
+                     **({'eval/accuracy': 0.5} if r == 20 else {})} for r in range(1, 21)]
+  return submission.build(
+      track_id=t.id, track_version=t.version, frozen=t.frozen, budget=t.budget_json,
+      config=config, seeds=t.seeds, curves={s: rows(s) for s in t.seeds},
+      finals={s: {'eval/accuracy': 0.5} for s in t.seeds}, method={'name': 'm'},
+      hardware=HARDWARE, versions=VERSIONS, wall_s=1.0, compile_s=None, model_facts=FACTS)
+
+
+def _m3t(config):
+  return config['model'][config['model']['name']] if 'name' in config['model'] else config['model']
+
+
+@pytest.mark.parametrize('name, edit, message', [
+    ('as defined', None, None),
+    ('a dormant block changed', lambda c: c['aggregator']['krum'].update(num_byzantine=999),
+     None),
+    ('experts chosen', lambda c: _m3t(c).update(num_experts=4), None),
+    ('another compressor', lambda c: (c['compression'].update(name='topk'),
+                                      c['compression']['topk'].update(fraction=0.1)), None),
+    ('its setting out of bounds', lambda c: (c['compression'].update(name='topk'),
+                                             c['compression']['topk'].update(fraction=2.0)),
+     'xr-default v2: compression.topk.fraction is 2.0, outside [0.0001, 1.0]'),
+    ('a key the track does not know', lambda c: _m3t(c).update(boost=1),
+     'is neither frozen nor open in xr-default v2'),
+    ('a frozen selection', lambda c: c['aggregator'].update(name='median'),
+     "config aggregator.name is \"median\"; xr-default v2 freezes it at \"mean\""),
+])
+def test_a_v2_submission_is_checked_on_the_blocks_it_uses(name, edit, message, tmp_path):
+  from bench_helpers import write_raw
+  path = write_raw(tmp_path / 'x.json', _v2_doc(edit))
+  if message is None:
+    assert validate.validate_file(path, tracks.all_tracks()).track.name == 'xr-default v2', name
+  else:
+    with pytest.raises(Exception) as info:
+      validate.validate_file(path, tracks.all_tracks())
+    assert message in str(info.value), name

@@ -25,15 +25,15 @@ class Settings:
 
 
 def contribute(lc, run) -> Contribution:
-  """`lc`: the `lora` block; `run.model` gives lora_rank and lora_alpha."""
-  rank, alpha = run.model.lora_rank, run.model.lora_alpha
+  """`lc`: the `lora` block; `run.model` (a ModelDef) gives its rank and alpha / rank."""
+  rank, scale = run.model.lora_rank, run.model.lora_scale
   ranks = tuple(lc.device_ranks)
   devices = getattr(run.spec, 'devices', ())
   if ranks and len(ranks) != len(devices):
     raise ConfigError(f'lora.device_ranks has {len(ranks)} entries for '
                       f'{len(devices)} data.devices')
   if any(not 1 <= r <= rank for r in ranks):
-    raise ConfigError(f'lora.device_ranks={ranks} must be in [1, model.lora_rank={rank}]')
+    raise ConfigError(f'lora.device_ranks={ranks} must be in [1, the model\'s LoRA rank {rank}]')
   exact = lc.rule in lora_rules.EXACT_RULES
   if exact and ranks:
     raise ConfigError(f'not supported yet: lora.rule={lc.rule} with lora.device_ranks '
@@ -45,8 +45,8 @@ def contribute(lc, run) -> Contribution:
     return Contribution('lora')
   reweight = lc.hetlora_weights
   return Contribution(
-      'lora', transforms=((('reweight', hetlora(scale=alpha / rank)),) if reweight else ()),
-      aggregator=exact_lora(lc.rule, scale=alpha / rank) if exact else None,
+      'lora', transforms=((('reweight', hetlora(scale=scale)),) if reweight else ()),
+      aggregator=exact_lora(lc.rule, scale=scale) if exact else None,
       update_weights='lora.hetlora_weights' if reweight else '',
       check=(lambda caps: _check_exact(lc.rule, caps)) if exact else None)
 

@@ -1,7 +1,39 @@
-"""Ranking entries of a track and finding the Pareto front (pure functions)."""
+"""Ranking entries of a track and finding the Pareto front (pure functions).
+
+Entries share a rank when their scores are a statistical tie: each score's
+95% interval over seeds is mean +- t(0.975, n - 1) * std / sqrt(n) (a point
+for n < 2), and an entry's rank is 1 + the number of entries whose interval
+lies entirely on the better side of its own. Overlapping intervals share a
+rank; within one rank, entries are listed by mean (`sort_key`).
+"""
+import functools
 import math
 import os
 from typing import Optional, Sequence
+
+CONFIDENCE = 0.95
+
+
+@functools.lru_cache(maxsize=None)
+def t_quantile(df: int) -> float:
+  """Student's t quantile at (1 + CONFIDENCE) / 2 with `df` degrees of freedom."""
+  from scipy import stats   # pylint: disable=g-import-not-at-top
+  return float(stats.t.ppf((1 + CONFIDENCE) / 2, df))
+
+
+def interval(mean: float, std: Optional[float], n: int) -> tuple:
+  """(low, high): the 95% interval of a mean over n seeds."""
+  if std is None or n < 2:
+    return (mean, mean)
+  half = t_quantile(n - 1) * std / math.sqrt(n)
+  return (mean - half, mean + half)
+
+
+def tied_ranks(intervals: Sequence[tuple], higher_is_better: bool) -> list:
+  """Rank of each (low, high): 1 + how many intervals are entirely better."""
+  if higher_is_better:
+    return [1 + sum(lo2 > hi for lo2, _ in intervals) for _, hi in intervals]
+  return [1 + sum(hi2 < lo for _, hi2 in intervals) for lo, _ in intervals]
 
 
 def sort_key(mean: float, std: Optional[float], method: str, path: str,
@@ -13,11 +45,16 @@ def sort_key(mean: float, std: Optional[float], method: str, path: str,
 
 
 def rank(entries: Sequence, primary: str, higher_is_better: bool) -> list:
-  """Entries (validate.Submission) best first by `primary` over seeds."""
+  """[(rank, entry)] best first by `primary` over seeds (validate.Submission
+  entries), ties sharing a rank."""
   def key(s):
     stat = s.stat(primary)
     return sort_key(stat['mean'], stat['std'], s.method, s.path, higher_is_better)
-  return sorted(entries, key=key)
+  ordered = sorted(entries, key=key)
+  spans = [interval(s.stat(primary)['mean'], s.stat(primary)['std'], s.stat(primary)['n'])
+           for s in ordered]
+  ranks = tied_ranks(spans, higher_is_better)
+  return sorted(zip(ranks, ordered), key=lambda p: (p[0], key(p[1])))
 
 
 def pareto_front(points: Sequence[tuple], higher_is_better: bool) -> list:
@@ -28,3 +65,9 @@ def pareto_front(points: Sequence[tuple], higher_is_better: bool) -> list:
   pts = [(c, sign * s) for c, s in points]
   return [not any(c2 <= c and s2 >= s and (c2 < c or s2 > s) for c2, s2 in pts)
           for c, s in pts]
+
+
+def varies(values: Sequence[Optional[float]]) -> bool:
+  """Whether a metric takes two or more values over the entries (a Pareto axis
+  that does not vary says nothing)."""
+  return len({v for v in values if v is not None}) >= 2

@@ -1,20 +1,19 @@
-"""Running a track's seeds into a submission, and re-running one to verify it.
+"""Running a track's seeds into a submission, and re-running a submission's seeds.
 
-`run_track` trains every seed of a track (the track's base config plus the
-entry's open-part overrides, checked against the track's limits) with the
-ordinary host loop, one workdir per seed under the output folder, and writes
-the submission JSON: the per-round curves, the final metrics (the last
-evaluation's Table 6 metrics, plus run totals of communication and energy),
-provenance and timing. `verify` re-runs the first rounds of a submission's
-first seed from its recorded config and compares the curve: bit for bit on
-the same software and device kind, within a stated float tolerance across
-them.
+`run_track` trains every seed of a runnable track (the track's base config
+plus the entry's open-part overrides, checked against the track's limits)
+with the one training loop, one workdir per seed under the output folder,
+and writes the submission JSON under a name no other entry has
+(naming.py): the per-round curves, the final metrics (the last evaluation's
+Table 6 metrics, plus run totals of communication and energy), the model's
+parameter counts and FLOPs, the starting checkpoint, provenance and timing.
+`rerun` trains chosen seeds of a submission again from its recorded config
+(bench/verify.py compares them).
 """
 import ast
 import copy
 import fnmatch
 import json
-import math
 import os
 import tempfile
 import time
@@ -22,22 +21,20 @@ from typing import Mapping, Optional
 
 import ml_collections
 
+from fedxr_jax.bench import model_facts
+from fedxr_jax.bench import naming
 from fedxr_jax.bench import provenance
 from fedxr_jax.bench import submission
 from fedxr_jax.bench import tracks as tracks_lib
-from fedxr_jax.bench import verification
-from fedxr_jax.bench.errors import SubmissionError, TrackError
+from fedxr_jax.bench.errors import TrackError
 from fedxr_jax.bench.tracks import common
+from fedxr_jax.bench.tracks import v1 as v1_tracks
 
 # Curve keys that depend on the machine, not on the run: never compared.
 MACHINE_KEYS = ('time/*', 'latency/measured_*')
 # Run totals reported beside the final evaluation (sums over every round).
 TOTALS = ('comm/uplink_bits', 'comm/downlink_bits', 'comm/d2d_bits', 'comm/backhaul_bits',
           'cost/energy_j')
-# Across software versions or device kinds, float32 results may differ by
-# reassociation: a verification there allows this relative difference.
-CROSS_PLATFORM_RTOL = 1e-3
-
 
 def parse_overrides(args) -> dict:
   """{'a.b': value} from ['--config.a.b=value', ...]; values as Python literals."""
@@ -79,7 +76,7 @@ def track_config(track, overrides: Mapping):
   track.check_overrides({k: v for k, v in overrides.items() if k not in free})
   if 'seed' in overrides:
     raise TrackError(f'{track.name} sets the seeds itself ({list(track.seeds)})')
-  return apply(tracks_lib.base_config(track.id), overrides)
+  return apply(tracks_lib.base_config(track), overrides)
 
 
 def curve_rows(rows) -> list:
@@ -113,27 +110,33 @@ SEED_MODES = ('auto', 'vmapped', 'sequential')
 
 
 def run_track(track_id: str, output_dir: str, overrides: Mapping, *, method: Mapping,
-              progress: bool = False, seeds: str = 'auto') -> str:
+              progress: bool = False, seeds: str = 'auto', version: Optional[int] = None,
+              external_data: bool = False) -> str:
   """Trains every seed of the track; writes and returns the submission's path.
 
-  seeds: 'vmapped' trains all seeds in one compiled program (a vmapped lane
-  axis of `training.loop.run_lanes`: the seed is data of the round), or is
-  refused; 'sequential' one after another on the same executables; 'auto'
-  is sequential on CPU (vmapping two seeds saved 6% there:
-  benchmarks/results/track_seeds.md) and vmapped elsewhere where the stacked
-  states fit. Either way each seed resumes from its workdir. The submission
-  records which (`timing.seeds`): `verify` re-runs it alike.
+  version: None runs the track's newest version (an archived one is refused
+  in one line naming the version to run). seeds: 'vmapped' trains all seeds
+  in one compiled program (a vmapped lane axis of `training.loop.run_lanes`:
+  the seed is data of the round), or is refused; 'sequential' one after
+  another on the same executables; 'auto' is sequential on CPU (vmapping two
+  seeds saved 6% there: benchmarks/results/track_seeds.md) and vmapped
+  elsewhere where the stacked states fit. Either way each seed resumes from
+  its workdir. The submission records which (`timing.seeds`): a re-run
+  trains them alike. external_data: the entry says it used data beyond the
+  track's own (OGB's flag).
   """
   import jax   # pylint: disable=g-import-not-at-top
   if seeds not in SEED_MODES:
     raise TrackError(f'--seeds must be one of {SEED_MODES}, got {seeds!r}')
-  track = tracks_lib.get(track_id)
+  track = tracks_lib.runnable(tracks_lib.get(track_id, version))
   track.check_platform(jax.devices()[0].platform)
   config = track_config(track, overrides)
   t0 = time.perf_counter()
-  base = os.path.join(output_dir, 'runs', f'{track.id}-v{track.version}', method['name'])
+  base = os.path.join(output_dir, 'runs', f'{track.id}-v{track.version}',
+                      naming.slug(method['name']))
   if seeds == 'auto' and jax.devices()[0].platform == 'cpu':
     seeds = 'sequential'
+  facts = model_facts.facts(config)
   workdirs, mode = _seed_runs(config, track.seeds, base, seeds, progress)
   curves, finals, compile_s = {}, {}, 0.0
   for seed, workdir in workdirs.items():
@@ -143,11 +146,13 @@ def run_track(track_id: str, output_dir: str, overrides: Mapping, *, method: Map
     compile_s += sum(r.get('time/compile_s') or 0.0 for r in rows)
   doc = submission.build(
       track_id=track.id, track_version=track.version, frozen=track.frozen,
-      config=config.to_dict(), seeds=track.seeds, curves=curves, finals=finals,
-      method=method, hardware=provenance.hardware(), versions=provenance.versions(),
-      wall_s=time.perf_counter() - t0, compile_s=compile_s or None, seed_mode=mode)
-  path = os.path.join(output_dir, f'{track.id}-v{track.version}__{method["name"]}.json')
-  return submission.write(doc, path)
+      budget=track.budget_json, config=config.to_dict(), seeds=track.seeds, curves=curves,
+      finals=finals, method=method, hardware=provenance.hardware(),
+      versions=provenance.versions(), wall_s=time.perf_counter() - t0,
+      compile_s=compile_s or None, model_facts=facts,
+      pretrained=model_facts.checkpoint(config.model.pretrained),
+      external_data=external_data, seed_mode=mode)
+  return naming.write_new(doc, output_dir)
 
 
 def _seed_runs(config, seeds, base: str, mode: str, progress: bool) -> tuple:
@@ -172,30 +177,44 @@ def _seed_runs(config, seeds, base: str, mode: str, progress: bool) -> tuple:
   return workdirs, ran
 
 
-def rerun(doc: Mapping, seed: int, rounds: int, workdir: Optional[str] = None) -> dict:
-  """{seed: rows}: the first `rounds` rounds of `seed` from the recorded config.
+def rerun_config(doc: Mapping) -> ml_collections.ConfigDict:
+  """A submission's recorded config as today's code reads it: tuples given back
+  their types, and a v1 entry's keys translated (tracks/v1.py)."""
+  from fedxr_jax.configs import default   # pylint: disable=g-import-not-at-top
+  track = tracks_lib.get(doc['track']['id'], doc['track']['version'])
+  like = (tracks_lib.base_config(track) if track.runnable and track.key in tracks_lib.BASES
+          else default.get_config())
+  recorded = doc['config']
+  if doc['track']['version'] == 1:
+    recorded = v1_tracks.translate(recorded, default.get_config().to_dict())
+  config = _retuple(ml_collections.ConfigDict(recorded), like)
+  config.plot = False
+  return config
+
+
+def rerun(doc: Mapping, seeds, rounds: int, workdir: Optional[str] = None) -> dict:
+  """{seed: rows}: the first `rounds` rounds of each of `seeds` from the recorded config.
 
   Where the submission's seeds ran vmapped, every seed again in one program
-  (the same executable, so the same bits).
+  (the same executable, so the same bits), whichever were asked for.
   """
   from fedxr_jax.training import loop   # pylint: disable=g-import-not-at-top
-  config = ml_collections.ConfigDict(doc['config'])
-  config = _retuple(config, tracks_lib.base_config(doc['track']['id']))
-  config.seed = seed
-  config.plot = False
+  config = rerun_config(doc)
+  if doc['timing'].get('seeds') == 'vmapped':
+    seeds, vmap = list(doc['seeds']), True
+  else:
+    seeds, vmap = list(seeds), False
+  lanes = []
+  for s in seeds:
+    lane = copy.deepcopy(config)
+    lane.seed = s
+    lanes.append(lane)
   # The recorded run stopped after `rounds` (num_rounds=rounds would recalibrate DP noise).
   with tempfile.TemporaryDirectory() as tmp:
     out = os.path.join(workdir or tmp, 'rerun')
-    if doc['timing'].get('seeds') == 'vmapped':
-      configs = []
-      for s in doc['seeds']:
-        lane = copy.deepcopy(config)
-        lane.seed = s
-        configs.append(lane)
-      results = loop.run_lanes(configs, [os.path.join(out, f'seed{s}') for s in doc['seeds']],
-                               stop_after=rounds, vmap=True)
-      return {s: curve_rows(r.rows) for s, r in zip(doc['seeds'], results)}
-    return {seed: curve_rows(loop.run(config, out, progress=False, stop_after=rounds))}
+    results = loop.run_lanes(lanes, [os.path.join(out, f'seed{s}') for s in seeds],
+                             stop_after=rounds, vmap=vmap)
+    return {s: curve_rows(r.rows) for s, r in zip(seeds, results)}
 
 
 def _retuple(config, like):
@@ -204,42 +223,3 @@ def _retuple(config, like):
   fixed = {k: tuple(v) for k, v in flat.items()
            if isinstance(v, list) and isinstance(want.get(k), tuple)}
   return apply(config, fixed)
-
-
-def verify(path: str, rounds: int, *, record: bool = True) -> verification.Comparison:
-  """Re-runs `rounds` rounds of the first seed; compares; writes the sidecar record."""
-  from fedxr_jax.bench import validate   # pylint: disable=g-import-not-at-top
-  checked = validate.validate_file(path, tracks_lib.all_tracks())
-  doc = checked.doc
-  logged = max(row['round'] for row in doc['runs'][0]['curve'])
-  if not 1 <= rounds <= logged:
-    raise SubmissionError(f'--rounds={rounds} must be in [1, {logged}] (the logged rounds)')
-  seed = doc['seeds'][0]
-  same = _same_platform(doc)
-  rtol = 0.0 if same else CROSS_PLATFORM_RTOL
-  comparison = verification.compare(doc, rerun(doc, seed, rounds), atol=0.0, rtol=rtol)
-  if record:
-    verification.write_record(verification.build_record(
-        doc, comparison, hardware=provenance.hardware(), versions=provenance.versions(),
-        atol=0.0, rtol=rtol), path)
-  return comparison
-
-
-def _same_platform(doc: Mapping) -> bool:
-  """Same device kind and the same versions of the code and its math libraries."""
-  hw, ver = provenance.hardware(), provenance.versions()
-  keys = ('jax', 'jaxlib', 'numpy')
-  return (doc['hardware'].get('device_kind') == hw['device_kind']
-          and doc['versions'].get('git_commit') == ver.get('git_commit')
-          and all(doc['versions']['packages'].get(k) == ver['packages'].get(k) for k in keys))
-
-
-def first_mismatch(comparison: verification.Comparison) -> Optional[str]:
-  if comparison.passed:
-    return None
-  m = comparison.mismatches[0]
-  rel = (abs(m['rerun'] - m['submitted']) / max(abs(m['submitted']), 1e-30)
-         if isinstance(m['rerun'], (int, float)) and isinstance(m['submitted'], (int, float))
-         else math.inf)
-  return (f"seed {m['seed']} round {m['round']} {m['metric']}: submitted {m['submitted']!r}, "
-          f"re-run {m['rerun']!r} (relative difference {rel:.3g})")

@@ -1,7 +1,9 @@
 """The JSON Schemas shipped in bench/schema/, and a one-line check against them.
 
-Schemas reference each other by `$id` (urn:fedxr-jax:schema:NAME:1) through
-a local `referencing` registry: nothing is ever fetched.
+Each format has a current version (NAME.schema.json) and the older ones it
+still reads (NAME-1.schema.json). Schemas reference each other by `$id`
+(urn:fedxr-jax:schema:NAME:VERSION) through a local `referencing` registry:
+nothing is ever fetched.
 """
 import functools
 import importlib.resources
@@ -17,29 +19,36 @@ except ImportError:   # said in one line when a schema is first needed
   jsonschema = referencing = None
 
 NAMES = ('submission', 'verification')
+CURRENT = 2
+VERSIONS = (1, 2)
 _MESSAGE_CHARS = 300
 _VALUE_CHARS = 60      # schema messages quote the offending value: shorten it
 
 
 @functools.lru_cache(maxsize=None)
-def load(name: str) -> dict:
-  text = (importlib.resources.files('fedxr_jax.bench') / 'schema' /
-          f'{name}.schema.json').read_text(encoding='utf-8')
+def load(name: str, version: int = CURRENT) -> dict:
+  file = f'{name}.schema.json' if version == CURRENT else f'{name}-{version}.schema.json'
+  text = (importlib.resources.files('fedxr_jax.bench') / 'schema' / file).read_text(
+      encoding='utf-8')
   return json.loads(text)
 
 
 @functools.lru_cache(maxsize=None)
-def _validator(name: str):
+def _validator(name: str, version: int):
   if jsonschema is None or referencing is None:
     raise FedXRError('validating submissions needs jsonschema>=4.18 (pip install jsonschema)')
   registry = referencing.Registry().with_resources(
-      (load(n)['$id'], referencing.Resource.from_contents(load(n))) for n in NAMES)
-  return jsonschema.Draft202012Validator(load(name), registry=registry)
+      (load(n, v)['$id'], referencing.Resource.from_contents(load(n, v)))
+      for n in NAMES for v in VERSIONS)
+  return jsonschema.Draft202012Validator(load(name, version), registry=registry)
 
 
-def check(doc, name: str) -> None:
+def check(doc, name: str, version: int = CURRENT) -> None:
   """Raises SubmissionError naming the JSON path of the first schema error."""
-  errors = sorted(_validator(name).iter_errors(doc),
+  if version not in VERSIONS:
+    raise SubmissionError(f'schema version {version!r} is not supported (this fedxr_jax '
+                          f'reads {", ".join(map(str, VERSIONS))})')
+  errors = sorted(_validator(name, version).iter_errors(doc),
                   key=lambda e: (list(map(str, e.absolute_path)), e.message))
   if errors:
     error = jsonschema.exceptions.best_match(errors)

@@ -1,12 +1,17 @@
-"""A benchmark submission: one file per (track, method), built from run results.
+"""A benchmark submission: one file per entry, built from run results.
 
-Layout (schema version 1, bench/schema/submission.schema.json):
-  format, schema_version        'fedxr_jax.submission', 1
+Layout (schema version 2, bench/schema/submission.schema.json; version 1,
+submission-1.schema.json, lacks the four fields marked 2 and is still read):
+  format, schema_version        'fedxr_jax.submission', 2
   track                         {id, version}
   method                        {name, description?, command?, url?}
   created_utc                   'YYYY-MM-DDTHH:MM:SSZ'
   frozen, frozen_sha256         the track's frozen part (dotted key -> value)
-                                and the SHA-256 of its canonical JSON
+                                and its hash (track.frozen_hash: with the budget)
+  budget                   (2)  the track's per-device Budget, or null
+  model_facts              (2)  parameter counts and FLOPs (bench/model_facts.py)
+  pretrained               (2)  {path, sha256} of the starting checkpoint
+  external_data            (2)  whether data beyond the track's own was used
   config                        the full run config (nested)
   seeds                         the seeds run, in order
   runs                          [{seed, curve: [{round, metric: number|null}],
@@ -29,10 +34,12 @@ from typing import Any, Mapping, Optional, Sequence
 from fedxr_jax.bench import canonical
 from fedxr_jax.bench import files
 from fedxr_jax.bench import schemas
+from fedxr_jax.bench import track as track_lib
 from fedxr_jax.bench.errors import SubmissionError
 
 FORMAT = 'fedxr_jax.submission'
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READS = (1, 2)              # schema versions validate.py accepts
 HASH_FIELD = 'content_sha256'
 
 
@@ -96,16 +103,21 @@ def build(*, track_id: str, track_version: int, frozen: Mapping[str, Any],
           curves: Mapping[int, Sequence[Mapping[str, Any]]],
           finals: Mapping[int, Mapping[str, Any]], method: Mapping[str, str],
           hardware: Mapping[str, Any], versions: Mapping[str, Any], wall_s: float,
-          compile_s: Optional[float], seed_mode: str = 'sequential',
-          created_utc: Optional[str] = None) -> dict:
+          compile_s: Optional[float], model_facts: Mapping[str, Any],
+          budget: Optional[Mapping[str, Any]] = None,
+          pretrained: Optional[Mapping[str, Any]] = None, external_data: bool = False,
+          seed_mode: str = 'sequential', created_utc: Optional[str] = None) -> dict:
   """The submission dict of one finished benchmark run (checked against the schema).
 
   curves[seed]: the logged rows ({'round': r, metric: value}); finals[seed]:
-  the final (Table 6) metrics; non-finite metric values become null. frozen:
-  the track's frozen part; config: the full config as plain dicts
-  (ConfigDict.to_dict()); hardware / versions: provenance.hardware() and
-  provenance.versions() of the run. seed_mode: how the seeds ran, 'sequential'
-  or 'vmapped' (one compiled program); `verify` re-runs them alike.
+  the final (Table 6) metrics; non-finite metric values become null. frozen,
+  budget: the track's frozen part and Budget.to_json() (None: it has none);
+  config: the full config as plain dicts (ConfigDict.to_dict()); hardware /
+  versions: provenance.hardware() and provenance.versions() of the run;
+  model_facts: bench.model_facts.facts(config); pretrained:
+  model_facts.checkpoint(config.model.pretrained) (None: a random base).
+  seed_mode: how the seeds ran, 'sequential' or 'vmapped' (one compiled
+  program); `verify` re-runs them alike.
   """
   seeds = [int(s) for s in seeds]
   for name, per_seed in (('curves', curves), ('finals', finals)):
@@ -115,14 +127,21 @@ def build(*, track_id: str, track_version: int, frozen: Mapping[str, Any],
            'curve': canonical.to_json(list(curves[s]), f'curves[{s}]', nonfinite_to_null=True),
            'final': canonical.to_json(dict(finals[s]), f'finals[{s}]', nonfinite_to_null=True)}
           for s in seeds]
+  frozen = canonical.to_json(dict(frozen), 'frozen')
+  budget = None if budget is None else canonical.to_json(dict(budget), 'budget')
   doc = {
       'format': FORMAT,
       'schema_version': SCHEMA_VERSION,
       'track': {'id': track_id, 'version': track_version},
       'method': canonical.to_json(dict(method), 'method'),
       'created_utc': created_utc or _now_utc(),
-      'frozen': canonical.to_json(dict(frozen), 'frozen'),
-      'frozen_sha256': canonical.sha256(canonical.to_json(dict(frozen), 'frozen')),
+      'frozen': frozen,
+      'frozen_sha256': track_lib.frozen_hash(frozen, budget),
+      'budget': budget,
+      'model_facts': canonical.to_json(dict(model_facts), 'model_facts'),
+      'pretrained': canonical.to_json(dict(pretrained or {'path': '', 'sha256': None}),
+                                      'pretrained'),
+      'external_data': bool(external_data),
       'config': canonical.to_json(dict(config), 'config'),
       'seeds': seeds,
       'runs': runs,
@@ -134,9 +153,18 @@ def build(*, track_id: str, track_version: int, frozen: Mapping[str, Any],
                  'seeds': seed_mode},
   }
   doc[HASH_FIELD] = content_hash(doc)
-  schemas.check(doc, 'submission')
+  schemas.check(doc, 'submission', SCHEMA_VERSION)
   check_runs(seeds, runs)
   return doc
+
+
+def results_sha256(doc: Mapping[str, Any]) -> str:
+  """The hash of what an entry computed: its track, config, seeds and runs.
+
+  Two files with equal results are one entry, whatever their names, dates,
+  timings or hardware records (the leaderboard keeps the earliest).
+  """
+  return canonical.sha256({k: doc[k] for k in ('track', 'config', 'seeds', 'runs')})
 
 
 def dumps(doc: Mapping[str, Any]) -> str:

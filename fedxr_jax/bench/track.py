@@ -1,10 +1,18 @@
 """A benchmark track: what every entry must share, and what it may choose.
 
 A track freezes part of the run config (dotted key -> value: the scenario,
-the model, the budget) and opens another part (dotted key -> limits: the
-method's own knobs). An entry runs every seed of the track. The registry
-(`fedxr_jax.bench.tracks`) lists them; `index` turns any list of tracks into
-the {(id, version): Track} mapping the validator and the leaderboard take.
+the data, the evaluation) and opens another part (dotted key -> limits: the
+method's own knobs, the PEFT architecture). From version 2 on a track also
+freezes a per-device `Budget` the open architecture must fit, runs >= 3
+seeds, and says its tier (cpu: sized for 2 cores; gpu: refused in one line
+off an accelerator) and status:
+  published    its frozen part is pinned (tests/test_tracks.py);
+  provisional  defined on today's configs until its final definition lands:
+               it may change without a version bump, and the site says so;
+  archived     validates and ranks from a frozen snapshot, takes no new runs.
+The registry (`fedxr_jax.bench.tracks`) lists them; `index` turns any list
+of tracks into the {(id, version): Track} mapping the validator and the
+leaderboard take.
 """
 import dataclasses
 import math
@@ -18,6 +26,11 @@ ID_PATTERN = re.compile(r'^[a-z0-9][a-z0-9_-]{0,63}$')
 KEY_PATTERN = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$')
 METRIC_PATTERN = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_./:-]{0,127}$')
 PLATFORMS = ('cpu', 'gpu', 'tpu')   # `requires` entries the hardware record can check
+ACCELERATORS = ('gpu', 'tpu')
+STATUSES = ('published', 'provisional', 'archived')
+TIERS = ('cpu', 'gpu')
+# OGB and FedScale rank over 10 and 5 seeds; from version 2 on a track runs at least 3.
+MIN_SEEDS_FROM_V2 = 3
 
 
 def _brief(value) -> str:
@@ -63,6 +76,65 @@ class Between:
 Limit = Union[OneOf, Between]
 
 
+def limit_to_json(limit: Limit) -> dict:
+  if isinstance(limit, OneOf):
+    return {'one_of': canonical.to_json(list(limit.values), 'one_of')}
+  return {'between': [limit.low, limit.high], 'integer': limit.integer}
+
+
+def limit_from_json(data: Mapping) -> Limit:
+  """A limit from `limit_to_json`'s form (lists inside one_of come back as tuples)."""
+  tup = lambda v: tuple(tup(x) for x in v) if isinstance(v, list) else v
+  if set(data) == {'one_of'}:
+    return OneOf(tuple(tup(v) for v in data['one_of']))
+  if set(data) == {'between', 'integer'}:
+    low, high = data['between']
+    return Between(low, high, bool(data['integer']))
+  raise TrackError(f'not a limit: {sorted(data)}')
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  """What one device may spend; an entry's open architecture must fit it.
+
+  Numbers of the run itself (the submission's `model_facts` and curves, both
+  re-computed by `fedxr-bench verify`): parameters a client trains (shared
+  and personal trees), float32 bytes it uploads a round before compression
+  (its shared trees), the model's forward FLOPs per example, and the slowest
+  device's local-training seconds a round on the cost model's clock
+  (`cost/max_compute_s`), which bounds local steps.
+  """
+  trainable_params: int
+  upload_bytes: int
+  flops_per_example: float
+  compute_s: float
+
+  def to_json(self) -> dict:
+    return canonical.to_json(dataclasses.asdict(self), 'budget')
+
+  def problems(self, facts: Mapping, max_compute_s: Optional[float]) -> list:
+    """One line per budget the run exceeds (facts: a submission's model_facts)."""
+    out = []
+    for field, value, unit in (
+        ('trainable_params', facts['params_trainable'], 'trainable parameters'),
+        ('upload_bytes', facts['upload_bytes_per_round'], 'upload bytes a round'),
+        ('flops_per_example', facts['flops_per_example'], 'FLOPs per example')):
+      if value > getattr(self, field):
+        out.append(f'{value:.6g} {unit} over the budget of {getattr(self, field):.6g}')
+    if max_compute_s is not None and max_compute_s > self.compute_s:
+      out.append(f'{max_compute_s:.6g} s of local compute in a round over the budget of '
+                 f'{self.compute_s:.6g} s (fewer local steps fit)')
+    return out
+
+
+def frozen_hash(frozen: Mapping, budget: Optional[Mapping]) -> str:
+  """Over the frozen config part, and the budget where the track has one (a
+  track without one keeps version 1's hash: over `frozen` alone)."""
+  if budget is None:
+    return canonical.sha256(frozen)
+  return canonical.sha256({'config': frozen, 'budget': budget})
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Track:
   id: str
@@ -75,6 +147,15 @@ class Track:
   higher_is_better: bool = True
   cost_metrics: tuple = ()         # shown beside the primary one; lower is better
   requires: tuple = ()             # e.g. ('gpu',): the platforms an entry may run on
+  status: str = 'published'        # published | provisional | archived (see the module doc)
+  tier: str = 'cpu'                # cpu | gpu (gpu: requires an accelerator)
+  budget: Optional[Budget] = None  # per device; part of the frozen hash
+  target: Optional[float] = None   # the primary metric's time-to-accuracy threshold
+  reference: str = 'fedavg'        # the method whose curve each page shows beside the entries
+  resolved: bool = False           # frozen part over the resolved config (dormant blocks out)
+  rounds_rule: str = ''            # how num_rounds was sized (e.g. the plateau rule's result)
+  pretrained: Optional[Mapping] = None   # {'path', 'sha256'}: the checkpoint entries start from
+  note: str = ''                   # why provisional or archived; what to run instead
 
   def __post_init__(self):
     for field in ('seeds', 'cost_metrics', 'requires'):   # lists work too
@@ -108,6 +189,23 @@ class Track:
       canonical.canonical(self.frozen_json)
     except SubmissionError as e:
       raise TrackError(f'{name}: frozen values must be JSON: {e}') from None
+    self._check_rules(name)
+
+  def _check_rules(self, name: str) -> None:
+    if self.status not in STATUSES:
+      raise TrackError(f'{name}: status must be one of {STATUSES}, got {self.status!r}')
+    if self.tier not in TIERS:
+      raise TrackError(f'{name}: tier must be one of {TIERS}, got {self.tier!r}')
+    if self.tier == 'gpu' and not self.requires:
+      object.__setattr__(self, 'requires', ACCELERATORS)
+    if self.tier == 'gpu' and not set(self.requires) <= set(ACCELERATORS):
+      raise TrackError(f'{name}: a gpu-tier track requires an accelerator, not '
+                       f'{self.requires}')
+    if self.version >= 2 and len(self.seeds) < MIN_SEEDS_FROM_V2:
+      raise TrackError(f'{name}: from version 2 on a track runs >= {MIN_SEEDS_FROM_V2} '
+                       f'seeds, got {list(self.seeds)}')
+    if self.budget is not None and not isinstance(self.budget, Budget):
+      raise TrackError(f'{name}: budget must be a Budget, got {type(self.budget).__name__}')
 
   @property
   def key(self) -> tuple:
@@ -122,8 +220,16 @@ class Track:
     return canonical.to_json(dict(self.frozen), 'frozen')
 
   @property
+  def budget_json(self) -> Optional[dict]:
+    return None if self.budget is None else self.budget.to_json()
+
+  @property
   def frozen_sha256(self) -> str:
-    return canonical.sha256(self.frozen_json)
+    return frozen_hash(self.frozen_json, self.budget_json)
+
+  @property
+  def runnable(self) -> bool:
+    return self.status != 'archived'
 
   def check_override(self, key: str, value) -> None:
     """Raises TrackError (one line) unless `key=value` is allowed by the open part."""

@@ -31,7 +31,8 @@ from fedxr_jax.data import shift
 from fedxr_jax.data import sources
 from fedxr_jax.data import synthetic
 from fedxr_jax.errors import ConfigError
-from fedxr_jax.models import m3t
+from fedxr_jax.models import registry as models
+from fedxr_jax.models.interface import ModelDef
 from fedxr_jax.topology import channel as channel_lib
 from fedxr_jax.compose import optimizers
 from fedxr_jax.compose import pipeline
@@ -41,10 +42,13 @@ from fedxr_jax.privacy import feature as privacy_feature
 
 @dataclasses.dataclass(frozen=True)
 class ModelSettings:
-  """The `model` block beyond the architecture's fields (`models.m3t.M3TModel`):
-  the MoE load-balancing loss weight, and a fedxr-pretrain output dir ('' =
-  random init) with the trees taken from it (the others start fresh for PEFT)."""
-  moe_balance: float = 0.01
+  """The `model` block's own keys: the model's name (its settings: `model.<name>`,
+  `models/registry.py`), the frozen base's compute dtype (float32 | bfloat16:
+  PEFT trees and optimizers stay float32), and a pretrained directory ('' =
+  random init; `fedxr-pretrain`, `fedxr-models import`) with the trees taken
+  from it (the others start fresh for PEFT)."""
+  name: str = 'm3t'
+  dtype: str = 'float32'
   pretrained: str = ''
   pretrained_roles: tuple = ('base', 'encoders')
 
@@ -56,7 +60,7 @@ POSITIVE = ('num_rounds', 'population_size', 'cohort_size', 'local_steps',
 class Experiment(NamedTuple):
   config: ml_collections.ConfigDict
   spec: synthetic.XRSpec
-  model: m3t.M3TModel
+  model: ModelDef
   federation: round_lib.Federation
   world: dict               # the run's source: its data and the features' arrays of the seed
   mesh: Optional[jax.sharding.Mesh]
@@ -127,30 +131,14 @@ def _validate_data(d) -> None:
 
 
 def _validate_model(config) -> None:
-  m, d = config.model, config.data
-  if m.width % m.num_heads:
-    raise ConfigError(f'model.width={m.width} is not divisible by '
-                      f'model.num_heads={m.num_heads}')
-  for key in ('width', 'depth', 'num_heads', 'mlp_width'):
-    if m[key] < 1:
-      raise ConfigError(f'model.{key} must be >= 1, got {m[key]}')
-  if m.lora_alpha <= 0 or m.moe_balance < 0:
-    raise ConfigError('need model.lora_alpha > 0 and model.moe_balance >= 0')
+  """What the model block alone cannot check (its own factory checks its settings)."""
+  d = config.data
+  models.check_name(config.model.name)
   if config.lora.rule not in lora_rules.RULES:
     raise ConfigError(f'lora.rule={config.lora.rule!r} is not one of {lora_rules.RULES}')
-  for key in ('num_prompts', 'num_user_prompts', 'adapter_dim', 'num_experts', 'lora_rank'):
-    if m[key] < 0:
-      raise ConfigError(f'model.{key} must be >= 0, got {m[key]}')
-  if m.num_experts and not 1 <= m.expert_top_k <= m.num_experts:
-    raise ConfigError(f'model.expert_top_k={m.expert_top_k} must be in '
-                      f'[1, model.num_experts={m.num_experts}]')
   if config.lora.device_ranks and d.source != 'synthetic':
     raise ConfigError('not supported yet: lora.device_ranks with data.source='
                       f'{d.source!r} (real datasets have one device class)')
-  bad = sorted(set(m.lora_targets) - {'query', 'key', 'value', 'out'})
-  if bad:
-    raise ConfigError(f'model.lora_targets: unknown projection(s) {bad}; '
-                      "known: ('query', 'key', 'value', 'out')")
 
 
 def expand_preset(config) -> tuple:
@@ -192,15 +180,15 @@ def build(config) -> Experiment:
   validate(config)
   spec, world, model, problem, costs = make_problem(config)
   # model.pretrained: frozen base (and encoders...) from fedxr-pretrain.
-  problem = pretrained.with_pretrained(problem, config)
-  plan = present_plan(make_plan(config), problem)
+  problem = pretrained.with_pretrained(problem, config, spec.model_modalities())
+  plan = present_plan(make_plan(config, model.lora_rank), problem)
   mesh = vectorize.client_mesh() if jax.device_count() > 1 else None
   if mesh is not None and config.eval_unseen_clients % mesh.size:
     raise ConfigError(f'eval_unseen_clients={config.eval_unseen_clients} does not '
                       f'split evenly over {mesh.size} devices')
   facts = run_facts(config, plan, spec.tasks)
   features = pipeline.contributions(config, pipeline.RunContext(
-      facts, config.num_rounds, spec, config.model, problem, world))
+      facts, config.num_rounds, spec, model, problem, world))
   problem = pipeline.wrap_problem(problem, features)
   world = pipeline.source(world, features, config.seed)
   topology = make_topology(config, facts, problem, world)
@@ -283,7 +271,7 @@ def for_lane(exp: Experiment, config) -> Optional[Experiment]:
     return None
   facts = run_facts(config, exp.federation.plan, exp.spec.tasks)
   features = pipeline.contributions(config, pipeline.RunContext(
-      facts, config.num_rounds, exp.spec, config.model, exp.problem, world))
+      facts, config.num_rounds, exp.spec, exp.model, exp.problem, world))
   privacy = pipeline.feature_info(features, 'privacy')
   if privacy is not None and privacy.noise_multiplier != exp.privacy.noise_multiplier:
     return None   # DP-SGD's noise multiplier is a constant of local training
@@ -342,16 +330,16 @@ def make_problem(config) -> tuple:
   model = make_model(config, spec)
   problem = xr_problem.make_xr_problem(
       spec, model, device_lora_ranks=tuple(config.lora.device_ranks),
-      balance_coef=config.model.moe_balance, client_data_fn=data.client_data,
+      client_data_fn=data.client_data,
       client_position_fn=data.client_position, client_device_fn=data.client_device)
-  plan = present_plan(make_plan(config), problem)
+  plan = present_plan(make_plan(config, model.lora_rank), problem)
   scale = config.data.hardware.model_scale
   if isinstance(spec, synthetic.XRSpec) and synthetic.needs_model_costs(spec):
     example = xr_problem.data_fn(synthetic.without_model_limits(spec),
                                  tuple(config.lora.device_ranks), data.client_data)
     costs = measure_device_costs(problem, example, world, plan, config.batch_size)
     spec = synthetic.with_model_costs(spec, costs.flops_per_step,
-                                      role_train_bytes(config, spec, problem))
+                                      role_train_bytes(config, model, problem))
     problem = problem._replace(client_data=xr_problem.data_fn(
         spec, tuple(config.lora.device_ranks), data.client_data))
   else:
@@ -363,38 +351,29 @@ def make_problem(config) -> tuple:
   return spec, world, model, problem, costs
 
 
-def role_train_bytes(config, spec, problem) -> tuple:
+def role_train_bytes(config, model: ModelDef, problem) -> tuple:
   """((role, bytes), ...) to train each trained tree (`data.shift.role_train_bytes`)."""
   shapes = jax.eval_shape(lambda: problem.init_params(jax.random.key(0)))
-  plan = make_plan(config)
+  plan = make_plan(config, model.lora_rank)
   trained = [r for r in shapes if plan.get(r, 'frozen') != 'frozen']
   opt = config.client_optimizer
   # Optimizer state per parameter: Adam and Yogi keep two moments, Adagrad one,
   # SGD one with momentum.
   slots = {'adam': 2, 'yogi': 2, 'adagrad': 1, 'sgd': int(bool(opt.sgd.momentum))}[opt.name]
-  mc = config.model
-  tokens = mc.num_prompts + mc.num_user_prompts + sum(
-      m3t.num_tokens(shape, token) for shape, token in spec.model_modalities().values())
   return shift.role_train_bytes(
       {r: trees.tree_bytes(t) for r, t in shapes.items()}, trained,
       optimizer_slots=slots,
-      activations=shift.activation_bytes(config.batch_size, tokens, mc.width, mc.depth,
-                                         mc.num_heads),
-      head_activations=4.0 * config.batch_size * tokens * mc.width)
+      activations=shift.activation_bytes(config.batch_size, model.tokens, model.width,
+                                         model.depth, model.num_heads),
+      head_activations=4.0 * config.batch_size * model.tokens * model.width)
 
 
-def make_model(config, spec: synthetic.XRSpec) -> m3t.M3TModel:
-  mc = config.model
-  return m3t.M3TModel(
-      modalities=spec.model_modalities(),
-      tasks=dict(zip(spec.tasks, spec.num_classes)),
-      width=mc.width, depth=mc.depth, num_heads=mc.num_heads,
-      mlp_width=mc.mlp_width, num_prompts=mc.num_prompts,
-      lora_rank=mc.lora_rank, lora_alpha=mc.lora_alpha,
-      lora_targets=tuple(mc.lora_targets),
-      lora_residual=config.lora.rule in lora_rules.EXACT_RULES,
-      num_user_prompts=mc.num_user_prompts, adapter_dim=mc.adapter_dim,
-      num_experts=mc.num_experts, expert_top_k=mc.expert_top_k)
+def make_model(config, spec) -> ModelDef:
+  """The model of `config.model` (its name's block) for the data's modalities and tasks."""
+  name = config.model.name
+  return models.make(name, config.model[name], models.Spec(
+      spec.model_modalities(), dict(zip(spec.tasks, spec.num_classes))),
+      lora_residual=config.lora.rule in lora_rules.EXACT_RULES, dtype=config.model.dtype)
 
 
 # Plan keys a user writes; `lora` expands into lora_a / lora_b (+ residual)
@@ -403,8 +382,9 @@ PLAN_KEYS = ('base', 'lora', 'prompts', 'user_prompts', 'adapters', 'experts',
              'encoders', 'heads')
 
 
-def make_plan(config) -> dict:
-  """{role: mode} of the model's trees from `config.plan` and `config.lora.rule`."""
+def make_plan(config, lora_rank: int) -> dict:
+  """{role: mode} of the model's trees from `config.plan` and `config.lora.rule`
+  (`lora_rank`: the model's; 0, no LoRA trees)."""
   plan = config.plan.to_dict()
   unknown = sorted(set(plan) - set(PLAN_KEYS))
   if unknown:
@@ -413,7 +393,7 @@ def make_plan(config) -> dict:
     raise ConfigError(f'plan names unknown parameter tree(s) {unknown}{hints}; '
                       f'known: {list(PLAN_KEYS)}')
   lora_mode = plan.pop('lora', 'frozen')
-  if config.model.lora_rank:
+  if lora_rank:
     plan.update(lora_rules.plan_modes(config.lora.rule, lora_mode))
   return plan
 

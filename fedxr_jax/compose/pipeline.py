@@ -38,7 +38,7 @@ class RunContext(NamedTuple):
   facts: object        # core.algorithm.RunFacts: sizes, plan, tasks
   num_rounds: int
   spec: object         # the data's spec: modalities, tasks, num_classes, devices
-  model: object        # the model block (LoRA rank and alpha)
+  model: object        # the ModelDef (its LoRA rank and scale)
   problem: object      # the FederatedProblem (example counts for DP-SGD)
   source: object       # the run's data
 

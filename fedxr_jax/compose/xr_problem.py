@@ -8,7 +8,7 @@ import optax
 from fedxr_jax.core import trees
 from fedxr_jax.core.problem import FederatedProblem
 from fedxr_jax.data import synthetic
-from fedxr_jax.models import m3t
+from fedxr_jax.models.interface import ModelDef
 
 
 def task_losses(logits: dict, labels, mask, tasks):
@@ -22,18 +22,20 @@ def task_losses(logits: dict, labels, mask, tasks):
   return jnp.stack(losses), jnp.stack(counts)
 
 
-def make_xr_problem(spec: synthetic.XRSpec, model: m3t.M3TModel, *,
+def make_xr_problem(spec: synthetic.XRSpec, model: ModelDef, *,
                     device_lora_ranks: Sequence[int] = (),
-                    balance_coef: float = 0.01,
                     client_data_fn: Optional[Callable] = None,
                     client_position_fn: Optional[Callable] = None,
                     client_device_fn: Optional[Callable] = None) -> FederatedProblem:
-  """The M3T model on a federation described by `spec`.
+  """The model (a `models.interface.ModelDef`) on a federation described by `spec`.
 
+  The problem keeps the task losses, label masks and evaluation statistics
+  and asks the model for the rest (parameters by role, outputs, routing,
+  module weights).
   device_lora_ranks: LoRA rank of each of `spec.devices` (heterogeneous
   ranks, zero-padded to the model's rank): a client trains and uses only its
   first r_i rank components, and gives the others zero aggregation weight.
-  balance_coef: weight of the MoE load-balancing loss (Switch Transformer).
+  The MoE load-balancing loss (Switch Transformer) weighs `model.m3t.moe_balance`.
   client_data_fn: (source, client_id, split, round_idx) -> client data;
   client_position_fn: (source, client_id, round_idx) -> [2] metres;
   client_device_fn: (source, client_id) -> device index; defaults: the
@@ -53,28 +55,17 @@ def make_xr_problem(spec: synthetic.XRSpec, model: m3t.M3TModel, *,
     return (jnp.arange(r_max) < rank).astype(jnp.float32)
 
   def init_params(key):
-    x = {m: jnp.zeros((1,) + shape) for m, (shape, _) in
-         spec.model_modalities().items()}
-    mask = jnp.ones((1, len(spec.modalities)), bool)
-    params = model.init(key, x, mask)['params']
-    return trees.split_by_role(params, m3t.role_of)
+    return trees.split_by_role(model.init(key), model.role_of)
 
   def apply(params, examples, meta):
-    """(logits {task: [B, K]}, per-example MoE routing {block: [B, E]} pairs)."""
+    """(logits {task: [B, K]}, per-example MoE routing {block: (tokens, probs)})."""
     if 'lora_rank' in meta:   # a client of rank r_i sees only its first r_i ranks
       mask = rank_mask(meta)
       params = {**params, **{r: jax.tree.map(lambda x: x * trees.expand_weight(mask, x),
                                              params[r])
                              for r in ('lora_a', 'lora_b') if r in params}}
-    variables = {'params': trees.merge_roles(*params.values())}
-    if not moe:
-      return model.apply(variables, examples['x'], examples['modality_mask']), {}
-    logits, state = model.apply(variables, examples['x'], examples['modality_mask'],
-                                mutable=['intermediates'])
-    blocks = state['intermediates']['backbone']
-    routing = {b: (v['moe']['expert_tokens'][0], v['moe']['gate_probs'][0])
-               for b, v in blocks.items()}
-    return logits, routing
+    return model.apply(trees.merge_roles(*params.values()), examples['x'],
+                       examples['modality_mask'])
 
   def label_mask(examples, task_mask):
     return examples['example_mask'][:, None] & task_mask[None, :]
@@ -91,7 +82,7 @@ def make_xr_problem(spec: synthetic.XRSpec, model: m3t.M3TModel, *,
     if moe:
       tokens = {b: jnp.sum(t * valid, axis=0) for b, (t, _) in routing.items()}
       sums['expert_tokens'] = tokens
-      total = total + balance_coef * sum(
+      total = total + model.moe_balance * sum(
           _balance_loss(tokens[b], p, valid) for b, (_, p) in routing.items())
     return total, {'per_task': per_task, 'sums': sums}
 
@@ -102,29 +93,15 @@ def make_xr_problem(spec: synthetic.XRSpec, model: m3t.M3TModel, *,
     present = jnp.sum(ex['modality_mask'] & valid[:, None], axis=0).astype(jnp.float32)
     absent = jnp.sum(~ex['modality_mask'] & valid[:, None], axis=0).astype(jnp.float32)
     labeled = jnp.sum(label_mask(ex, data['task_mask']), axis=0).astype(jnp.float32)
-    encoders = {m: present[i] for i, m in enumerate(spec.modalities)}
-    encoders['absent'] = {m: absent[i] for i, m in enumerate(spec.modalities)}
-    # Heterogeneous ranks: one weight per rank slice (zero past the client's rank).
-    lora = n * rank_mask(data) if device_lora_ranks else n
-    weights = {
-        'encoders': {'encoders': encoders},
-        'heads': {'heads': {t: labeled[i] for i, t in enumerate(tasks)}},
-        'lora_a': lora, 'lora_b': lora,
-        # Clients never change the residual: exact aggregation sets it.
-        'lora_residual': jnp.zeros(()),
-        'prompts': n, 'user_prompts': n, 'adapters': n, 'base': n,
-    }
-    if moe:
-      weights['experts'] = {'backbone': {}}
-      for i in range(model.depth):
-        block = f'block_{i}'
-        if stats is None:
-          routed = jnp.ones((model.num_experts,))
-        else:   # tokens routed to each expert during local training
-          routed = stats['sums']['expert_tokens'][block]
-        weights['experts']['backbone'][block] = {'moe': {
-            'gate': n, 'w_in': routed, 'b_in': routed, 'w_out': routed, 'b_out': routed}}
-    return weights
+    return model.module_weights({
+        'examples': n,
+        # Heterogeneous ranks: one weight per rank slice (zero past the client's rank).
+        'lora': n * rank_mask(data) if device_lora_ranks else n,
+        'present': {m: present[i] for i, m in enumerate(spec.modalities)},
+        'absent': {m: absent[i] for i, m in enumerate(spec.modalities)},
+        'labeled': {t: labeled[i] for i, t in enumerate(tasks)},
+        # Tokens routed to each expert during local training (None: at evaluation).
+        'routed': None if stats is None or not moe else stats['sums']['expert_tokens']})
 
   def eval_stats(params, data):
     ex = data['examples']
@@ -148,7 +125,7 @@ def make_xr_problem(spec: synthetic.XRSpec, model: m3t.M3TModel, *,
     stats['modality_examples'] = labeled.T @ present
     stats['lora_rank_sum'] = jnp.sum(labeled, 0) * jnp.sum(rank_mask(data))
     if moe:   # tokens each task's examples route to each expert: [T, L, E]
-      routed = jnp.stack([routing[f'block_{i}'][0] for i in range(model.depth)], 1)
+      routed = jnp.stack([tokens for tokens, _ in routing.values()], 1)
       stats['expert_tokens'] = jnp.einsum('nt,nle->tle', mask.astype(jnp.float32), routed)
     return stats
 

@@ -74,10 +74,11 @@ def get_config():
       **blocks.registry_block('fedxr_jax.transforms.registry', 'COMPRESSORS')})
   config.lora = Config(blocks.dataclass_block('fedxr_jax.algorithms.lora_feature', 'Settings'))
 
+  # The model (models/registry.py): its name, dtype, a pretrained directory, and
+  # each model's settings block (model.m3t.size = tiny | small | base, ...).
   config.model = Config({
-      **blocks.dataclass_block('fedxr_jax.models.m3t', 'M3TModel',
-                               exclude=('lora_residual',)),
-      **blocks.dataclass_block('fedxr_jax.compose.experiment', 'ModelSettings')})
+      **blocks.dataclass_block('fedxr_jax.compose.experiment', 'ModelSettings'),
+      **blocks.registry_block('fedxr_jax.models.registry', 'MODELS')})
 
   # The data: its source (data/sources.py) and the synthetic generator's
   # settings (data/synthetic.py XRSpec, SHIFT blocks in data/shift.py), with

@@ -12,12 +12,12 @@ def get_config():
   # 'auto' resolves to the whole cohort of 8 on CPU; 0 says so without tracing the chunk
   # program at every build (1 s of 2). tests/test_scheduling.py tests 'auto' itself.
   config.chunk_size = 0
-  config.model.width = 16
-  config.model.depth = 1
-  config.model.num_heads = 2
-  config.model.mlp_width = 16
-  config.model.num_prompts = 2
-  config.model.lora_rank = 2
+  config.model.m3t.width = 16
+  config.model.m3t.depth = 1
+  config.model.m3t.num_heads = 2
+  config.model.m3t.mlp_width = 16
+  config.model.m3t.num_prompts = 2
+  config.model.m3t.lora_rank = 2
   config.data.max_examples = 16
   config.data.min_examples = 8
   config.data.test_examples = 8

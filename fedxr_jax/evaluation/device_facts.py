@@ -130,7 +130,7 @@ def build(exp, precision: str) -> DeviceFacts:
   static = latency.modeled_metrics(flops, devices, precision=precision, scale=scale)
   static.update(training_time.training_time_metrics(
       {'local_training': (exp.costs.flops_per_step, local_steps(exp, devices))}, devices))
-  lora_rank = exp.config.model.lora_rank if 'lora_a' in shapes else 0
+  lora_rank = exp.model.lora_rank if 'lora_a' in shapes else 0
   envs = getattr(exp.spec, 'environment_names', ())
   return DeviceFacts(devices, tuple(envs), flops, scale, lora_rank,
                      param_counts(shapes, exp.spec, lora_rank), static)

@@ -4,7 +4,7 @@ A is stored [rank, in] and B [rank, out], so the rank is the leading axis
 of both factors: per-rank module weights (heterogeneous ranks, zero-padded
 to r_max) weigh one slice of each factor along that axis.
 """
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 from flax import traverse_util
@@ -27,10 +27,11 @@ class LoRADense(nn.Module):
   rank: int = 0
   alpha: float = 1.0
   residual: bool = False
+  dtype: Any = None   # the base layer's compute dtype (bfloat16: a frozen bf16 base)
 
   @nn.compact
   def __call__(self, x):
-    y = nn.Dense(self.features, name='dense')(x)
+    y = nn.Dense(self.features, dtype=self.dtype, name='dense')(x)
     if self.rank > 0:
       a = self.param(LORA_PREFIX + 'A', nn.initializers.lecun_normal(in_axis=1, out_axis=0),
                      (self.rank, x.shape[-1]))
@@ -51,6 +52,7 @@ class SelfAttention(nn.Module):
   lora_alpha: float = 1.0
   lora_targets: Sequence[str] = ('query', 'value')
   lora_residual: bool = False
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, key_mask):
@@ -59,7 +61,8 @@ class SelfAttention(nn.Module):
 
     def proj(name):
       rank = self.lora_rank if name in self.lora_targets else 0
-      return LoRADense(width, rank, self.lora_alpha, self.lora_residual, name=name)
+      return LoRADense(width, rank, self.lora_alpha, self.lora_residual, self.dtype,
+                       name=name)
 
     # [..., heads, tokens, head_dim]: batch dims leading, contraction last,
     # the layout XLA:CPU runs as plain batched matmuls (4x faster here).

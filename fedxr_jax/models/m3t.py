@@ -19,13 +19,15 @@ Parameter trees by role (see `role_of`), each with its own tuning mode:
   encoders      modality encoders and absent tokens
   heads         one head per task
 """
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedxr_jax.errors import ConfigError
+from fedxr_jax.models import interface
 from fedxr_jax.models.lora import LORA_PREFIX, LoRADense, SelfAttention
 
 ROLES = ('base', 'lora_a', 'lora_b', 'lora_residual', 'prompts', 'user_prompts',
@@ -66,21 +68,44 @@ def tokenize(x: jax.Array, token_shape: Sequence[int]) -> jax.Array:
   return x.reshape(lead + (-1, int(np.prod(token_shape))))
 
 
-def num_tokens(shape: Sequence[int], token_shape: Sequence[int]) -> int:
-  return int(np.prod([s // t for s, t in zip(shape, token_shape)]))
+def num_tokens(shape: Sequence[int], token_shape: Sequence[int], stride=None) -> int:
+  stride = stride or token_shape
+  return int(np.prod([(s - t) // d + 1 for s, t, d in zip(shape, token_shape, stride)]))
+
+
+def strided_tokens(x: jax.Array, token_shape: Sequence[int], stride: Sequence[int]):
+  """Overlapping blocks of `token_shape` every `stride` (an imported conv patch embedding
+  whose stride is not its kernel, e.g. AST's 16x16 patches every 10 frames / bins)."""
+  n = x.ndim - len(token_shape)
+  for axis, (size, tok, step) in enumerate(zip(x.shape[n:], token_shape, stride)):
+    starts = np.arange((size - tok) // step + 1) * step
+    index = starts[:, None] + np.arange(tok)[None, :]          # [blocks, tok]
+    x = jnp.take(x, index.reshape(-1), axis=n + 2 * axis)
+    x = x.reshape(x.shape[:n + 2 * axis] + index.shape + x.shape[n + 2 * axis + 1:])
+  # [..., b0, t0, b1, t1, ...] -> [..., b0, b1, ..., t0, t1, ...] -> [..., blocks, token]
+  k = len(token_shape)
+  outer = [n + 2 * i for i in range(k)]
+  inner = [n + 2 * i + 1 for i in range(k)]
+  x = x.transpose(tuple(range(n)) + tuple(outer) + tuple(inner))
+  return x.reshape(x.shape[:n] + (-1, int(np.prod(token_shape))))
 
 
 class ModalityEncoder(nn.Module):
   """Tokens of one modality: linear patch/window embedding + position."""
   width: int
   token_shape: Sequence[int]
+  stride: Sequence[int] = ()   # () : non-overlapping blocks (= token_shape)
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):
-    tokens = tokenize(x, self.token_shape)
+    if self.stride and tuple(self.stride) != tuple(self.token_shape):
+      tokens = strided_tokens(x, self.token_shape, self.stride)
+    else:
+      tokens = tokenize(x, self.token_shape)
     pos = self.param('position', nn.initializers.normal(0.02),
                      tokens.shape[-2:-1] + (self.width,))
-    return nn.Dense(self.width, name='embed')(tokens) + pos
+    return nn.Dense(self.width, dtype=self.dtype, name='embed')(tokens) + pos
 
 
 class AbsentTokens(nn.Module):
@@ -95,17 +120,21 @@ class AbsentTokens(nn.Module):
 
 
 class Encoders(nn.Module):
-  modalities: Mapping[str, tuple]   # name -> (input shape, token shape)
+  # name -> (input shape, token shape[, token stride]): stride defaults to the token shape
+  modalities: Mapping[str, tuple]
   width: int
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: Mapping[str, jax.Array], modality_mask: jax.Array):
     """Returns tokens [..., L, width] and their attention key mask [..., L]."""
     absent = AbsentTokens(tuple(self.modalities), self.width, name='absent')()
     tokens, masks = [], []
-    for i, (name, (_, token_shape)) in enumerate(self.modalities.items()):
+    for i, (name, layout) in enumerate(self.modalities.items()):
       present = modality_mask[..., i]
-      tok = ModalityEncoder(self.width, tuple(token_shape), name=name)(x[name])
+      stride = tuple(layout[2]) if len(layout) > 2 else ()
+      tok = ModalityEncoder(self.width, tuple(layout[1]), stride, self.dtype,
+                            name=name)(x[name])
       tok = jnp.where(present[..., None, None], tok, absent[name])
       visible = jnp.zeros(tok.shape[-2], bool).at[0].set(True)
       tokens.append(tok)
@@ -178,21 +207,26 @@ class Block(nn.Module):
   adapter_dim: int = 0
   num_experts: int = 0
   expert_top_k: int = 2
+  ln_eps: float = 1e-6
+  exact_gelu: bool = False
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, key_mask):
-    h = nn.LayerNorm(name='norm_attn')(x)
+    h = nn.LayerNorm(epsilon=self.ln_eps, name='norm_attn')(x)
     h = SelfAttention(self.num_heads, self.lora_rank, self.lora_alpha,
-                      tuple(self.lora_targets), self.lora_residual, name='attn')(h, key_mask)
+                      tuple(self.lora_targets), self.lora_residual, dtype=self.dtype,
+                      name='attn')(h, key_mask)
     if self.adapter_dim:
       h = Adapter(self.adapter_dim, name='adapter_attn')(h)
     x = x + h
-    h = nn.LayerNorm(name='norm_mlp')(x)
+    h = nn.LayerNorm(epsilon=self.ln_eps, name='norm_mlp')(x)
     if self.num_experts:
       h = MoEMLP(self.num_experts, self.expert_top_k, self.mlp_width, name='moe')(h, key_mask)
     else:
-      h = nn.gelu(LoRADense(self.mlp_width, name='mlp_in')(h))
-      h = LoRADense(x.shape[-1], name='mlp_out')(h)
+      h = nn.gelu(LoRADense(self.mlp_width, dtype=self.dtype, name='mlp_in')(h),
+                  approximate=not self.exact_gelu)
+      h = LoRADense(x.shape[-1], dtype=self.dtype, name='mlp_out')(h)
     if self.adapter_dim:
       h = Adapter(self.adapter_dim, name='adapter_mlp')(h)
     return x + h
@@ -209,25 +243,39 @@ class Backbone(nn.Module):
   adapter_dim: int = 0
   num_experts: int = 0
   expert_top_k: int = 2
+  ln_eps: float = 1e-6
+  exact_gelu: bool = False
+  # Learned tokens after CLS (e.g. an imported AST's distillation token).
+  num_registers: int = 0
+  dtype: Any = None
 
   @nn.compact
-  def __call__(self, tokens, key_mask):
+  def __call__(self, tokens, key_mask, all_tokens: bool = False):
+    """The CLS token's features [..., width] (all_tokens: every token's, [..., L, width])."""
     cls = self.param('cls', nn.initializers.normal(0.02), (tokens.shape[-1],))
-    cls = jnp.broadcast_to(cls, tokens.shape[:-2] + (1, tokens.shape[-1]))
-    x = jnp.concatenate([cls, tokens], axis=-2)
+    extra = [cls[None]]
+    if self.num_registers:
+      extra.append(self.param('registers', nn.initializers.normal(0.02),
+                              (self.num_registers, tokens.shape[-1])))
+    lead = jnp.broadcast_to(jnp.concatenate(extra, axis=0),
+                            tokens.shape[:-2] + (1 + self.num_registers, tokens.shape[-1]))
+    x = jnp.concatenate([lead, tokens], axis=-2)
     key_mask = jnp.concatenate(
-        [jnp.ones(key_mask.shape[:-1] + (1,), bool), key_mask], axis=-1)
+        [jnp.ones(key_mask.shape[:-1] + (1 + self.num_registers,), bool), key_mask], axis=-1)
     for i in range(self.depth):
       x = Block(self.num_heads, self.mlp_width, self.lora_rank, self.lora_alpha,
                 self.lora_targets, self.lora_residual, self.adapter_dim,
-                self.num_experts, self.expert_top_k, name=f'block_{i}')(x, key_mask)
-    return nn.LayerNorm(name='norm_out')(x[..., 0, :])
+                self.num_experts, self.expert_top_k, self.ln_eps, self.exact_gelu,
+                self.dtype, name=f'block_{i}')(x, key_mask)
+    norm = nn.LayerNorm(epsilon=self.ln_eps, name='norm_out')
+    return norm(x) if all_tokens else norm(x[..., 0, :])
 
 
 class M3TModel(nn.Module):
   """Multi-modal multi-task transformer with prompts, LoRA and task heads."""
-  modalities: Mapping[str, tuple]   # name -> (input shape, token shape), in mask order
-  tasks: Mapping[str, int]          # name -> number of classes
+  # name -> (input shape, token shape[, token stride]), in modality-mask order
+  modalities: Mapping[str, tuple]
+  tasks: Mapping[str, int]          # name -> output size (classes, or target dims)
   width: int = 32
   depth: int = 2
   num_heads: int = 4
@@ -241,10 +289,14 @@ class M3TModel(nn.Module):
   adapter_dim: int = 0            # 0: no adapters
   num_experts: int = 0            # 0: dense MLPs; else a MoE MLP per block
   expert_top_k: int = 2
+  ln_eps: float = 1e-6            # LayerNorm epsilon (HF ViT: 1e-12)
+  exact_gelu: bool = False        # erf GELU (HF ViT) instead of its tanh approximation
+  num_registers: int = 0          # learned tokens after CLS (AST's distillation token)
+  dtype: Any = None               # compute dtype of the dense layers (None: float32)
 
-  @nn.compact
-  def __call__(self, x: Mapping[str, jax.Array], modality_mask: jax.Array):
-    tokens, key_mask = Encoders(self.modalities, self.width, name='encoders')(
+  def tokens(self, x, modality_mask):
+    """The backbone's input tokens [..., L, width] and key mask [..., L]."""
+    tokens, key_mask = Encoders(self.modalities, self.width, self.dtype, name='encoders')(
         x, modality_mask)
     for name, count in (('user_prompts', self.num_user_prompts),
                         ('prompts', self.num_prompts)):
@@ -254,8 +306,144 @@ class M3TModel(nn.Module):
         tokens = jnp.concatenate([prompts, tokens], axis=-2)
         key_mask = jnp.concatenate(
             [jnp.ones(key_mask.shape[:-1] + (count,), bool), key_mask], axis=-1)
-    features = Backbone(self.depth, self.num_heads, self.mlp_width,
+    return tokens, key_mask
+
+  @nn.compact
+  def __call__(self, x: Mapping[str, jax.Array], modality_mask: jax.Array,
+               features_only: bool = False):
+    """{task: outputs [..., D]}; features_only: every token's final features [..., L, width]."""
+    tokens, key_mask = self.tokens(x, modality_mask)
+    backbone = Backbone(self.depth, self.num_heads, self.mlp_width,
                         self.lora_rank, self.lora_alpha, tuple(self.lora_targets),
                         self.lora_residual, self.adapter_dim, self.num_experts,
-                        self.expert_top_k, name='backbone')(tokens, key_mask)
-    return Heads(self.tasks, name='heads')(features)
+                        self.expert_top_k, self.ln_eps, self.exact_gelu, self.num_registers,
+                        self.dtype, name='backbone')
+    if features_only:
+      return backbone(tokens, key_mask, all_tokens=True)
+    return Heads(self.tasks, name='heads')(backbone(tokens, key_mask))
+
+
+# ---------------------------------------------------------------------------
+# The family: named sizes, and the model as a registry entry.
+
+# name -> (width, depth, num_heads, mlp_width): tiny is the CPU default (~25k
+# parameters with the default data), small a CPU-sized foundation model
+# (~7M), base ViT-B's widths (~86M).
+SIZES = {
+    'tiny': (32, 2, 4, 64),
+    'small': (384, 4, 6, 1536),
+    'base': (768, 12, 12, 3072),
+}
+
+
+def dims(size: str, width: int = 0, depth: int = 0, num_heads: int = 0,
+         mlp_width: int = 0) -> tuple:
+  """(width, depth, num_heads, mlp_width): the size's, each overridden where > 0."""
+  if size not in SIZES:
+    raise ValueError(size)
+  return tuple(v or d for v, d in zip((width, depth, num_heads, mlp_width), SIZES[size]))
+
+
+def make(spec, *, lora_residual: bool, dtype: str, size: str = 'tiny', width: int = 0,
+         depth: int = 0, num_heads: int = 0, mlp_width: int = 0, num_prompts: int = 4,
+         lora_rank: int = 4, lora_alpha: float = 8.0,
+         lora_targets: tuple = ('query', 'value'), num_user_prompts: int = 0,
+         adapter_dim: int = 0, num_experts: int = 0, expert_top_k: int = 2,
+         moe_balance: float = 0.01, ln_eps: float = 1e-6, exact_gelu: bool = False,
+         num_registers: int = 0):
+  """The M3T model of a named size for `spec` (a `models.interface.Spec`).
+
+  width / depth / num_heads / mlp_width: 0 takes the size's (`SIZES`).
+  `lora_residual` (exact LoRA aggregation) and `dtype` come from the run.
+  """
+  if size not in SIZES:
+    raise ConfigError(f'model.m3t.size={size!r} is not one of {sorted(SIZES)}')
+  width, depth, num_heads, mlp_width = dims(size, width, depth, num_heads, mlp_width)
+  _check(width, depth, num_heads, mlp_width, lora_rank, lora_alpha, num_experts,
+         expert_top_k, moe_balance, lora_targets, num_prompts, num_user_prompts,
+         adapter_dim, num_registers, ln_eps)
+  if dtype not in interface.DTYPES:
+    raise ConfigError(f'model.dtype={dtype!r} is not one of {interface.DTYPES}')
+  module = M3TModel(
+      modalities=dict(spec.modalities), tasks=dict(spec.tasks), width=width, depth=depth,
+      num_heads=num_heads, mlp_width=mlp_width, num_prompts=num_prompts, lora_rank=lora_rank,
+      lora_alpha=lora_alpha, lora_targets=tuple(lora_targets), lora_residual=lora_residual,
+      num_user_prompts=num_user_prompts, adapter_dim=adapter_dim, num_experts=num_experts,
+      expert_top_k=expert_top_k, ln_eps=ln_eps, exact_gelu=exact_gelu,
+      num_registers=num_registers, dtype=None if dtype == 'float32' else jnp.bfloat16)
+  modality_tokens = sum(num_tokens(m[0], m[1], m[2] if len(m) > 2 else None)
+                        for m in spec.modalities.values())
+  return interface.ModelDef(
+      name=f'm3t-{size}', init=lambda key: _init(module, spec, key),
+      apply=lambda params, x, mask: _apply(module, params, x, mask),
+      features=lambda params, x, mask: module.apply({'params': params}, x, mask,
+                                                    features_only=True),
+      role_of=role_of,
+      module_weights=lambda counts: _module_weights(counts, depth, num_experts),
+      lora_rank=lora_rank, lora_scale=lora_alpha / lora_rank if lora_rank else 0.0,
+      num_experts=num_experts,
+      tokens=num_prompts + num_user_prompts + num_registers + modality_tokens,
+      width=width, depth=depth, num_heads=num_heads, dtype=dtype, moe_balance=moe_balance)
+
+
+def _check(width, depth, num_heads, mlp_width, lora_rank, lora_alpha, num_experts,
+           expert_top_k, moe_balance, lora_targets, *counts) -> None:
+  for key, value in (('width', width), ('depth', depth), ('num_heads', num_heads),
+                     ('mlp_width', mlp_width)):
+    if value < 1:
+      raise ConfigError(f'model.m3t.{key} must be >= 1, got {value}')
+  if width % num_heads:
+    raise ConfigError(f'model.m3t.width={width} is not divisible by '
+                      f'model.m3t.num_heads={num_heads}')
+  if lora_alpha <= 0 or moe_balance < 0:
+    raise ConfigError('need model.m3t.lora_alpha > 0 and model.m3t.moe_balance >= 0')
+  if min((lora_rank, num_experts) + tuple(counts[:-1])) < 0 or not counts[-1] > 0:
+    raise ConfigError('model.m3t: counts (lora_rank, prompts, adapter_dim, num_experts, '
+                      'num_registers) must be >= 0 and ln_eps > 0')
+  if num_experts and not 1 <= expert_top_k <= num_experts:
+    raise ConfigError(f'model.m3t.expert_top_k={expert_top_k} must be in '
+                      f'[1, model.m3t.num_experts={num_experts}]')
+  bad = sorted(set(lora_targets) - {'query', 'key', 'value', 'out'})
+  if bad:
+    raise ConfigError(f'model.m3t.lora_targets: unknown projection(s) {bad}; '
+                      "known: ('query', 'key', 'value', 'out')")
+
+
+def _init(module: M3TModel, spec, key):
+  x = {m: jnp.zeros((1,) + tuple(layout[0])) for m, layout in spec.modalities.items()}
+  mask = jnp.ones((1, len(spec.modalities)), bool)
+  return module.init(key, x, mask)['params']
+
+
+def _apply(module: M3TModel, params, x, mask):
+  """(outputs {task: [B, D]}, routing {block: (tokens routed [B, E], gate probs [B, E])})."""
+  if not module.num_experts:
+    return module.apply({'params': params}, x, mask), {}
+  outputs, state = module.apply({'params': params}, x, mask, mutable=['intermediates'])
+  blocks = state['intermediates']['backbone']
+  return outputs, {b: (v['moe']['expert_tokens'][0], v['moe']['gate_probs'][0])
+                   for b, v in blocks.items()}
+
+
+def _module_weights(counts: dict, depth: int, num_experts: int) -> dict:
+  """Module weights by role (`ModelDef.module_weights`): an encoder by the examples
+  with its modality, its absent token by those without, a head by its labels,
+  experts by the tokens routed to them, the rest by examples."""
+  n = counts['examples']
+  weights = {
+      'encoders': {'encoders': {**counts['present'], 'absent': dict(counts['absent'])}},
+      'heads': {'heads': dict(counts['labeled'])},
+      'lora_a': counts['lora'], 'lora_b': counts['lora'],
+      # Clients never change the residual: exact aggregation sets it.
+      'lora_residual': jnp.zeros(()),
+      'prompts': n, 'user_prompts': n, 'adapters': n, 'base': n,
+  }
+  if num_experts:
+    weights['experts'] = {'backbone': {}}
+    for i in range(depth):
+      block = f'block_{i}'
+      routed = counts['routed']
+      tokens = jnp.ones((num_experts,)) if routed is None else routed[block]
+      weights['experts']['backbone'][block] = {'moe': {
+          'gate': n, 'w_in': tokens, 'b_in': tokens, 'w_out': tokens, 'b_out': tokens}}
+  return weights

@@ -27,7 +27,7 @@ from fedxr_jax.core import problem as problem_lib
 from fedxr_jax.core import rng
 from fedxr_jax.data import synthetic
 from fedxr_jax.errors import ConfigError
-from fedxr_jax.models import m3t
+from fedxr_jax.models.interface import ModelDef
 from fedxr_jax.compose import experiment
 from fedxr_jax.compose import pretrained
 
@@ -38,7 +38,7 @@ _PRETRAIN_STREAM = 0x5052   # 'PR': apart from the federated rng streams (0..3)
 
 class Setup(NamedTuple):
   spec: synthetic.XRSpec
-  model: m3t.M3TModel
+  model: ModelDef
   problem: problem_lib.FederatedProblem
   world: dict
 

@@ -37,5 +37,5 @@ def get_config():
   d.sensors.markov_burst_rounds = 3.0
   d.style_scale = 1.0
   d.interactivity.style_drift = 0.02
-  config.model.num_user_prompts = 2   # plan.user_prompts = 'personal'
+  config.model.m3t.num_user_prompts = 2   # plan.user_prompts = 'personal'
   return config

@@ -1,0 +1,35 @@
+"""What a model is to the rest of the package: a `ModelDef` made for a `Spec`."""
+from typing import Callable, NamedTuple
+
+DTYPES = ('float32', 'bfloat16')
+
+
+class Spec(NamedTuple):
+  modalities: dict   # {name: (input shape, token shape[, token stride])}, mask order
+  tasks: dict        # {name: output size}
+
+
+class ModelDef(NamedTuple):
+  """A model as the federated stages see it (pure functions over param dicts)."""
+  name: str
+  init: Callable      # key -> flax params of one example's shapes
+  # (params, x {modality: [B, ...]}, modality_mask [B, M]) ->
+  #   (outputs {task: [B, D]}, routing {block: (expert tokens [B, E], gate probs [B, E])})
+  apply: Callable
+  features: Callable  # (params, x, modality_mask) -> every token's features [B, L, width]
+  role_of: Callable   # param path -> role ('base', 'lora_a', 'heads', ...)
+  # (counts) -> {role: prefix tree of module weights} (`FederatedProblem.module_weights`)
+  # from the data's counts: 'examples' (scalar), 'lora' (scalar, or [r_max] per rank
+  # slice), 'present' / 'absent' {modality: examples with / without it}, 'labeled'
+  # {task: labels}, 'routed' ({block: tokens routed to each expert [E]} of local
+  # training; None: no steps, every expert held).
+  module_weights: Callable
+  lora_rank: int      # r_max (0: no LoRA)
+  lora_scale: float   # alpha / r
+  num_experts: int
+  tokens: int         # tokens per example the backbone sees (prompts and CLS included)
+  width: int
+  depth: int
+  num_heads: int
+  dtype: str          # compute dtype of the frozen base ('float32' | 'bfloat16')
+  moe_balance: float  # weight of the MoE load-balancing loss
