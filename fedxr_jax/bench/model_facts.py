@@ -1,0 +1,77 @@
+"""What an entry's model is, as OGB and MLPerf ask: parameter counts, FLOPs, checkpoint.
+
+  facts(config) -> {params_total, params_trainable, params_uploaded_per_round,
+                    upload_bytes_per_round, flops_per_step, flops_per_example,
+                    roles: {role: {params, mode}}}
+  checkpoint(path) -> {path, sha256}
+
+Counted from the built experiment (`compose.experiment.build`): its plan
+{role: frozen | shared | personal} and the parameter trees' shapes
+(`jax.eval_shape` of the problem's init). Trainable: the shared and personal
+trees (a client trains both); uploaded per round: a client's shared trees,
+at float32 before any compression (what `comm/uplink_bits` then measures).
+FLOPs: XLA's cost analysis of one local step of the trained trees and of
+one example's forward (`experiment.measure_device_costs`).
+"""
+import hashlib
+import math
+import os
+from typing import Mapping
+
+BYTES_PER_PARAM = 4   # float32
+
+
+def count(plan: Mapping[str, str], sizes: Mapping[str, int], flops_per_step: float,
+          flops_per_example: float) -> dict:
+  """The facts of a plan {role: mode} and tree sizes {role: parameters} (pure).
+
+  A tree the plan does not name is frozen (the experiment's rule).
+  """
+  modes = {r: plan.get(r, 'frozen') for r in sizes}
+  trainable = sum(n for r, n in sizes.items() if modes[r] != 'frozen')
+  uploaded = sum(n for r, n in sizes.items() if modes[r] == 'shared')
+  return {'params_total': int(sum(sizes.values())), 'params_trainable': int(trainable),
+          'params_uploaded_per_round': int(uploaded),
+          'upload_bytes_per_round': int(uploaded * BYTES_PER_PARAM),
+          'flops_per_step': float(flops_per_step),
+          'flops_per_example': float(flops_per_example),
+          'roles': {r: {'params': int(sizes[r]), 'mode': modes[r]} for r in sorted(sizes)}}
+
+
+def facts(config) -> dict:
+  """The model facts of a run config (builds the experiment: seconds)."""
+  import jax   # pylint: disable=g-import-not-at-top
+  from fedxr_jax.compose import experiment   # pylint: disable=g-import-not-at-top
+  exp = experiment.build(config)
+  shapes = jax.eval_shape(lambda: exp.problem.init_params(jax.random.key(0)))
+  sizes = {role: sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
+           for role, tree in shapes.items()}
+  return count(exp.federation.plan, sizes, exp.costs.flops_per_step,
+               exp.costs.flops_per_forward_example)
+
+
+def directory_sha256(path: str) -> str:
+  """SHA-256 over a directory's regular files: each relative path (sorted), a
+  NUL, and the file's own SHA-256, one per line. Symlinks are not followed."""
+  digest = hashlib.sha256()
+  entries = []
+  for root, dirs, names in os.walk(path):
+    dirs.sort()
+    for name in names:
+      full = os.path.join(root, name)
+      if os.path.isfile(full) and not os.path.islink(full):
+        entries.append(os.path.relpath(full, path))
+  for rel in sorted(entries):
+    h = hashlib.sha256()
+    with open(os.path.join(path, rel), 'rb') as f:
+      for chunk in iter(lambda: f.read(2**20), b''):
+        h.update(chunk)
+    digest.update(rel.replace(os.sep, '/').encode() + b'\0' + h.hexdigest().encode() + b'\n')
+  return digest.hexdigest()
+
+
+def checkpoint(path: str) -> dict:
+  """{path, sha256} of `config.model.pretrained` ('' and null: a random base)."""
+  if not path:
+    return {'path': '', 'sha256': None}
+  return {'path': str(path), 'sha256': directory_sha256(path)}
