@@ -1,0 +1,84 @@
+"""The v2 task registry: Table 2 tasks as classification, regression or detection.
+
+Names that mean what they mean in `catalog.TASKS` keep v1's name, class count
+and latency class. Regression and detection tasks carry a float target
+`examples['targets'][task]` [N, size]; classification a label in
+`examples['y'][:, t]`. `carriers` are the modalities whose renders depend
+on the task's latents (see generator.py); a device without any of them
+cannot hold the task.
+"""
+import dataclasses
+
+from fedxr_jax.data import catalog
+
+KINDS = ('classification', 'regression', 'detection')
+# Table 2 latency classes as budgets (ms), read off the v1 catalog.
+LATENCY_MS = {t.latency_class: t.latency_ms for t in catalog.TASKS.values()}
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskDef:
+  name: str
+  kind: str               # one of KINDS
+  size: int               # classes, or target dims
+  carriers: tuple         # modalities that carry it
+  latency_class: str      # Table 2 "Real-Time Constraints"
+  output: str             # what the label or target is
+  point_dims: int = 0     # regression: coordinates per point (PCK); 0: scalar targets
+  pck_threshold: float = 0.0   # a point is correct within this distance (target units)
+  scale: float = 1.0      # targets are divided by this in the loss
+
+  @property
+  def latency_ms(self) -> float:
+    return LATENCY_MS[self.latency_class]
+
+  @property
+  def num_points(self) -> int:
+    return self.size // self.point_dims if self.point_dims else self.size
+
+
+def _v1(name, carriers, output):
+  t = catalog.TASKS[name]
+  return TaskDef(name, 'classification', t.num_classes, carriers, t.latency_class, output)
+
+
+TASKS = {t.name: t for t in (
+    _v1('gesture', ('vision', 'hand', 'motion'),
+        '6 hand gestures: nearest of the world\'s 6 prototypes of the hand code '
+        '(swipe x/y, push, grip, point); motion sees it as the head following the hand'),
+    _v1('activity', ('motion', 'vision', 'physio'),
+        '5 activities: nearest prototype of the body code (cadence, intensity, posture)'),
+    _v1('intent', ('gaze', 'hand', 'audio', 'motion', 'vision'),
+        '4 UI intents: nearest prototype of the intent code (target x/y, urgency): the '
+        'last fixation, the reach, the rising pitch; with roles, per-role prototypes'),
+    _v1('emotion', ('audio', 'gaze', 'physio'),
+        '4 emotions: nearest prototype of (valence, arousal): pitch, tempo, timbre, '
+        'pupil, heart rate, skin conductance'),
+    _v1('keyword', ('audio',), '8 spoken commands: nearest prototype of the vowel code '
+        '(F1, F2, F2 glide)'),
+    _v1('scene', ('depth', 'vision', 'thermal'),
+        '5 scene types: nearest prototype of the room code (depth, ceiling, width)'),
+    _v1('object', ('vision', 'thermal'),
+        '8 object categories: nearest prototype of the appearance code (hue, aspect, '
+        'texture, heat)'),
+    _v1('gaze_target', ('gaze',), '9 gaze targets: the 3x3 view cell of gaze_point'),
+    TaskDef('shared_grounding', 'classification', 5, ('gaze', 'audio'), 'low',
+            'social: the object a user and its partner both attend (0-3), or 4 when '
+            'they attend different ones; the partner\'s object is heard (its name in '
+            'the partner\'s voice)'),
+    TaskDef('gaze_point', 'regression', 2, ('gaze',), 'very low',
+            'the final gaze point in view coordinates [0, 1]^2', point_dims=2,
+            pck_threshold=0.05, scale=0.1),
+    TaskDef('hand_pose', 'regression', 12, ('vision', 'hand'), 'low',
+            '2-D image keypoints of wrist and 5 fingertips at the last frame', point_dims=2,
+            pck_threshold=0.05, scale=0.1),
+    TaskDef('body_pose', 'regression', 6, ('motion', 'hand', 'vision'), 'low to moderate',
+            '3-D head and wrist positions (m) from the standing rest point, last frame',
+            point_dims=3, pck_threshold=0.05, scale=0.1),
+    TaskDef('cognitive_load', 'regression', 1, ('gaze', 'physio', 'audio'),
+            'low to moderate', 'cognitive load level in [0, 1] (fixation length, '
+            'micro-pauses, pupil, EEG theta/alpha, heart rate)', pck_threshold=0.1,
+            scale=0.2),
+    TaskDef('object_box', 'detection', 4, ('vision', 'depth', 'thermal'), 'low',
+            'the main object\'s box [cx, cy, w, h] in image coordinates [0, 1]'),
+)}
