@@ -27,7 +27,6 @@ from fedxr_jax.errors import CheckpointError, ConfigError
 from fedxr_jax.models import importers
 from fedxr_jax.models import m3t
 from fedxr_jax.models.interface import Spec
-from fedxr_jax.cli import models as models_cli
 from helpers import assert_trees_equal
 import numpy_reference as ref
 
@@ -36,6 +35,17 @@ TOLERANCE = 1e-5
 
 
 # --- random checkpoints in each source layout ---------------------------------
+
+
+def import_checkpoint(fmt, checkpoint, out, modality=''):
+  """What `fedxr-models import` does (the CLI module's absl flags stay out of this process:
+  another CLI module imported by a test in the same worker would define them twice)."""
+  from fedxr_jax.compose import pretrained
+  from fedxr_jax.configs import default
+  from fedxr_jax.models import importers
+  pretrained.check_output_dir(out, False)
+  return pretrained.save_imported(out, importers.read(fmt, checkpoint, modality),
+                                  default.get_config())
 
 def _hf_encoder(rng, t, prefix, width, depth, mlp):
   def linear(name, d_in, d_out):
@@ -171,7 +181,7 @@ def _default_with(imported):
 def import_and_load(fmt, path, out):
   """(imported, loaded {role: tree}) through `fedxr-models import`'s directory."""
   imported = importers.read(fmt, path)
-  models_cli.import_checkpoint(fmt, path, out)
+  import_checkpoint(fmt, path, out)
   model = _m3t(imported)
   abstract = jax.eval_shape(lambda: trees.split_by_role(model.init(jax.random.key(0)),
                                                         model.role_of))
@@ -409,7 +419,7 @@ def _test_config_vit(tmp_path, image=16):
 def test_a_run_starts_from_an_imported_vit(tmp_path):
   path, _, _ = _test_config_vit(tmp_path)
   out = str(tmp_path / 'vit')
-  meta = models_cli.import_checkpoint('hf-vit', path, out)
+  meta = import_checkpoint('hf-vit', path, out)
   assert meta['overrides'] == [
       '--config.model.m3t.width=16', '--config.model.m3t.depth=1',
       '--config.model.m3t.num_heads=2', '--config.model.m3t.mlp_width=16',
@@ -438,7 +448,7 @@ def test_one_round_trains_from_an_imported_vit(tmp_path):
   from fedxr_jax.training import loop   # pylint: disable=import-outside-toplevel
   path, _, _ = _test_config_vit(tmp_path)
   out = str(tmp_path / 'vit')
-  meta = models_cli.import_checkpoint('hf-vit', path, out)
+  meta = import_checkpoint('hf-vit', path, out)
   config = _apply(test_config.get_config(), [f'--config.model.pretrained={out}',
                                              '--config.num_rounds=1'] + meta['overrides'])
   rows = loop.run(config, str(tmp_path / 'run'), progress=False)
@@ -457,7 +467,7 @@ def test_an_import_that_does_not_fit_the_run_is_one_line(tmp_path):
   # A 32 px ViT (16 patches) for the test config's 16 px images (4 patches).
   path, _, _ = _test_config_vit(tmp_path, image=32)
   out = str(tmp_path / 'vit32')
-  meta = models_cli.import_checkpoint('hf-vit', path, out)
+  meta = import_checkpoint('hf-vit', path, out)
   config = _apply(test_config.get_config(), meta['overrides'])
   abstract, modalities = _test_config_abstract(config)
   with pytest.raises(ConfigError) as info:

@@ -34,6 +34,7 @@ from fedxr_jax.errors import ConfigError
 from fedxr_jax.models import registry as models
 from fedxr_jax.models.interface import ModelDef
 from fedxr_jax.topology import channel as channel_lib
+from fedxr_jax.compose import asynchrony
 from fedxr_jax.compose import optimizers
 from fedxr_jax.compose import pipeline
 from fedxr_jax.compose import pretrained
@@ -205,9 +206,21 @@ def build(config) -> Experiment:
       costs=costs, schedule_by_budget=config.schedule_by_budget, source=world,
       memory_budget_gb=config.memory_budget_gb,
       private_grads=pipeline.private_grads(features))
-  sample = round_plan.cohort_sampler(config.seed, config.population_size, config.cohort_size)
+  if asynchrony.enabled(config):   # server steps on a virtual clock (issue 22)
+    federation = asynchrony.make(config, federation, problem, spec,
+                                 pipeline.feature_info(features, 'privacy'))
+  sample, layout = planning(config, topology)
   return Experiment(config, spec, model, federation, world, mesh, problem, costs, sample,
-                    topology.layout, features)
+                    layout, features)
+
+
+def planning(config, topology) -> tuple:
+  """(sample_cohort, layout) of a seed: a round's cohort and topology arrays, or
+  a server step's candidates (`compose.asynchrony.planning`)."""
+  if asynchrony.enabled(config):
+    return asynchrony.planning(config)
+  return (round_plan.cohort_sampler(config.seed, config.population_size, config.cohort_size),
+          topology.layout)
 
 
 # Config keys that are data of the compiled round, and where each lives: lanes
@@ -227,6 +240,8 @@ def not_data(key: str, config) -> Optional[str]:
   if key not in DATA_KEYS:
     return (f'{key} is compiled into the round (it sets shapes or structure); only '
             f'{sorted(DATA_KEYS)} are data')
+  if asynchrony.not_data(config) is not None:
+    return f'{key}: {asynchrony.not_data(config)}'
   if key == 'client_optimizer.learning_rate' and config.algorithm.name == 'scaffold':
     return ('SCAFFOLD compiles the client learning rate into its control-variate step '
             '(algorithms/scaffold.py)')
@@ -279,9 +294,9 @@ def for_lane(exp: Experiment, config) -> Optional[Experiment]:
   if trees.shapes(world) != trees.shapes(exp.world):
     return None
   topology = make_topology(config, facts, exp.problem, world)
-  sample = round_plan.cohort_sampler(config.seed, config.population_size, config.cohort_size)
+  sample, layout = planning(config, topology)
   return exp._replace(config=config, world=world, sample_cohort=sample,
-                      layout=topology.layout, features=features)
+                      layout=layout, features=features)
 
 
 def same_data_keys(a, b) -> bool:

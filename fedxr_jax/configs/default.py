@@ -102,6 +102,9 @@ def get_config():
       'kind': 'centralized', 'd2d': blocks.dataclass_block('fedxr_jax.topology.layout', 'D2D'),
       **blocks.registry_block('fedxr_jax.topology.registry', 'TOPOLOGIES')})
   config.channel = Config(blocks.dataclass_block('fedxr_jax.topology.channel', 'Channel'))
+  # Server steps on a virtual clock instead of rounds: kind none | fedbuff | fedasync
+  # (compose/asynchrony.py Settings; core/asynchronous.py).
+  config.asynchrony = Config(blocks.dataclass_block('fedxr_jax.compose.asynchrony', 'Settings'))
 
   # Failing safely (training/guards.py, training/checks.py): a round whose loss
   # or parameters are not finite, or whose loss exceeds divergence_factor x the

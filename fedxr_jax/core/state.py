@@ -21,6 +21,9 @@ class ServerState:
   # {'client_optimizer': {name: f32}}, written into every client's fresh
   # optimizer state (`core.local`); another value reuses the executable.
   hyperparams: Any = ()
+  # Asynchronous runs only (`core.asynchronous.Buffer`): the virtual clock and
+  # the in-flight clients; () in synchronous rounds.
+  asynchrony: Any = ()
 
 
 @flax.struct.dataclass

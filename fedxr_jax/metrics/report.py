@@ -377,6 +377,49 @@ def plot_curves(runs: Sequence[Run], path: str) -> Optional[str]:
   return _save(fig, path)
 
 
+VIRTUAL = 'time/virtual_s'
+
+
+def virtual_times(run: Run) -> dict:
+  """{round: virtual seconds at its end}: the row's `time/virtual_s` (server steps and
+  rounds log it), else the sum of `cost/latency_s` so far (rows written before it)."""
+  out, total = {}, 0.0
+  for r in sorted((r for r in run.rows if isinstance(r.get('round'), int)),
+                  key=lambda r: r['round']):
+    latency = r.get('cost/latency_s')
+    total += latency if isinstance(latency, (int, float)) else 0.0
+    logged = r.get(VIRTUAL)
+    out[r['round']] = float(logged) if isinstance(logged, (int, float)) else total
+  return out
+
+
+def plot_virtual_time(runs: Sequence[Run], path: str) -> Optional[str]:
+  """Held-out accuracy against the cost model's clock, synchronous rounds and
+  asynchronous server steps side by side; None unless a run logged the clock
+  (runs from before it are drawn beside one that did)."""
+  if not any(r.column(VIRTUAL) for r in runs):
+    return None
+  curves = []
+  for r in runs:
+    clock = virtual_times(r)
+    points = [(clock[n], v) for n, v in r.column(ACCURACY) if n in clock]
+    if points and any(VIRTUAL in row or 'cost/latency_s' in row for row in r.rows):
+      curves.append((r, points))
+  if not curves:
+    return None
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(5.5, 3.6))
+  for r, points in curves:
+    kind = r.config_value('asynchrony.kind')
+    label = r.name if kind in (None, 'none') else f'{r.name} ({kind})'
+    x, y = zip(*points)
+    ax.plot(x, y, '.-', label=label)
+  ax.set(title='held-out accuracy vs. virtual time', xlabel='virtual seconds (cost model)',
+         ylabel='accuracy')
+  ax.legend(fontsize=7)
+  return _save(fig, path)
+
+
 def _device_values(runs, pattern):
   rx = re.compile(re.escape(pattern).replace(re.escape('{device}'), '([^/]+)') + '$')
   devices = sorted({m.group(1) for r in runs for k in r.keys() for m in [rx.match(k)] if m})
@@ -440,7 +483,9 @@ def write_report(workdirs: Sequence[str], out_dir: str) -> Written:
   images = {}
   for caption, plot, name in (('curves', plot_curves, 'curves.png'),
                               ('per device class', plot_devices, 'devices.png'),
-                              ('Table 7 trade-offs', plot_tradeoffs, 'tradeoffs.png')):
+                              ('Table 7 trade-offs', plot_tradeoffs, 'tradeoffs.png'),
+                              ('accuracy vs. virtual time', plot_virtual_time,
+                               'virtual_time.png')):
     path = plot(runs, os.path.join(out_dir, name))
     if path:
       images[caption] = path

@@ -45,6 +45,7 @@ import jax
 import numpy as np
 import tqdm
 
+from fedxr_jax.compose import asynchrony
 from fedxr_jax.compose import experiment as experiment_lib
 from fedxr_jax.core import hosts
 from fedxr_jax.errors import FedXRError
@@ -428,6 +429,7 @@ def _take(lane, rows, lane_state, cohort, bar) -> None:
   """A lane's rows of a call: divergence, evaluation on schedule, the log."""
   config = lane.config
   for row in rows:
+    asynchrony.add_virtual_time(row, lane.log.rows)   # the cost model's clock
     if row[guards.DIVERGED]:
       if config.on_divergence == 'stop':
         lane.log.append(row)
@@ -489,6 +491,7 @@ def recover(lanes, runner) -> None:
           for row in rows:
             if row['round'] not in lane.log.missing:
               continue
+            asynchrony.add_virtual_time(row, lane.log.rows)
             if row[guards.DIVERGED] and lane.config.on_divergence == 'stop':
               raise guards.DivergenceError(
                   f"replaying round {row['round']} to recompute its row diverged: it was "
