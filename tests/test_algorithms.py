@@ -102,6 +102,7 @@ def test_fedprox_matches_hand_computation():
   assert not np.isclose(float(plain.shared['model']['x']), w)
 
 
+@pytest.mark.slow   # two XR builds; the quadratic-problem tests above pin FedProx by hand
 def test_fedprox_with_mu_zero_is_fedavg(config):
   fedavg, _, _ = run_rounds(experiment.build(config), 2)
   config.algorithm.name = 'fedprox'

@@ -198,7 +198,8 @@ def m3t_features(imported, loaded, x):
   return np.asarray(jax.jit(model.features)(params, {imported.modality: x}, mask))
 
 
-@pytest.mark.parametrize('prefix, classifier', [('', False), ('vit.', True)])
+@pytest.mark.parametrize('prefix, classifier', [
+    ('', False), pytest.param('vit.', True, marks=pytest.mark.slow)])   # the prefix: a key map
 def test_hf_vit_matches_the_numpy_vit(tmp_path, prefix, classifier):
   path, tensors, _ = hf_vit_checkpoint(tmp_path / 'src', prefix=prefix, classifier=classifier)
   imported, loaded = import_and_load('hf-vit', path, str(tmp_path / 'out'))
@@ -508,6 +509,7 @@ def _cli(*args):
                         capture_output=True, text=True, cwd=REPO, timeout=300)
 
 
+@pytest.mark.slow   # 8 CLI processes; the import itself is default (tests above)
 def test_cli_lists_the_family_and_imports(tmp_path):
   help_ = _cli('--help')
   assert help_.returncode == 0 and 'fedxr-models import' in help_.stdout

@@ -51,7 +51,9 @@ def test_the_issue_reproduction():
   assert round(fixed, 2) == 3.99
 
 
-@pytest.mark.parametrize('sampling,accountant', accountants.SUPPORTED)
+@pytest.mark.parametrize('sampling,accountant', [
+    p if p == accountants.SUPPORTED[0] else pytest.param(*p, marks=pytest.mark.slow)
+    for p in accountants.SUPPORTED])   # one pair by default: the calibration is shared
 def test_calibrated_sigma_is_the_smallest_within_tol(sampling, accountant):
   tol = 1e-3
   kw = dict(delta=DELTA, rounds=10, sampling=sampling, accountant=accountant, **SMALL)
@@ -61,6 +63,7 @@ def test_calibrated_sigma_is_the_smallest_within_tol(sampling, accountant):
   assert accountants.epsilon(sigma - 2 * tol, **kw) > 2.0
 
 
+@pytest.mark.slow   # calibrates every pair; the per-pair tests above are default
 def test_table_has_one_row_per_supported_pair_naming_its_accountant():
   tol = 0.05
   rows = accountants.table(2.0, 1.0, delta=DELTA, rounds=3, tol=tol, **SMALL)

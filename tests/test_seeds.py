@@ -37,7 +37,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize('case', ['attacks_dp', 'gossip_er'])
+@pytest.mark.parametrize('case', ['attacks_dp', pytest.param('gossip_er', marks=pytest.mark.slow)])
 def test_two_seeds_lower_to_the_same_round(config, case):
   a = _lowered(_set(config, CASES[case]), 0)
   b = _lowered(_set(config, CASES[case]), 7)

@@ -39,6 +39,7 @@ def test_metrics_rows_hold_round_loss_and_task_accuracy(config, tmp_path):
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
 
 
+@pytest.mark.slow   # tests/test_bench.py's partial verification stops after K rounds by default
 def test_stop_after_trains_the_first_rounds_of_the_configured_run(config, tmp_path):
   # What `fedxr-bench verify --rounds=K` re-runs. num_rounds=K would calibrate the DP noise for
   # K rounds: stop_after keeps the sigma of the configured 4 and its epsilon after round 1.
