@@ -387,7 +387,7 @@ def make_model(config, spec) -> ModelDef:
   """The model of `config.model` (its name's block) for the data's modalities and tasks."""
   name = config.model.name
   return models.make(name, config.model[name], models.Spec(
-      spec.model_modalities(), dict(zip(spec.tasks, spec.num_classes))),
+      spec.model_modalities(), dict(zip(spec.tasks, spec.head_sizes))),
       lora_residual=config.lora.rule in lora_rules.EXACT_RULES, dtype=config.model.dtype)
 
 

@@ -24,12 +24,15 @@ from fedxr_jax.algorithms import lora_feature
 from fedxr_jax.attacks import feature as attack_feature
 from fedxr_jax.core import contribution as contribution_lib
 from fedxr_jax.core.contribution import Capabilities
+from fedxr_jax.data.world import robustness
 from fedxr_jax.errors import ConfigError
 from fedxr_jax.privacy import feature as privacy_feature
 from fedxr_jax.transforms import registry as transform_registry
 
-# (config block, contribute): the order wrappers and checks run in.
-FEATURES = (('privacy', privacy_feature.contribute), ('attack', attack_feature.contribute),
+# (config block, contribute): the order wrappers and checks run in (the data's own
+# corruptions first, then who attacks with it).
+FEATURES = (('data.robustness', robustness.contribute),
+            ('privacy', privacy_feature.contribute), ('attack', attack_feature.contribute),
             ('compression', transform_registry.contribute), ('lora', lora_feature.contribute))
 
 
@@ -45,7 +48,12 @@ class RunContext(NamedTuple):
 
 def contributions(config, run: RunContext) -> tuple:
   """Every feature's contribution from its block (in `FEATURES` order)."""
-  return tuple(contribute(config[block], run) for block, contribute in FEATURES)
+  def block(dotted):
+    value = config
+    for part in dotted.split('.'):
+      value = value[part]
+    return value
+  return tuple(contribute(block(name), run) for name, contribute in FEATURES)
 
 
 def wrap_problem(problem, contributed):

@@ -3,23 +3,45 @@ from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from fedxr_jax.core import trees
 from fedxr_jax.core.problem import FederatedProblem
 from fedxr_jax.data import synthetic
+from fedxr_jax.data.world import objectives
 from fedxr_jax.models.interface import ModelDef
 
 
-def task_losses(logits: dict, labels, mask, tasks):
-  """Per-task masked mean cross-entropy [T] and the number of labels [T]."""
-  losses, counts = [], []
-  for t, name in enumerate(tasks):
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits[name], labels[:, t])
-    m = mask[:, t].astype(ce.dtype)
-    counts.append(jnp.sum(m))
-    losses.append(jnp.sum(ce * m) / jnp.maximum(jnp.sum(m), 1.0))
-  return jnp.stack(losses), jnp.stack(counts)
+def task_losses(outputs: dict, examples: dict, mask, task_defs):
+  """Per-task masked mean loss [T] and the number of labels [T], each task by its kind
+  (`data.world.objectives`: cross-entropy, smooth-L1 on targets, box L1 + GIoU)."""
+  return objectives.task_losses(outputs, examples, task_defs, mask)
+
+
+def task_hits(task_defs, outputs: dict, examples: dict):
+  """[N, T] in [0, 1]: each example's success at each task -- correct class, the share of
+  its points within the PCK threshold, box IoU >= 0.5 -- the tasks' common 'accuracy'."""
+  hits = []
+  for t, td in enumerate(task_defs):
+    raw = outputs[td.name]
+    if td.kind == 'classification':
+      hits.append((jnp.argmax(raw, -1) == examples['y'][:, t]).astype(jnp.float32))
+      continue
+    target = examples['targets'][td.name]
+    if td.kind == 'regression':
+      d = td.point_dims or 1
+      dist = jnp.sqrt(jnp.sum((raw - target).reshape(raw.shape[0], -1, d) ** 2, -1))
+      hits.append(jnp.mean((dist <= td.pck_threshold).astype(jnp.float32), -1))
+    else:
+      hits.append((objectives.iou(jax.nn.sigmoid(raw), target) >= objectives.IOU_HIT)
+                  .astype(jnp.float32))
+  return jnp.stack(hits, 1)
+
+
+def kind_stats(task_defs, outputs: dict, examples: dict, mask) -> dict:
+  """The kind-specific sums of the non-classification tasks ({task: {name: sum}})."""
+  return {td.name: objectives.stats(td, outputs[td.name], examples['y'][:, t],
+                                    examples['targets'][td.name], mask[:, t])
+          for t, td in enumerate(task_defs) if td.kind != 'classification'}
 
 
 def make_xr_problem(spec: synthetic.XRSpec, model: ModelDef, *,
@@ -41,7 +63,7 @@ def make_xr_problem(spec: synthetic.XRSpec, model: ModelDef, *,
   client_device_fn: (source, client_id) -> device index; defaults: the
   synthetic generator's.
   """
-  tasks = spec.tasks
+  tasks, task_defs = spec.tasks, spec.task_defs
   r_max = model.lora_rank
   moe = model.num_experts > 0
   client_data = data_fn(spec, device_lora_ranks, client_data_fn)
@@ -68,13 +90,15 @@ def make_xr_problem(spec: synthetic.XRSpec, model: ModelDef, *,
                        examples['modality_mask'])
 
   def label_mask(examples, task_mask):
-    return examples['example_mask'][:, None] & task_mask[None, :]
+    """[N, T]: a valid example's label of a task the client holds (and, where the
+    data withholds labels, `examples['label_mask']`)."""
+    mask = examples['example_mask'][:, None] & task_mask[None, :]
+    return mask & examples['label_mask'] if 'label_mask' in examples else mask
 
   def loss(params, batch, meta):
     """Mean over the client's tasks of each task's mean cross-entropy."""
     logits, routing = apply(params, batch, meta)
-    per_task, _ = task_losses(logits, batch['y'], label_mask(batch, meta['task_mask']),
-                              tasks)
+    per_task, _ = task_losses(logits, batch, label_mask(batch, meta['task_mask']), task_defs)
     active = meta['task_mask'].astype(per_task.dtype)
     total = jnp.sum(per_task * active) / jnp.maximum(jnp.sum(active), 1.0)
     valid = batch['example_mask'].astype(jnp.float32)[:, None]
@@ -107,16 +131,15 @@ def make_xr_problem(spec: synthetic.XRSpec, model: ModelDef, *,
     ex = data['examples']
     logits, routing = apply(params, ex, data)
     mask = label_mask(ex, data['task_mask'])
-    per_task, counts = task_losses(logits, ex['y'], mask, tasks)
-    correct = jnp.stack([
-        jnp.sum((jnp.argmax(logits[name], -1) == ex['y'][:, t]) & mask[:, t])
-        for t, name in enumerate(tasks)]).astype(jnp.float32)
+    per_task, counts = task_losses(logits, ex, mask, task_defs)
+    hits = task_hits(task_defs, logits, ex)
+    correct = jnp.sum(hits * mask, 0)
     stats = {'correct': correct, 'count': counts, 'loss_sum': per_task * counts}
+    if any(td.kind != 'classification' for td in task_defs):
+      stats['tasks'] = kind_stats(task_defs, logits, ex, mask)
     if 'eventual_task_mask' in data:   # task arrival: the client's tasks not there yet
       later = label_mask(ex, data['eventual_task_mask'] & ~data['task_mask'])
-      hits = jnp.stack([jnp.argmax(logits[name], -1) == ex['y'][:, t]
-                        for t, name in enumerate(tasks)], 1)
-      stats['correct_before_arrival'] = jnp.sum(hits & later, 0).astype(jnp.float32)
+      stats['correct_before_arrival'] = jnp.sum(hits * later, 0)
       stats['count_before_arrival'] = jnp.sum(later, 0).astype(jnp.float32)
     # Submodule activation: labeled examples of each task that carry each
     # modality [T, M], and the LoRA rank they ran with, summed [T].

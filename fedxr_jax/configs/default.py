@@ -93,7 +93,16 @@ def get_config():
       **blocks.dataclass_block('fedxr_jax.data.synthetic', 'XRSpec', exclude=(
           'local_steps', 'style_bank_size', 'holdout_environments', 'holdout_devices',
           'holdout_first_id', 'holdout_clients', 'hardware.flops_per_step',
-          'hardware.role_train_bytes'))})
+          'hardware.role_train_bytes')),
+      # FedMultimodal's robustness protocol on a v1 or recorded source (the world's
+      # own: data.world.robustness): missing modalities and labels, label noise.
+      'robustness': blocks.dataclass_block('fedxr_jax.data.world.robustness', 'Robustness'),
+      # data.source=world: the primitives world (v2) and its own settings.
+      'world': {**blocks.dataclass_block('fedxr_jax.data.sources', 'World'),
+                **blocks.dataclass_block('fedxr_jax.data.world.spec', 'WorldSpec', exclude=(
+                    'local_steps', 'holdout_environments', 'holdout_devices',
+                    'holdout_first_id', 'holdout_clients', 'hardware.flops_per_step',
+                    'hardware.role_train_bytes'))}})
 
   # Coordination topology: kind centralized | hierarchical | semi | decentralized
   # | tree, each kind's block (fedxr_jax/topology/<kind>.py), and the D2D radio

@@ -79,9 +79,14 @@ def client_groups(data) -> dict:
 
 
 def split_losses(problem, params, train_data, data) -> dict:
-  """Each example's loss on both splits, one pass: one copy of the model to compile."""
+  """Each example's loss on both splits, one pass: one copy of the model to compile.
+
+  The splits' example fields in common (a corrupted train split may carry a
+  label mask the test split has not; its labels count as given here)."""
+  test = data['examples']
+  train = {k: v for k, v in train_data['examples'].items() if k in test}
   losses = per_example_losses(problem, params, {**data, 'examples': jax.tree.map(
-      lambda a, b: jnp.concatenate([a, b]), train_data['examples'], data['examples'])})
+      lambda a, b: jnp.concatenate([a, b]), train, test)})
   n = jax.tree.leaves(train_data['examples'])[0].shape[0]
   return {'train_losses': losses[:n], 'test_losses': losses[n:],
           'train_valid': jnp.arange(n) < train_data['num_examples'],

@@ -1,6 +1,8 @@
 """What a run trains on: `config.data.source` -> (spec, source, client_data).
 
-  synthetic          the on-device synthetic XR federation (data/synthetic.py)
+  synthetic          the on-device synthetic XR federation (data/synthetic.py, v1)
+  world              the primitives world (data/world/, v2): shared physics, every
+                     Table 2 task kind, Table 8 presets (`data.world.preset`)
   hapt               UCI HAPT smartphone IMU, 30 users (data/real/hapt.py)
   digits             sklearn 8x8 digits (data/real/digits.py)
   basic_motions, pickup_gesture, japanese_vowels
@@ -24,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedxr_jax.data import synthetic
+from fedxr_jax.data import world as world_lib
 from fedxr_jax.data.real import aeon_sets
 from fedxr_jax.data.real import dataset as dataset_lib
 from fedxr_jax.data.real import digits
@@ -39,7 +42,7 @@ LOADERS = {
     'digits': digits.load,
     **{name: functools.partial(aeon_sets.load, name) for name in aeon_sets.SETS},
 }
-SOURCES = ('synthetic',) + tuple(LOADERS) + ('tfds:<name>',)
+SOURCES = ('synthetic', 'world') + tuple(LOADERS) + ('tfds:<name>',)
 PARTITIONS = ('auto', 'natural', 'dirichlet')
 _TFDS_PREFIX = 'tfds:'
 
@@ -58,6 +61,14 @@ class Source:
   archive: str = ''
 
 
+@dataclasses.dataclass(frozen=True)
+class World:
+  """Which Table 8 preset the primitives world starts from (`data.world.preset`):
+  primitives | role_specific | longitudinal | social | cognitive_load
+  (data/world/presets.py); the block's other keys are the generator's."""
+  preset: str = 'primitives'
+
+
 class Data(NamedTuple):
   """A run's data: its spec, the source pytree and the per-client functions.
 
@@ -73,9 +84,31 @@ class Data(NamedTuple):
   client_device: Optional[Callable] = None
 
 
+def world_spec(config):
+  """The primitives world's spec: `data.world` over its preset (a key the block leaves at
+  the generator's default takes the preset's value), held-out contexts from `eval`."""
+  block = config.data.world.to_dict()
+  name = block.pop('preset')
+  given = world_lib.spec_from_config(block, config.local_steps)
+  preset = world_lib.presets.preset(name, local_steps=config.local_steps)
+  default = world_lib.WorldSpec(local_steps=config.local_steps)
+  spec = dataclasses.replace(given, **{
+      f.name: getattr(preset, f.name) for f in dataclasses.fields(world_lib.WorldSpec)
+      if getattr(given, f.name) == getattr(default, f.name)})
+  return world_lib.with_holdouts(spec.check(), config.eval,
+                             config.population_size + config.eval_unseen_clients)
+
+
 def make_data(config) -> Data:
   d = config.data
   name = d.source
+  if name == 'world':
+    spec = world_spec(config)
+    source = world_lib.make_world(world_lib.world_key(config.seed), spec)
+    return Data(spec, source,
+                lambda w, c, split, r: world_lib.client_data(w, c, split, spec, r),
+                lambda w, c, r: world_lib.client_position(w, c, r, spec),
+                lambda w, c: world_lib.client_device(w, c, spec))
   if name == 'synthetic':
     spec = synthetic.spec_from_config(d, config.local_steps)
     # eval.holdout_*: contexts of dedicated users past the unseen ones.

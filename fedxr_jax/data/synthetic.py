@@ -39,6 +39,7 @@ from fedxr_jax.data import mobility
 from fedxr_jax.data import modalities as modalities_lib
 from fedxr_jax.data import renderers
 from fedxr_jax.data import shift
+from fedxr_jax.data import task_kinds
 from fedxr_jax.errors import ConfigError
 
 SPLITS = {'train': 1, 'test': 2}
@@ -85,6 +86,15 @@ class XRSpec:
   @property
   def num_classes(self) -> tuple:
     return tuple(catalog.TASKS[t].num_classes for t in self.tasks)
+
+  @property
+  def task_defs(self) -> tuple:
+    """Every v1 task is a classification (`data.task_kinds`)."""
+    return tuple(task_kinds.classification(t, k) for t, k in zip(self.tasks, self.num_classes))
+
+  @property
+  def head_sizes(self) -> tuple:
+    return self.num_classes
 
   @property
   def environment_names(self) -> tuple:

@@ -7,6 +7,7 @@ records. Sums over clients are added here, so any chunking agrees.
 """
 from typing import Mapping, Optional, Sequence
 
+import jax
 import numpy as np
 
 from fedxr_jax.data import catalog
@@ -26,8 +27,8 @@ EXTRAS = ('device', 'environment', 'train_flops', 'global', 'train_losses', 'tra
 
 def sums(per_client: Mapping) -> dict:
   """The eval stats of per-client outputs summed over clients."""
-  return {k: np.sum(np.asarray(v, np.float64), axis=0) for k, v in per_client.items()
-          if k not in EXTRAS}
+  return {k: jax.tree.map(lambda x: np.sum(np.asarray(x, np.float64), axis=0), v)
+          for k, v in per_client.items() if k not in EXTRAS}
 
 
 def budgets(tasks: Sequence[str], classes: Sequence[tuple] = ()):
@@ -49,7 +50,8 @@ def client_latency_ms(facts, precision: str, device, train_flops) -> np.ndarray:
 
 def personalization_metrics(per_client: Mapping, tasks, protocol) -> dict:
   """Effectiveness (personal - global, same clients) and the global model's necessity."""
-  glob = {k: np.asarray(v, np.float64) for k, v in per_client['global'].items()}
+  glob = {k: np.asarray(v, np.float64) for k, v in per_client['global'].items()
+          if k != 'tasks'}   # the kind-specific sums: the accuracy of every kind is enough
   out = personalization.effectiveness(sums(per_client), {k: v.sum(0) for k, v in glob.items()},
                                       tasks)
   out.update(personalization.necessity_rate(

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedxr_jax.data import synthetic
+from fedxr_jax.data.world import objectives
 from fedxr_jax.metrics import clients as clients_lib
 from fedxr_jax.metrics import continuity
 from fedxr_jax.metrics import generalization
@@ -33,8 +34,13 @@ STATIC = ('split', 'personal_from_population', 'per_client', 'compare_global',
           'example_losses')   # folded into the seed, then the round: the simulated survey
 
 
-def eval_metrics(prefix: str, sums: dict, tasks) -> dict:
-  """Per-task accuracy and loss from summed eval stats (None: no labels)."""
+def eval_metrics(prefix: str, sums: dict, tasks, task_defs=()) -> dict:
+  """Per-task accuracy and loss from summed eval stats (None: no labels).
+
+  A task's accuracy is its kind's success rate (`compose.xr_problem.task_hits`:
+  correct class, PCK, IoU >= 0.5); regression and detection tasks add their
+  own metrics (`data.world.objectives.summarize`: MAE, RMSE, PCK; mean IoU).
+  """
   sums = jax.tree.map(np.asarray, sums)
   out, accs = {}, []
   for t, name in enumerate(tasks):
@@ -45,6 +51,13 @@ def eval_metrics(prefix: str, sums: dict, tasks) -> dict:
     if acc is not None:
       accs.append(acc)
   out[f'{prefix}/accuracy'] = float(np.mean(accs)) if accs else None
+  for td in task_defs:
+    if td.kind != 'classification' and td.name in sums.get('tasks', {}):
+      task_sums = sums['tasks'][td.name]
+      held = float(task_sums['count']) > 0
+      for key, value in objectives.summarize(td, task_sums).items():
+        if key != 'loss':
+          out[f'{prefix}/{td.name}/{key}'] = float(value) if held else None
   if 'attack/backdoor_count' in sums:   # a backdoor's success on triggered test data
     count = float(sums['attack/backdoor_count'])
     key = 'attack/success_rate' if prefix == 'eval' else f'{prefix}/attack/success_rate'
@@ -96,6 +109,7 @@ class Evaluator:
     """`evaluate`: the federation's jitted evaluate, shared by lanes of one program."""
     config, fed = exp.config, exp.federation
     self.exp, self.tasks = exp, exp.spec.tasks
+    self.task_defs = exp.spec.task_defs
     self.protocol = p = eval_protocol.from_config(config, exp.mesh)
     evaluate = evaluate or jax.jit(fed.evaluate, static_argnames=STATIC)
     self.compiled = False
@@ -140,13 +154,14 @@ class Evaluator:
   def _evaluate(self, server, clients, frozen, cohort, history) -> dict:
     world, cohort = self.exp.world, jax.device_put(np.asarray(cohort, np.int32))
     sums = self.evaluate(server, clients, frozen, world, cohort, 'test')
-    row = {**eval_metrics('eval', sums, self.tasks),
+    row = {**eval_metrics('eval', sums, self.tasks, self.task_defs),
            **adaptation_metrics(sums, cohort.shape[0])}
     held_out = {}
     if self.unseen.shape[0]:
       held_out['unseen_users'] = self.evaluate(server, clients, frozen, world, self.unseen,
                                                'test', personal_from_population=False)
-      row.update(eval_metrics('eval_unseen', held_out['unseen_users'], self.tasks))
+      row.update(eval_metrics('eval_unseen', held_out['unseen_users'], self.tasks,
+                                 self.task_defs))
     if self.exp.federation.topology.own_models is not None:
       row.update(client_spread(self.evaluate(server, clients, frozen, world, cohort,
                                              'test', per_client=True)))
@@ -182,7 +197,7 @@ class Evaluator:
         compare_global=True, example_losses=True))
     summed = client_metrics.sums(per)
     lat = self.client_latency(per)
-    row = {**eval_metrics('panel', summed, self.tasks),
+    row = {**eval_metrics('panel', summed, self.tasks, self.task_defs),
            **client_metrics.personalization_metrics(per, self.tasks, p),
            **client_metrics.activation_metrics(summed, self.exp.spec, self.facts, p),
            **client_metrics.before_arrival_metrics(summed, self.tasks),

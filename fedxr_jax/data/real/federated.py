@@ -26,6 +26,7 @@ import numpy as np
 
 from fedxr_jax.data import catalog
 from fedxr_jax.data import mobility
+from fedxr_jax.data import task_kinds
 from fedxr_jax.data.real import dataset as dataset_lib
 from fedxr_jax.errors import ConfigError
 
@@ -56,6 +57,15 @@ class RealDataSpec:
     """{name: (shape, token_shape)} for `models.m3t.M3TModel`."""
     return {m: (tuple(s), tuple(t))
             for m, s, t in zip(self.modalities, self.shapes, self.token_shapes)}
+
+  @property
+  def task_defs(self) -> tuple:
+    """A recorded dataset's tasks are classifications (`data.task_kinds`)."""
+    return tuple(task_kinds.classification(t, k) for t, k in zip(self.tasks, self.num_classes))
+
+  @property
+  def head_sizes(self) -> tuple:
+    return self.num_classes
 
 
 def holdout(indices: np.ndarray, groups, fraction: float, rng) -> tuple:

@@ -24,6 +24,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from fedxr_jax.core import rng
+from fedxr_jax.core.contribution import Contribution
 from fedxr_jax.errors import ConfigError
 
 STREAM = 0xFED4   # fold_in stream of a client's robustness key
@@ -132,3 +134,33 @@ def _noisy_labels(y, flip, u_pick, u_sparse, num_classes, protocol):
     new = jnp.argmax(jnp.cumsum(row, -1) > pick[:, None], -1)
     cols.append(jnp.where(flip[:, t], new, y[:, t]).astype(y.dtype))
   return jnp.stack(cols, 1)
+
+
+KEY = 'robustness/key'   # source key: uint32 key data of the clients' corruption draws
+
+
+def contribute(protocol, run):
+  """The protocol on a v1 or recorded source (`data.robustness`): a problem wrapper
+  drawing each client's corruptions from the seed's key in the run's source."""
+  protocol = protocol if isinstance(protocol, Robustness) else Robustness(**dict(protocol))
+  protocol.check()
+  if not protocol.active:
+    return Contribution('robustness')
+  if getattr(run.spec, 'robustness', None) is not None:
+    raise ConfigError('data.robustness with data.source=world: the primitives world applies '
+                      'its own protocol, set data.world.robustness instead')
+  spec = run.spec
+
+  def wrap(problem):
+    def client_data(source, client_id, split, round_idx=0):
+      data = problem.client_data(source, client_id, split, round_idx)
+      key = client_key(jax.random.wrap_key_data(source[KEY]), client_id)
+      return apply(data, key, protocol, tuple(spec.num_classes), tuple(spec.modalities),
+                   split)
+    return problem._replace(client_data=client_data)
+
+  def arrays(seed: int) -> dict:
+    key = rng.stream(jax.random.key(seed), STREAM)
+    return {KEY: jax.device_get(jax.random.key_data(key))}
+
+  return Contribution('robustness', wrap_problem=wrap, source_arrays=arrays)

@@ -7,34 +7,8 @@ and latency class. Regression and detection tasks carry a float target
 on the task's latents (see generator.py); a device without any of them
 cannot hold the task.
 """
-import dataclasses
-
 from fedxr_jax.data import catalog
-
-KINDS = ('classification', 'regression', 'detection')
-# Table 2 latency classes as budgets (ms), read off the v1 catalog.
-LATENCY_MS = {t.latency_class: t.latency_ms for t in catalog.TASKS.values()}
-
-
-@dataclasses.dataclass(frozen=True)
-class TaskDef:
-  name: str
-  kind: str               # one of KINDS
-  size: int               # classes, or target dims
-  carriers: tuple         # modalities that carry it
-  latency_class: str      # Table 2 "Real-Time Constraints"
-  output: str             # what the label or target is
-  point_dims: int = 0     # regression: coordinates per point (PCK); 0: scalar targets
-  pck_threshold: float = 0.0   # a point is correct within this distance (target units)
-  scale: float = 1.0      # targets are divided by this in the loss
-
-  @property
-  def latency_ms(self) -> float:
-    return LATENCY_MS[self.latency_class]
-
-  @property
-  def num_points(self) -> int:
-    return self.size // self.point_dims if self.point_dims else self.size
+from fedxr_jax.data.task_kinds import KINDS, LATENCY_MS, TaskDef   # re-exported
 
 
 def _v1(name, carriers, output):

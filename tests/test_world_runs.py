@@ -1,0 +1,39 @@
+"""The primitives world (data.source=world) through the training loop: every Table 2 task
+kind evaluated with its own metrics, every Table 8 preset a run."""
+import pytest
+
+from fedxr_jax.training import loop
+
+
+def _config(config, **world):
+  config.data.source = 'world'
+  config.num_rounds = config.eval_every = config.checkpoint_every = 1
+  config.data.world.update(world)
+  return config
+
+
+def test_a_world_run_evaluates_each_task_by_its_kind(config, tmp_path):
+  row = loop.run(_config(config), str(tmp_path), progress=False)[-1]
+  # Classification: accuracy; regression: MAE, RMSE, PCK; detection: IoU (and accuracy =
+  # its success rate: correct class, PCK, IoU >= 0.5).
+  for key in ('eval/gesture/accuracy', 'eval/gaze_point/mae', 'eval/gaze_point/pck',
+              'eval/object_box/mean_iou', 'eval/object_box/iou50_rate'):
+    assert row[key] is not None, key
+  assert row['eval/gaze_point/accuracy'] == row['eval/gaze_point/pck']
+  assert row['eval/object_box/accuracy'] == row['eval/object_box/iou50_rate']
+
+
+@pytest.mark.parametrize('preset', [
+    'social', *(pytest.param(p, marks=pytest.mark.slow)   # one preset by default
+                for p in ('role_specific', 'longitudinal', 'cognitive_load'))])
+def test_every_table8_preset_is_a_run(config, tmp_path, preset):
+  rows = loop.run(_config(config, preset=preset), str(tmp_path), progress=False)
+  assert rows[-1]['eval/accuracy'] is not None
+
+
+def test_a_world_key_left_at_its_default_takes_the_presets_value(config):
+  from fedxr_jax.data import sources
+  spec = sources.world_spec(_config(config, preset='social'))
+  assert spec.group_size > 1          # the social preset's co-located groups
+  spec = sources.world_spec(_config(config, preset='social', group_size=3))
+  assert spec.group_size == 3         # a value the config sets wins
