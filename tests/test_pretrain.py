@@ -11,6 +11,7 @@ import pytest
 
 from fedxr_jax.configs import default as default_config
 from fedxr_jax.configs import test as test_config
+from fedxr_jax.data import world
 from fedxr_jax.errors import CheckpointError, ConfigError
 from fedxr_jax.compose import experiment
 from fedxr_jax.training import pretrain
@@ -166,21 +167,65 @@ def test_public_split_is_disjoint_from_population_and_unseen_users(get_config):
 @pytest.mark.parametrize('change, message', [
     (dict(model=dict(pretrained='/some/base')), 'model.pretrained is set'),
     (dict(data=dict(source='digits')), "data.source='digits' has none"),
+    (dict(corpus_worlds=2), 'corpus_worlds=2 needs data.source=world'),
+    (dict(corpus_worlds=-1), 'corpus_worlds must be >= 0'),
 ])
 def test_pretraining_refuses_configs_it_cannot_serve(change, message):
   config = test_config.get_config()
+  settings = SETTINGS._replace(corpus_worlds=change.pop('corpus_worlds', 0))
   for block, values in change.items():
     config[block].update(values)
   with pytest.raises(ConfigError, match=message):
-    pretrain.pretrain(config, SETTINGS)
+    pretrain.pretrain(config, settings)
+
+
+def test_corpus_pretraining_never_sees_the_federations_world(tmp_path):
+  config = test_config.get_config()
+  config.data.source = 'world'
+  settings = SETTINGS._replace(corpus_worlds=3)
+  setup = pretrain.make_setup(config, settings.corpus_worlds)
+  assert setup.world_seeds == world.corpus_seeds(3)
+  corpus_keys = {tuple(k) for k in np.asarray(setup.worlds['key'])}
+  assert len(corpus_keys) == 3 and tuple(np.asarray(setup.world['key'])) not in corpus_keys
+  # The pool is world-major: users of world w fill rows [w * P, (w + 1) * P).
+  pool = pretrain.make_pool(setup, pretrain.public_client_ids(config, 2))
+  one = setup.problem.client_data(jax.tree.map(lambda x: x[1], setup.worlds),
+                                  pretrain.PUBLIC_FIRST_ID + 1, 'train')
+  row = jax.tree.map(lambda x: x[3], pool)
+  assert jax.tree.structure(row) == jax.tree.structure(one)
+  # Labels exactly; rendered floats up to XLA's fusion differences between two programs
+  # (another user's or world's row differs by O(1)).
+  np.testing.assert_array_equal(row['examples']['y'], one['examples']['y'])
+  for x, y in zip(jax.tree.leaves(row), jax.tree.leaves(one)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=1e-5)
+
+
+# Pretraining itself is covered by default in test_pretraining_lowers_the_loss_on_a_fixed_batch.
+@pytest.mark.slow
+def test_a_corpus_checkpoint_keeps_base_and_encoders_and_starts_a_world_run(tmp_path):
+  config = test_config.get_config()
+  config.data.source = 'world'
+  settings = SETTINGS._replace(corpus_worlds=3)
+  result = pretrain.pretrain(config, settings)
+  assert result.world_seeds == world.corpus_seeds(3)
+  assert 'heads' not in result.params   # each corpus world's heads are its own
+  meta = pretrain.save(config, str(tmp_path / 'corpus'), settings, result)
+  assert meta['corpus_world_seeds'] == list(world.corpus_seeds(3))
+  assert set(meta['roles']) == {'base', 'encoders'}
+  # A federation of a world outside the corpus starts from it.
+  run = _config(str(tmp_path / 'corpus'))
+  run.data.source = 'world'
+  problem = _with_pretrained(run)
+  start = problem.init_params(jax.random.key(0))
+  assert_trees_equal(start['base'], result.params['base'])
 
 
 def test_pretraining_lowers_the_loss_on_a_fixed_batch(result):
   config = test_config.get_config()
   setup = pretrain.make_setup(config)
   pool = pretrain.make_pool(setup, pretrain.public_client_ids(config, 4))
-  batch = pretrain.sample_batch(pool, jax.random.key(123), users=4,
-                                examples_per_user=8)
+  batch, _ = pretrain.sample_batch(pool, jax.random.key(123), users=4,
+                                   examples_per_user=8)
   before = pretrain.batch_loss(setup.problem, result.initial_params, batch)
   after = pretrain.batch_loss(setup.problem, result.params, batch)
   assert float(after) < float(before)

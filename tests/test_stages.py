@@ -10,6 +10,7 @@ from fedxr_jax.core import aggregation
 from fedxr_jax.core import algorithm as algorithm_lib
 from fedxr_jax.core import client as client_lib
 from fedxr_jax.core import device_costs
+from fedxr_jax.data import devices
 from fedxr_jax.core import round_plan
 from fedxr_jax.core import server as server_lib
 from fedxr_jax.core import transforms
@@ -129,6 +130,12 @@ def test_payload_bits_and_compute_seconds_by_hand():
   extra = algorithm_lib.ClientCost(train_steps=1, forward_examples=10)
   seconds = device_costs.compute_seconds(costs, 3, extra, 1e12)
   np.testing.assert_allclose(seconds, (4 * 2e9 + 10 * 1e8) / 1e12)
+  # A bf16 base: its share of the FLOPs at the device's 16-bit rate.
+  half = costs._replace(half_share=0.75)
+  np.testing.assert_allclose(device_costs.compute_seconds(half, 3, extra, 1e12, 2.0),
+                             (4 * 2e9 + 10 * 1e8) / 1e12 * (0.25 + 0.75 / 2))
+  assert devices.DEVICES['meta_quest_3'].half_rate == 2.0          # Adreno: fp16 at 2x
+  assert devices.DEVICES['apple_vision_pro'].half_rate == 1.0      # Apple GPU: same rate
 
 
 def test_plans_stack_and_k_rounds_in_one_call_equal_k_single_calls():

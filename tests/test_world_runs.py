@@ -37,3 +37,20 @@ def test_a_world_key_left_at_its_default_takes_the_presets_value(config):
   assert spec.group_size > 1          # the social preset's co-located groups
   spec = sources.world_spec(_config(config, preset='social', group_size=3))
   assert spec.group_size == 3         # a value the config sets wins
+
+
+def test_a_bf16_base_is_timed_at_each_devices_16_bit_rate(config):
+  # The cost model times a bf16 base's FLOPs at the device's fp16 peak over its fp32
+  # peak (devices.Device.half_rate); the client's data carries its device's rate.
+  import numpy as np
+  from fedxr_jax.compose import experiment
+  from fedxr_jax.data import devices
+  config = _config(config)
+  config.model.dtype = 'bfloat16'
+  spec, world, _, problem, costs = experiment.make_problem(config)
+  assert costs.half_share == 1.0
+  for client in range(4):
+    data = problem.client_data(world, client, 'train', 0)
+    name = spec.devices[int(data['device'])]
+    np.testing.assert_allclose(data['device_profile']['half_rate'],
+                               devices.DEVICES[name].half_rate)

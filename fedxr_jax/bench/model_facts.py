@@ -74,4 +74,5 @@ def checkpoint(path: str) -> dict:
   """{path, sha256} of `config.model.pretrained` ('' and null: a random base)."""
   if not path:
     return {'path': '', 'sha256': None}
-  return {'path': str(path), 'sha256': directory_sha256(path)}
+  from fedxr_jax.compose import pretrained   # pylint: disable=g-import-not-at-top
+  return {'path': str(path), 'sha256': directory_sha256(pretrained.resolve(path))}

@@ -1,11 +1,17 @@
-r"""fedxr-pretrain: pretrain the M3T backbone centrally on a public split.
+r"""fedxr-pretrain: pretrain the backbone centrally on public users.
 
-  fedxr-pretrain --output_dir=runs/pretrained
-  fedxr-train --config.model.pretrained=runs/pretrained     # frozen pretrained base
+  fedxr-pretrain --config.data.source=world --corpus_worlds=16 --output_dir=runs/corpus
+  fedxr-train --config.data.source=world --config.model.pretrained=runs/corpus
+  fedxr-pretrain --output_dir=runs/pretrained      # the federation's own world
 
-Trains base, encoders and heads with adam on users outside any federation
-(ids from 2^30 on, same world as the config's seed) and saves them with
-orbax. The federated run must use the same model and data blocks.
+--corpus_worlds=W > 0 pretrains on W public-corpus worlds of the primitives
+world (data.source=world), seeds no federation uses, each world with its own
+heads (not saved): base and encoders learn the shared physics. With
+--corpus_worlds=0 the public users come from the federation's own world (ids
+from 2^30 on), the transfer ceiling; base, encoders and heads are saved.
+Trained with adam; the federated run must use the same model and data blocks.
+The shipped checkpoint (builtin:m3t-tiny) is this program's output; see
+BUILD_NOTES.md for the command.
 """
 import os
 import sys
@@ -21,8 +27,11 @@ _PROGRAM = 'fedxr-pretrain'
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', os.path.join('runs', 'pretrained'),
                                   'Where the pretrained checkpoint goes.')
 _STEPS = flags.DEFINE_integer('steps', 2000, 'Adam steps.')
-_PUBLIC_CLIENTS = flags.DEFINE_integer('public_clients', 512,
-                                       'Public users whose data is pretrained on.')
+_PUBLIC_CLIENTS = flags.DEFINE_integer(
+    'public_clients', 512, 'Public users of each pretraining world.')
+_CORPUS_WORLDS = flags.DEFINE_integer(
+    'corpus_worlds', 0, 'Public-corpus worlds to pretrain on (needs '
+    '--config.data.source=world); 0: public users of the federation\'s own world.')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 64,
                                    'Examples per step, mixed across public users.')
 _USERS_PER_BATCH = flags.DEFINE_integer(
@@ -49,7 +58,7 @@ def main(argv):
     settings = pretrain.Settings(
         steps=_STEPS.value, public_clients=_PUBLIC_CLIENTS.value,
         batch_size=_BATCH_SIZE.value, users_per_batch=_USERS_PER_BATCH.value,
-        learning_rate=_LEARNING_RATE.value)
+        learning_rate=_LEARNING_RATE.value, corpus_worlds=_CORPUS_WORLDS.value)
     meta = pretrain.run(config, _OUTPUT_DIR.value, settings,
                         overwrite=_OVERWRITE.value, progress=_PROGRESS.value)
   except FedXRError as e:
@@ -58,7 +67,9 @@ def main(argv):
     common.fail(_PROGRAM, f'{e.filename or _OUTPUT_DIR.value}: {e.strerror or e}')
   accs = ', '.join(f'{t} {a:.3f}' if a is not None else f'{t} -'
                    for t, a in meta['public_accuracy'].items())
-  print(f"pretrained {meta['steps']} steps on {meta['public_clients']} "
+  where = (f"{len(meta['corpus_world_seeds'])} corpus worlds x "
+           if meta['corpus_world_seeds'] else '')
+  print(f"pretrained {meta['steps']} steps on {where}{meta['public_clients']} "
         f"public users in {meta['wall_s']:.1f} s: loss {meta['initial_loss']:.3f} -> "
         f"{meta['final_loss']:.3f}; public test accuracy {accs}")
   print(f'saved to {os.path.abspath(_OUTPUT_DIR.value)}; use it with '

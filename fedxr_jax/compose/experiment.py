@@ -362,7 +362,8 @@ def make_problem(config) -> tuple:
                                  config.batch_size)
   # The cost model times the same model deadlines do (data.hardware.model_scale).
   costs = device_costs.DeviceCosts(costs.flops_per_step * scale,
-                                   costs.flops_per_forward_example * scale)
+                                   costs.flops_per_forward_example * scale,
+                                   half_share=float(config.model.dtype == 'bfloat16'))
   return spec, world, model, problem, costs
 
 

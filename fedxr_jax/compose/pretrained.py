@@ -48,6 +48,29 @@ PEFT_ROLES = ('lora', 'lora_a', 'lora_b', 'lora_residual', 'prompts',
 FREE_KEYS = ('num_prompts', 'num_user_prompts', 'lora_rank', 'lora_alpha',
              'lora_targets', 'adapter_dim', 'moe_balance')
 DEFAULT_ROLES = ('base', 'encoders')
+# `builtin:NAME` names a checkpoint shipped inside the package (fedxr_jax/checkpoints/NAME).
+BUILTIN_PREFIX = 'builtin:'
+BUILTIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           'checkpoints')
+
+
+def builtin_names() -> tuple:
+  if not os.path.isdir(BUILTIN_DIR):
+    return ()
+  return tuple(sorted(n for n in os.listdir(BUILTIN_DIR)
+                      if os.path.isfile(os.path.join(BUILTIN_DIR, n, METADATA_FILE))))
+
+
+def resolve(path: str) -> str:
+  """The directory a `model.pretrained` value names: `builtin:NAME` or a path."""
+  path = str(path)
+  if not path.startswith(BUILTIN_PREFIX):
+    return path
+  name = path[len(BUILTIN_PREFIX):]
+  if name not in builtin_names():
+    raise ConfigError(f'model.pretrained={path!r}: no such shipped checkpoint; shipped: '
+                      f"{', '.join(BUILTIN_PREFIX + n for n in builtin_names()) or 'none'}")
+  return os.path.join(BUILTIN_DIR, name)
 
 
 def pretrainable(roles) -> tuple:
@@ -386,7 +409,7 @@ def load(directory: str, config, abstract_params: Mapping, roles: Sequence[str],
          modalities: Optional[Mapping] = None) -> dict:
   """{role: tree of numpy arrays} for `roles`, checked against this model and each
   array's digest (a partial role's tree holds only its saved arrays)."""
-  directory = os.path.abspath(directory)
+  directory = os.path.abspath(resolve(directory))
   metadata = read_metadata(directory)
   targets = {r: check_compatible(metadata, config, r, abstract_params[r], directory,
                                  modalities) for r in roles}

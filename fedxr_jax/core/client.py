@@ -165,7 +165,8 @@ def make_client_fn(stage: LocalStage, server, frozen, source) -> Callable:
         {r: jax.tree.map(lambda w: w * available, raw_weights[r]) for r in shared_roles},
         server.shared)
     stats['compute_s'] = device_costs.compute_seconds(stage.costs, stats['steps'], extra,
-                                                      device['train_flops'])
+                                                      device['train_flops'],
+                                                      device['half_rate'])
     stats['compute_power_w'] = jnp.float32(device['compute_power_w'])
     stats['tx_power_dbm'] = jnp.float32(device['tx_power_dbm'])
     per_client = {'personal': {r: trained[r] for r in stage.personal_roles},

@@ -13,12 +13,17 @@ import jax.numpy as jnp
 from fedxr_jax.core import algorithm as algorithm_lib
 from fedxr_jax.core import trees
 
-DEFAULT_DEVICE = {'train_flops': 1e12, 'tx_power_dbm': 20.0, 'compute_power_w': 5.0}
+# half_rate: the device's 16-bit over 32-bit FLOP/s (devices.Device.half_rate).
+DEFAULT_DEVICE = {'train_flops': 1e12, 'tx_power_dbm': 20.0, 'compute_power_w': 5.0,
+                  'half_rate': 1.0}
 
 
 class DeviceCosts(NamedTuple):
   flops_per_step: float = 0.0             # one local step: forward + backward of the trained trees
   flops_per_forward_example: float = 0.0  # one example's forward pass
+  # Share of those FLOPs run in 16 bits (model.dtype=bfloat16: the frozen base's dense
+  # layers, counted as all of them; the float32 PEFT trees are a few percent of a step).
+  half_share: float = 0.0
 
 
 def payload_bits(weights: dict, shared: dict) -> jax.Array:
@@ -36,9 +41,12 @@ def device_profile(data: dict) -> dict:
 
 
 def compute_seconds(costs: DeviceCosts, steps, extra: algorithm_lib.ClientCost,
-                    train_flops) -> jax.Array:
-  """On-device seconds of a client's local steps plus an algorithm's extra work."""
+                    train_flops, half_rate=1.0) -> jax.Array:
+  """On-device seconds of a client's local steps plus an algorithm's extra work;
+  the 16-bit share of the FLOPs runs at the device's half_rate times its FLOP/s."""
   seconds = (steps + extra.train_steps) * costs.flops_per_step / train_flops
   if costs.flops_per_forward_example:
     seconds = seconds + extra.forward_examples * costs.flops_per_forward_example / train_flops
+  if costs.half_share:
+    seconds = seconds * (1.0 - costs.half_share + costs.half_share / half_rate)
   return seconds

@@ -65,7 +65,8 @@ def adapt(stage, server, frozen, train_data, key, model, params, algo_state):
                            frozen, model, params)
   params, cost = stage.algorithm.eval_adapt(ctx, algo_state)
   device = device_costs.device_profile(train_data)
-  seconds = device_costs.compute_seconds(stage.costs, 0, cost, device['train_flops'])
+  seconds = device_costs.compute_seconds(stage.costs, 0, cost, device['train_flops'],
+                                         device['half_rate'])
   return params, {'adapt_compute_s': seconds,
                   'adapt_energy_j': seconds * device['compute_power_w']}
 

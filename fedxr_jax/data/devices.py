@@ -97,6 +97,13 @@ class Device:
     return h.peak_fp32_tflops.value * 1e12 * h.train_utilization.value
 
   @property
+  def half_rate(self) -> float:
+    """16-bit over 32-bit peak FLOP/s (1 without hardware facts)."""
+    if self.hardware is None:
+      return 1.0
+    return self.hardware.peak_fp16_tflops.value / self.hardware.peak_fp32_tflops.value
+
+  @property
   def tx_power_dbm(self) -> float:
     if self.hardware is None:   # 3GPP class-3 UE maximum; glasses: BT LE class
       return 13.0 if self.kind == 'Smart Glasses' else 23.0

@@ -187,6 +187,7 @@ def _device_tables(spec: XRSpec) -> dict:
       'task_affinity': affinity,
       'device_train_flops': np.array([d.train_flops for d in devs], np.float32),
       'device_compute_tier': np.array([d.compute_tier for d in devs], np.float32),
+      'device_half_rate': np.array([d.half_rate for d in devs], np.float32),
       'device_tx_power_dbm': np.array([d.tx_power_dbm for d in devs], np.float32),
       'device_compute_power_w': np.array([d.compute_power_w for d in devs], np.float32),
       'device_ram_bytes': np.array([d.ram_gb * 1e9 for d in devs], np.float32),
@@ -480,6 +481,7 @@ def client_data(world: dict, client_id, split: str, spec: XRSpec, round_idx=0) -
       'environment': profile['environment'],   # metadata: evaluation groups by it
       'device_profile': {
           'train_flops': state['train_flops'],
+          'half_rate': world['device_half_rate'][profile['device']],
           'tx_power_dbm': world['device_tx_power_dbm'][profile['device']],
           'compute_power_w': world['device_compute_power_w'][profile['device']]},
   }
@@ -520,6 +522,7 @@ _TRACKING = ('motion', 'gaze', 'hand', 'physio')
 def device_profile(world: dict, device) -> dict:
   """Radio and compute of a device index, for the cost model."""
   return {'train_flops': world['device_train_flops'][device],
+          'half_rate': world['device_half_rate'][device],
           'tx_power_dbm': world['device_tx_power_dbm'][device],
           'compute_power_w': world['device_compute_power_w'][device]}
 

@@ -1,10 +1,17 @@
-"""Central pretraining of the M3T model on a public split of the XR world.
+"""Central pretraining of the backbone on public users the federation never sees.
 
-The public split is users the federation never sees: ids from
-PUBLIC_FIRST_ID (2^30) on, far past any population and its unseen-eval
-users, so one pretrained base serves runs of any population size. Their data
-comes from the same world (config.seed) as the federation's, as a public
-dataset of the same sensors and tasks would.
+Two corpora:
+  own world      (corpus_worlds=0) users of the federation's own world
+                 (config.seed) with ids from PUBLIC_FIRST_ID (2^30) on, far
+                 past any population and its unseen-eval users: a public
+                 dataset of the very sensors and tasks (the transfer ceiling);
+  public corpus  (corpus_worlds=W > 0, data.source='world') W worlds drawn
+                 from `world.corpus_seeds(W)`, which no federation seed can
+                 produce: the federation's world is never in it. Their
+                 classes mean other things (each world's own prototypes), so
+                 every corpus world has its own heads, trained beside the
+                 shared trees and not saved; the shared physics (kinematics,
+                 gaze, prosody, layouts) is what the base learns.
 
 What is trained: every tree but the PEFT ones (`base`, `encoders`, `heads`,
 and `experts` in a MoE model; see pretrained.PEFT_ROLES), with adam on the
@@ -25,7 +32,9 @@ import tqdm
 
 from fedxr_jax.core import problem as problem_lib
 from fedxr_jax.core import rng
+from fedxr_jax.data import sources
 from fedxr_jax.data import synthetic
+from fedxr_jax.data import world as world_lib
 from fedxr_jax.errors import ConfigError
 from fedxr_jax.models.interface import ModelDef
 from fedxr_jax.compose import experiment
@@ -40,7 +49,9 @@ class Setup(NamedTuple):
   spec: synthetic.XRSpec
   model: ModelDef
   problem: problem_lib.FederatedProblem
-  world: dict
+  world: dict          # the federation's world
+  worlds: dict         # the pretraining worlds, stacked [W, ...]
+  world_seeds: tuple   # their seeds (() for the own world)
 
 
 class PretrainResult(NamedTuple):
@@ -49,6 +60,7 @@ class PretrainResult(NamedTuple):
   losses: np.ndarray        # [steps] training loss of each step's batch
   public_accuracy: dict     # {task: accuracy or None} on public users' test split
   wall_s: float
+  world_seeds: tuple = ()   # the corpus worlds' seeds (() for the own world)
 
 
 def public_client_ids(config, num_clients: int) -> np.ndarray:
@@ -64,28 +76,45 @@ def public_client_ids(config, num_clients: int) -> np.ndarray:
   return np.arange(PUBLIC_FIRST_ID, PUBLIC_FIRST_ID + num_clients, dtype=np.int32)
 
 
-def make_setup(config) -> Setup:
-  """The run's data spec, model, problem (random init) and world."""
+def make_setup(config, corpus_worlds: int = 0) -> Setup:
+  """The run's data spec, model, problem (random init) and pretraining worlds."""
   experiment.validate(config)
-  if config.data.source != 'synthetic':
+  if config.data.source not in ('synthetic', 'world'):
     raise ConfigError('pretraining needs public users outside the federation; '
-                      f"data.source={config.data.source!r} has none (use 'synthetic')")
+                      f"data.source={config.data.source!r} has none (use 'world' or "
+                      "'synthetic')")
+  if corpus_worlds and config.data.source != 'world':
+    raise ConfigError(f'corpus_worlds={corpus_worlds} needs data.source=world (the '
+                      "primitives world: v1 worlds share no structure to transfer)")
   spec, world, model, problem, _ = experiment.make_problem(config)
-  return Setup(spec, model, problem, world)
+  if not corpus_worlds:
+    return Setup(spec, model, problem, world, jax.tree.map(lambda x: x[None], world), ())
+  seeds = world_lib.corpus_seeds(corpus_worlds)
+  assert not any(world_lib.corpus.is_federation_seed(s) for s in seeds)
+  world_spec = sources.world_spec(config)
+  worlds = [world_lib.make_world(world_lib.world_key(s), world_spec) for s in seeds]
+  return Setup(spec, model, problem, world, jax.tree.map(lambda *x: jnp.stack(x), *worlds),
+               seeds)
 
 
 def make_pool(setup: Setup, client_ids) -> dict:
-  """The public users' train data, stacked: examples [P, N, ...], meta [P]."""
-  def one(cid):
-    return setup.problem.client_data(setup.world, cid, 'train')
+  """Every pretraining world's public users' train data, stacked world-major:
+  examples [W * P, N, ...], meta [W * P]."""
+  def one(world, cid):
+    return setup.problem.client_data(world, cid, 'train')
 
-  return jax.jit(lambda ids: jax.lax.map(one, ids, batch_size=64))(
-      jnp.asarray(client_ids))
+  def per_world(world, ids):
+    return jax.lax.map(lambda c: one(world, c), ids, batch_size=64)
+
+  pool = jax.jit(lambda worlds, ids: jax.lax.map(lambda w: per_world(w, ids), worlds))(
+      setup.worlds, jnp.asarray(client_ids))
+  return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), pool)
 
 
-def sample_batch(pool: dict, key, users: int, examples_per_user: int) -> dict:
+def sample_batch(pool: dict, key, users: int, examples_per_user: int):
   """`users` public users (with replacement), each with that many of its
-  valid examples: a batch mixed across users, [U, E, ...] and meta [U]."""
+  valid examples: a batch mixed across users (and worlds), [U, E, ...] and
+  meta [U]; and each user's row in the pool [U]."""
   k_users, k_examples = jax.random.split(key)
   picked = jax.random.randint(k_users, (users,), 0, pool['num_examples'].shape[0])
   data = jax.tree.map(lambda x: x[picked], pool)
@@ -97,38 +126,56 @@ def sample_batch(pool: dict, key, users: int, examples_per_user: int) -> dict:
                                        axis=1)
   data['examples'] = jax.tree.map(take, data['examples'])
   data['num_examples'] = jnp.full((users,), examples_per_user, jnp.int32)
-  return data
+  return data, picked
 
 
-def batch_loss(problem, params: dict, batch: dict):
-  """Mean over the batch's users of the federated objective (`problem.loss`)."""
-  def one(data):
-    return problem.loss(params, data['examples'], problem_lib.client_meta(data))[0]
-  return jnp.mean(jax.vmap(one)(batch))
+def batch_loss(problem, params: dict, batch: dict, heads=None, world_of=None):
+  """Mean over the batch's users of the federated objective (`problem.loss`);
+  with `heads` stacked [W, ...], each user with its world's (world_of [U])."""
+  def one(data, mine):
+    return problem.loss(mine, data['examples'], problem_lib.client_meta(data))[0]
+  if heads is None:
+    return jnp.mean(jax.vmap(lambda data: one(data, params))(batch))
+  return jnp.mean(jax.vmap(lambda data, w: one(
+      data, {**params, 'heads': jax.tree.map(lambda h: h[w], heads)}))(batch, world_of))
 
 
-def make_step(problem, optimizer, users: int, examples_per_user: int):
-  """step(train, opt_state, fixed, pool, key) -> (train, opt_state, loss)."""
+def make_step(problem, optimizer, users: int, examples_per_user: int,
+              users_per_world: int = 0):
+  """step(train, opt_state, fixed, pool, key) -> (train, opt_state, loss).
+  users_per_world > 0: train['heads'] is stacked over the corpus worlds, whose
+  users fill the pool in blocks of that many."""
 
   def step(train, opt_state, fixed, pool, key):
-    batch = sample_batch(pool, key, users, examples_per_user)
-    loss, grads = jax.value_and_grad(
-        lambda t: batch_loss(problem, {**fixed, **t}, batch))(train)
+    batch, picked = sample_batch(pool, key, users, examples_per_user)
+
+    def loss_fn(t):
+      if not users_per_world:
+        return batch_loss(problem, {**fixed, **t}, batch)
+      shared = {r: x for r, x in t.items() if r != 'heads'}
+      return batch_loss(problem, {**fixed, **shared}, batch, t['heads'],
+                        picked // users_per_world)
+
+    loss, grads = jax.value_and_grad(loss_fn)(train)
     updates, opt_state = optimizer.update(grads, opt_state, train)
     return optax.apply_updates(train, updates), opt_state, loss
 
   return jax.jit(step, donate_argnums=(0, 1))
 
 
-def public_accuracy(setup: Setup, params: dict, client_ids) -> dict:
-  """{task: accuracy} on the public users' held-out (test) examples."""
-  def one(cid):
-    return setup.problem.eval_stats(
-        params, setup.problem.client_data(setup.world, cid, 'test'))
+def public_accuracy(setup: Setup, params: dict, heads, client_ids) -> dict:
+  """{task: accuracy} on the public users' held-out (test) examples, each
+  world's users with that world's heads."""
+  def per_world(world, head, ids):
+    mine = {**params, 'heads': head}
+    one = lambda cid: setup.problem.eval_stats(
+        mine, setup.problem.client_data(world, cid, 'test'))
+    return jax.tree.map(lambda x: jnp.sum(x, 0), jax.lax.map(one, ids, batch_size=64))
 
-  sums = jax.jit(lambda ids: jax.tree.map(
-      lambda x: jnp.sum(x, 0), jax.lax.map(one, ids, batch_size=64)))(
-          jnp.asarray(client_ids))
+  sums = jax.jit(lambda worlds, heads, ids: jax.tree.map(
+      lambda x: jnp.sum(x, 0),
+      jax.lax.map(lambda wh: per_world(*wh, ids), (worlds, heads))))(
+          setup.worlds, heads, jnp.asarray(client_ids))
   correct, count = np.asarray(sums['correct']), np.asarray(sums['count'])
   return {t: (float(correct[i] / count[i]) if count[i] else None)
           for i, t in enumerate(setup.spec.tasks)}
@@ -136,15 +183,18 @@ def public_accuracy(setup: Setup, params: dict, client_ids) -> dict:
 
 class Settings(NamedTuple):
   steps: int
-  public_clients: int
+  public_clients: int        # public users of each pretraining world
   batch_size: int            # examples per step ...
   users_per_batch: int = 16  # ... from this many public users
   learning_rate: float = 3e-3
+  corpus_worlds: int = 0     # 0: the federation's own world; W: the public corpus
 
   def check(self) -> None:
     for name in ('steps', 'public_clients', 'batch_size', 'users_per_batch'):
       if getattr(self, name) < 1:
         raise ConfigError(f'{name} must be >= 1, got {getattr(self, name)}')
+    if self.corpus_worlds < 0:
+      raise ConfigError(f'corpus_worlds must be >= 0, got {self.corpus_worlds}')
     if self.batch_size % self.users_per_batch:
       raise ConfigError(f'batch_size={self.batch_size} is not a multiple of '
                         f'users_per_batch={self.users_per_batch}')
@@ -159,13 +209,19 @@ def pretrain(config, settings: Settings, progress: bool = False) -> PretrainResu
     raise ConfigError('model.pretrained is set; pretraining starts from a random '
                       "init (set it to '')")
   ids = public_client_ids(config, settings.public_clients)
-  setup = make_setup(config)
+  setup = make_setup(config, settings.corpus_worlds)
   t0 = time.perf_counter()
   seed_key = jax.random.key(config.seed)
   # The federated run's init stream: same prompts (and scratch base) as it.
-  params = jax.jit(setup.problem.init_params)(rng.stream(seed_key, rng.INIT_STREAM))
+  init_key = rng.stream(seed_key, rng.INIT_STREAM)
+  params = jax.jit(setup.problem.init_params)(init_key)
   train = {r: params[r] for r in pretrained.pretrainable(params)}
   fixed = {r: t for r, t in params.items() if r not in train}
+  corpus = bool(setup.world_seeds)
+  if corpus:   # heads per world: the seed's first, each further world's from its own key
+    extra = [jax.jit(setup.problem.init_params)(jax.random.fold_in(init_key, w))['heads']
+             for w in range(1, len(setup.world_seeds))]
+    train['heads'] = jax.tree.map(lambda *h: jnp.stack(h), train['heads'], *extra)
 
   pool = make_pool(setup, ids)
   steps = settings.steps
@@ -174,7 +230,8 @@ def pretrain(config, settings: Settings, progress: bool = False) -> PretrainResu
   optimizer = optax.adam(schedule)
   opt_state = optimizer.init(train)
   step = make_step(setup.problem, optimizer, settings.users_per_batch,
-                   settings.batch_size // settings.users_per_batch)
+                   settings.batch_size // settings.users_per_batch,
+                   len(ids) if corpus else 0)
   data_key = jax.random.fold_in(seed_key, _PRETRAIN_STREAM)
   losses = []
   train = jax.tree.map(jnp.copy, train)   # donated: keep `params` intact
@@ -183,14 +240,19 @@ def pretrain(config, settings: Settings, progress: bool = False) -> PretrainResu
                                   jax.random.fold_in(data_key, i))
     losses.append(loss)
   final = {**fixed, **train}
-  accuracy = public_accuracy(setup, final, ids)
+  if corpus:   # corpus heads belong to their worlds' classes: not kept
+    heads = final.pop('heads')
+  else:
+    heads = jax.tree.map(lambda h: h[None], final['heads'])
+  accuracy = public_accuracy(setup, final, heads, ids)
   return PretrainResult(final, params, np.asarray(jax.device_get(losses)),
-                        accuracy, time.perf_counter() - t0)
+                        accuracy, time.perf_counter() - t0, setup.world_seeds)
 
 
 def save(config, output_dir: str, settings: Settings, result: PretrainResult,
          overwrite: bool = False) -> dict:
   """Saves the pretrained (non-PEFT) trees with metadata; returns the metadata."""
+  # Corpus heads belong to their worlds' classes: not saved (params lacks them).
   saved = {r: result.params[r] for r in pretrained.pretrainable(result.params)}
   tail = result.losses[-max(1, len(result.losses) // 20):]
   accs = [a for a in result.public_accuracy.values() if a is not None]
@@ -200,6 +262,7 @@ def save(config, output_dir: str, settings: Settings, result: PretrainResult,
       'data': json.loads(config.data.to_json()),
       'seed': config.seed,
       'public_first_id': PUBLIC_FIRST_ID,
+      'corpus_world_seeds': list(result.world_seeds),
       **settings._asdict(),
       'initial_loss': float(result.losses[0]),
       'final_loss': float(np.mean(tail)),   # mean of the last 5% of steps
