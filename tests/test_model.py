@@ -5,6 +5,7 @@ import numpy as np
 
 from fedxr_jax.core import trees
 from fedxr_jax.models import m3t
+from fedxr_jax.models import signature
 from fedxr_jax.models.lora import LoRADense
 
 MODS = {'vision': ((8, 8, 1), (4, 4, 1)), 'motion': ((8, 2), (4, 2))}
@@ -25,6 +26,8 @@ def _model_and_params(**kw):
                        mlp_width=8, num_prompts=2, lora_rank=2, **kw)
   x = {m: jax.random.normal(jax.random.key(i), (5,) + s)
        for i, (m, (s, _)) in enumerate(MODS.items())}
+  if kw.get('signature_tokens'):   # a user signature of the two modalities' statistics
+    x['signature'] = jnp.zeros((5, signature.width(len(MODS))))
   mask = jnp.ones((5, 2), bool)
   params = model.init(jax.random.key(0), x, mask)['params']
   return model, params, x, mask
@@ -56,7 +59,7 @@ def test_roles_split_params_into_separate_trees():
 
 def test_optional_trees_get_roles_of_their_own():
   _, params, _, _ = _model_and_params(num_user_prompts=1, adapter_dim=4, num_experts=3,
-                                      lora_residual=True)
+                                      lora_residual=True, library_size=2, signature_tokens=1)
   roles = trees.split_by_role(params, m3t.role_of)
   assert set(roles) == set(m3t.ROLES)
   assert roles['experts']['backbone']['block_0']['moe']['w_in'].shape == (3, 8, 8)

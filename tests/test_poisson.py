@@ -49,13 +49,28 @@ def test_each_client_is_included_at_rate_q(draws):
   assert per_client.mean() == pytest.approx(ROUNDS * Q, rel=0.01)
 
 
-def test_layout_included_ids_first_sorted_then_zero_padding(draws):
+def test_layout_distinct_sorted_ids_padding_by_the_smallest_ids_not_included(draws):
   ids, mask, counts = draws
   for r in range(50):
     n = counts[r]
-    assert mask[r].tolist() == [True] * n + [False] * (P - n)
-    assert np.all(np.diff(ids[r, :n]) > 0)            # distinct, ascending
-    assert np.all(ids[r, n:] == 0)
+    assert np.all(np.diff(ids[r]) > 0)                 # distinct, ascending
+    assert mask[r].sum() == n
+    # Padding: the smallest ids not included (padded to the whole population here).
+    assert ids[r].tolist() == list(range(P))
+
+
+def test_padding_and_mask_agree_with_the_per_client_draw():
+  key, population, rate, size = jax.random.key(5), 300, 0.05, 40
+  inc = jax.jit(poisson.included, static_argnums=3)
+  for r in range(10):
+    c = poisson.poisson_cohort(key, r, population, rate, size)
+    member = np.asarray(inc(key, r, jnp.arange(population), rate))
+    ids, mask = np.asarray(c.ids), np.asarray(c.mask)
+    n = int(c.count)
+    assert n == member.sum() and n <= size
+    assert sorted(ids[mask].tolist()) == np.flatnonzero(member).tolist()
+    assert ids[~mask].tolist() == np.flatnonzero(~member)[:size - n].tolist()
+    np.testing.assert_array_equal(np.asarray(inc(key, r, c.ids, rate)), mask)
 
 
 def test_pure_function_of_key_and_round_and_not_the_fixed_sampler_stream():
@@ -66,21 +81,38 @@ def test_pure_function_of_key_and_round_and_not_the_fixed_sampler_stream():
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
   other_round = poisson.poisson_cohort(jax.random.key(3), 6, 1000, 0.05, 120)
   assert not np.array_equal(np.asarray(a.ids), np.asarray(other_round.ids))
+  assert poisson.POISSON_STREAM == rng.POISSON_STREAM
   assert poisson.POISSON_STREAM not in (rng.INIT_STREAM, rng.ROUND_STREAM, rng.DATA_STREAM,
                                         rng.EVAL_STREAM, rng.COHORT_STREAM, rng.ATTACK_STREAM)
 
 
-def test_overflow_keeps_the_first_max_size_and_reports_the_count():
+def test_overflow_keeps_the_smallest_included_ids_and_reports_the_count():
   full = poisson.poisson_cohort(jax.random.key(0), 0, 100, 0.5, 100)
   small = poisson.poisson_cohort(jax.random.key(0), 0, 100, 0.5, 10)
   n = int(full.count)
   assert int(small.count) == n > 10
   assert bool(jnp.all(small.mask))
+  members = np.asarray(full.ids)[np.asarray(full.mask)]
+  np.testing.assert_array_equal(np.asarray(small.ids), members[:10])
   # The same draw: recompiling larger (next_size) recovers the exact sample.
-  np.testing.assert_array_equal(np.asarray(small.ids), np.asarray(full.ids[:10]))
   bigger = poisson.poisson_cohort(jax.random.key(0), 0, 100, 0.5, poisson.next_size(n, 10))
-  np.testing.assert_array_equal(np.asarray(bigger.ids[:n]), np.asarray(full.ids[:n]))
+  np.testing.assert_array_equal(np.asarray(bigger.ids)[np.asarray(bigger.mask)], members)
   assert int(bigger.mask.sum()) == n
+
+
+def test_host_sampler_refuses_an_overflowing_round_in_one_line():
+  sample = poisson.cohort_sampler(0, 100, 0.5, 10, rounds_hint=3, overflow=1e-6)
+  with pytest.raises(poisson.CohortOverflow, match='never truncated') as err:
+    sample(0)
+  assert '\n' not in str(err.value)
+  ok = poisson.cohort_sampler(0, 100, 0.5, 100)(0)
+  assert ok.shape == (100,)
+
+
+def test_max_cohort_for_run_bounds_the_run_overflow():
+  m = poisson.max_cohort_for_run(500, 32 / 500, 20, 1e-6)
+  assert poisson.run_overflow_probability(500, 32 / 500, m, 20) <= 1e-6
+  assert poisson.run_overflow_probability(500, 32 / 500, m - 1, 20) > 1e-6
 
 
 def test_max_cohort_is_the_smallest_size_within_the_overflow_probability():

@@ -95,8 +95,10 @@ def test_calibrated_epsilon_is_the_accountants_and_meets_the_target(config):
     (dict(privacy=dict(noise_multiplier=1.0), topology=dict(kind='tree')),
      'not supported yet: client-level DP with topology.kind=tree'),
     (dict(privacy=dict(mode='example', example_clip=0.0)), 'privacy.example_clip must be > 0'),
-    (dict(privacy=dict(noise_multiplier=1.0, sampling='poisson')),
-     'not supported yet: privacy.sampling'),
+    (dict(privacy=dict(noise_multiplier=1.0, delta=1e-5, accountant='prv')),
+     'not supported yet: prv'),
+    (dict(privacy=dict(noise_multiplier=1.0, sampling='poisson'), aggregator=dict(name='krum')),
+     'a robust aggregator breaks that bound'),
     (dict(attack=dict(model='sign_flip')), 'need attack.fraction in (0, 1)'),
     (dict(aggregator=dict(name='medain')), "did you mean 'median'"),
 ])

@@ -118,14 +118,17 @@ def setup(*, population: int = 8, cohort: int = 8, local_steps: int = 3,
           lr: float = 0.1, server_optimizer=None, chunk_size: int = 0, mesh=None,
           transforms=None, aggregator=None, seed: int = 0, unseen: int = 4,
           walk_m_per_round: float = 0.0, budgets=None, private_grads=None,
-          client_optimizer=None, malicious: float = 0.0, attack_seed: int = 0) -> Setup:
+          client_optimizer=None, malicious: float = 0.0, attack_seed: int = 0,
+          facts=None, problem_fn=None) -> Setup:
   """A federation of the tiny problem; `topology`: the kind's own settings;
   `budgets`: every client's step budget (cycled), instead of random ones;
   `private_grads`: DP-SGD in local training (`privacy.dpsgd.local_grads`);
   `client_optimizer`: instead of optax.sgd(lr); `malicious`: that fraction of the
-  population attacks (the set drawn from key(attack_seed), `attacks.malicious`)."""
+  population attacks (the set drawn from key(attack_seed), `attacks.malicious`);
+  `facts`: more RunFacts fields (modalities, devices); `problem_fn`: the problem
+  instead of `problem` (the same source and signature)."""
   plan = plan or {'body': 'shared', 'head': 'shared'}
-  prob = problem(walk_m_per_round)
+  prob = (problem_fn or problem)(walk_m_per_round)
   source = make_source(population + unseen, local_steps, seed)
   if budgets is not None:
     source['budget'] = np.resize(np.asarray(budgets, np.int32), population + unseen)
@@ -137,7 +140,7 @@ def setup(*, population: int = 8, cohort: int = 8, local_steps: int = 3,
   facts = algorithm_lib.RunFacts(seed=seed, population_size=population, cohort_size=cohort,
                                  local_steps=local_steps, batch_size=batch_size, plan=plan,
                                  tasks=('t',), client_optimizer='sgd',
-                                 client_learning_rate=lr)
+                                 client_learning_rate=lr, **(facts or {}))
   block = {'kind': kind, 'd2d': dict(d2d or {}), kind: dict(topology or {})}
   topo = topology_registry.make(block, facts=facts,
                                 geography=problem_lib.geography(prob, world),

@@ -11,20 +11,36 @@ what they are, and says so.
 """
 import difflib
 
+from fedxr_jax.algorithms.crossmodal_distill import crossmodal_distill
 from fedxr_jax.algorithms.ditto import ditto
+from fedxr_jax.algorithms.dynamic_task_modules import dynamic_task_modules
+from fedxr_jax.algorithms.dynamic_task_modules import extend_model as task_module_heads
 from fedxr_jax.algorithms.ewc import ewc
 from fedxr_jax.algorithms.fedavg import fedavg
 from fedxr_jax.algorithms.fedprox import fedprox
 from fedxr_jax.algorithms.fedrep import fedrep
 from fedxr_jax.algorithms.local_ft import local_ft
+from fedxr_jax.algorithms.lwf import lwf
+from fedxr_jax.algorithms.mas import mas
+from fedxr_jax.algorithms.offload import offload
 from fedxr_jax.algorithms.scaffold import scaffold
 from fedxr_jax.algorithms.tap import tap
+from fedxr_jax.algorithms.tap import extend_model as tap_pair_modules
+from fedxr_jax.algorithms.task_isolation import task_isolation
+from fedxr_jax.algorithms.task_isolation import extend_model as task_paths
+from fedxr_jax.algorithms.temporal_gate import temporal_gate
+from fedxr_jax.algorithms.temporal_gate import extend_model as drift_gate
 from fedxr_jax.core import registry
 from fedxr_jax.errors import ConfigError
 
 ALGORITHMS = {'fedavg': fedavg, 'fedprox': fedprox, 'scaffold': scaffold,
               'ditto': ditto, 'fedrep': fedrep, 'local_ft': local_ft, 'tap': tap,
-              'ewc': ewc}
+              'ewc': ewc,
+              # The paper's directions S4-S5 (issue 23): task variability, temporal drift.
+              'task_isolation': task_isolation, 'dynamic_task_modules': dynamic_task_modules,
+              'temporal_gate': temporal_gate, 'lwf': lwf, 'mas': mas,
+              # The paper's directions S1-S2 (issue 23): asymmetric inputs, offloading.
+              'crossmodal_distill': crossmodal_distill, 'offload': offload}
 
 
 def default_config() -> dict:
@@ -45,6 +61,22 @@ def make(name: str, block, facts):
   """The algorithm `name` built from its own settings block and the run's facts."""
   check_name(name)
   return registry.make(ALGORITHMS[name], block, f'algorithm.{name}', facts)
+
+
+# Algorithms that add modules or task paths to the model (`algorithms.model_extension`):
+# name -> extend(ModelDef, models.Spec, plan {role: mode}, **its settings) -> ModelDef.
+EXTENSIONS = {'task_isolation': task_paths, 'dynamic_task_modules': task_module_heads,
+              'temporal_gate': drift_gate, 'tap': tap_pair_modules}
+
+
+def extend_model(block, model, spec, plan: dict):
+  """The model as the algorithm of `block` (`config.algorithm`) runs it."""
+  extend = EXTENSIONS.get(block['name'])
+  if extend is None:
+    return model
+  own = block[block['name']]
+  own = own.to_dict() if hasattr(own, 'to_dict') else dict(own)
+  return extend(model, spec, plan, **{**registry.settings(ALGORITHMS[block['name']]), **own})
 
 
 # Literature names for FedAvg with a server optimizer (Reddi et al. 2021's

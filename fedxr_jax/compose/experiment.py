@@ -166,14 +166,19 @@ def expand_preset(config) -> tuple:
   return config, f"algorithm {name} = fedavg with {', '.join(applied) or 'your settings'}"
 
 
-def run_facts(config, plan: dict, tasks) -> algorithm_lib.RunFacts:
+def run_facts(config, plan: dict, spec) -> algorithm_lib.RunFacts:
+  """What a component may know of the run (`spec`: the data's, its tasks, modalities, devices)."""
   opt = config.client_optimizer
   return algorithm_lib.RunFacts(
       seed=config.seed, population_size=config.population_size,
       cohort_size=config.cohort_size, local_steps=config.local_steps,
-      batch_size=config.batch_size, plan=dict(plan), tasks=tuple(tasks),
+      batch_size=config.batch_size, plan=dict(plan), tasks=tuple(spec.tasks),
+      modalities=tuple(spec.modalities), devices=tuple(spec.devices),
+      task_kinds=tuple(td.kind for td in spec.task_defs),
+      example_dp=config.privacy.mode == 'example',
       client_optimizer=opt.name, client_learning_rate=float(opt.learning_rate),
-      client_momentum=float(opt.sgd.momentum if opt.name == 'sgd' else 0.0))
+      client_momentum=float(opt.sgd.momentum if opt.name == 'sgd' else 0.0),
+      num_rounds=config.num_rounds)
 
 
 def build(config) -> Experiment:
@@ -187,17 +192,18 @@ def build(config) -> Experiment:
   if mesh is not None and config.eval_unseen_clients % mesh.size:
     raise ConfigError(f'eval_unseen_clients={config.eval_unseen_clients} does not '
                       f'split evenly over {mesh.size} devices')
-  facts = run_facts(config, plan, spec.tasks)
+  facts = run_facts(config, plan, spec)
   features = pipeline.contributions(config, pipeline.RunContext(
       facts, config.num_rounds, spec, model, problem, world))
   problem = pipeline.wrap_problem(problem, features)
   world = pipeline.source(world, features, config.seed)
-  topology = make_topology(config, facts, problem, world)
-  algorithm = make_algorithm(config, topology, facts)
+  compiled = compiled_facts(config, facts)   # a Poisson cohort: padded to its maximum
+  topology = make_topology(config, compiled, problem, world)
+  algorithm = make_algorithm(config, topology, compiled)
   transforms, aggregator = pipeline.assemble(config, features, topology, algorithm)
   federation = round_lib.build_federation(
       problem, plan, population_size=config.population_size,
-      cohort_size=config.cohort_size, local_steps=config.local_steps,
+      cohort_size=compiled.cohort_size, local_steps=config.local_steps,
       batch_size=config.batch_size,
       client_optimizer=optimizers.make(config.client_optimizer, 'client_optimizer'),
       server_optimizer=optimizers.make(config.server_optimizer, 'server_optimizer'),
@@ -216,11 +222,26 @@ def build(config) -> Experiment:
 
 def planning(config, topology) -> tuple:
   """(sample_cohort, layout) of a seed: a round's cohort and topology arrays, or
-  a server step's candidates (`compose.asynchrony.planning`)."""
+  a server step's candidates (`compose.asynchrony.planning`). A Poisson-sampled
+  run's cohorts come from `privacy.poisson` (padded to `compiled_facts`)."""
   if asynchrony.enabled(config):
+    privacy_feature.check_asynchronous(config.privacy)
     return asynchrony.planning(config)
-  return (round_plan.cohort_sampler(config.seed, config.population_size, config.cohort_size),
-          topology.layout)
+  poisson = privacy_feature.cohort_sampler(
+      config.privacy, seed=config.seed, population=config.population_size,
+      cohort_size=config.cohort_size, rounds=config.num_rounds)
+  return (poisson or round_plan.cohort_sampler(config.seed, config.population_size,
+                                               config.cohort_size), topology.layout)
+
+
+def compiled_facts(config, facts: algorithm_lib.RunFacts) -> algorithm_lib.RunFacts:
+  """`facts` of the compiled round: its cohort size (Poisson: the padded maximum).
+
+  The features keep the config's facts (DP divides by the expected cohort size).
+  """
+  return dataclasses.replace(facts, cohort_size=privacy_feature.compiled_cohort_size(
+      config.privacy, population=config.population_size, cohort_size=config.cohort_size,
+      rounds=config.num_rounds))
 
 
 # Config keys that are data of the compiled round, and where each lives: lanes
@@ -232,6 +253,10 @@ DATA_KEYS = {
     'algorithm.fedprox.mu': "server.algorithm['mu']",
     'algorithm.ditto.lam': "server.algorithm['lam']",
     'algorithm.ewc.lam': "server.algorithm['lam']",
+    'algorithm.crossmodal_distill.weight': "server.algorithm['weight']",
+    'algorithm.offload.fraction': "server.algorithm['fraction']",
+    'algorithm.mas.lam': "server.algorithm['lam']",
+    'algorithm.lwf.heads': "server.algorithm['weights'][0]",
 }
 
 
@@ -284,7 +309,7 @@ def for_lane(exp: Experiment, config) -> Optional[Experiment]:
   # The synthetic spec is the config's; a recorded dataset's depends on its partition.
   if not isinstance(exp.spec, synthetic.XRSpec) and data.spec != exp.spec:
     return None
-  facts = run_facts(config, exp.federation.plan, exp.spec.tasks)
+  facts = run_facts(config, exp.federation.plan, exp.spec)
   features = pipeline.contributions(config, pipeline.RunContext(
       facts, config.num_rounds, exp.spec, exp.model, exp.problem, world))
   privacy = pipeline.feature_info(features, 'privacy')
@@ -293,7 +318,7 @@ def for_lane(exp: Experiment, config) -> Optional[Experiment]:
   world = pipeline.source(world, features, config.seed)
   if trees.shapes(world) != trees.shapes(exp.world):
     return None
-  topology = make_topology(config, facts, exp.problem, world)
+  topology = make_topology(config, compiled_facts(config, facts), exp.problem, world)
   sample, layout = planning(config, topology)
   return exp._replace(config=config, world=world, sample_cohort=sample,
                       layout=layout, features=features)
@@ -314,8 +339,8 @@ def lane_server(exp: Experiment, server):
   if exp.federation.topology.uses_server_optimizer:
     changes['opt_state'] = optimizers.make(config.server_optimizer,
                                            'server_optimizer').init(server.shared)
-  algorithm = make_algorithm(config, exp.federation.topology,
-                             run_facts(config, exp.federation.plan, exp.spec.tasks))
+  algorithm = make_algorithm(config, exp.federation.topology, compiled_facts(
+      config, run_facts(config, exp.federation.plan, exp.spec)))
   changes['algorithm'] = algorithm.init_server_state(server.shared)
   return server.replace(**changes)
 
@@ -351,12 +376,13 @@ def make_problem(config) -> tuple:
   scale = config.data.hardware.model_scale
   if isinstance(spec, synthetic.XRSpec) and synthetic.needs_model_costs(spec):
     example = xr_problem.data_fn(synthetic.without_model_limits(spec),
-                                 tuple(config.lora.device_ranks), data.client_data)
+                                 tuple(config.lora.device_ranks), data.client_data,
+                                 model.signature)
     costs = measure_device_costs(problem, example, world, plan, config.batch_size)
     spec = synthetic.with_model_costs(spec, costs.flops_per_step,
                                       role_train_bytes(config, model, problem))
     problem = problem._replace(client_data=xr_problem.data_fn(
-        spec, tuple(config.lora.device_ranks), data.client_data))
+        spec, tuple(config.lora.device_ranks), data.client_data, model.signature))
   else:
     costs = measure_device_costs(problem, problem.client_data, world, plan,
                                  config.batch_size)
@@ -387,15 +413,19 @@ def role_train_bytes(config, model: ModelDef, problem) -> tuple:
 def make_model(config, spec) -> ModelDef:
   """The model of `config.model` (its name's block) for the data's modalities and tasks."""
   name = config.model.name
-  return models.make(name, config.model[name], models.Spec(
-      spec.model_modalities(), dict(zip(spec.tasks, spec.head_sizes))),
-      lora_residual=config.lora.rule in lora_rules.EXACT_RULES, dtype=config.model.dtype)
+  model_spec = models.Spec(spec.model_modalities(), dict(zip(spec.tasks, spec.head_sizes)))
+  model = models.make(name, config.model[name], model_spec,
+                      lora_residual=config.lora.rule in lora_rules.EXACT_RULES,
+                      dtype=config.model.dtype)
+  # An algorithm's own modules or task paths (algorithms/registry.py EXTENSIONS).
+  return algorithms.registry.extend_model(config.algorithm, model, model_spec,
+                                          make_plan(config, model.lora_rank))
 
 
 # Plan keys a user writes; `lora` expands into lora_a / lora_b (+ residual)
 # by `lora.rule`.
 PLAN_KEYS = ('base', 'lora', 'prompts', 'user_prompts', 'adapters', 'experts',
-             'encoders', 'heads')
+             'encoders', 'heads', 'library', 'selection', 'signature')
 
 
 def make_plan(config, lora_rank: int) -> dict:

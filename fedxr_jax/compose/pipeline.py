@@ -21,6 +21,7 @@ import jax
 
 from fedxr_jax.aggregators import registry as aggregator_registry
 from fedxr_jax.algorithms import lora_feature
+from fedxr_jax.algorithms import resource_aware
 from fedxr_jax.attacks import feature as attack_feature
 from fedxr_jax.core import contribution as contribution_lib
 from fedxr_jax.core.contribution import Capabilities
@@ -33,7 +34,9 @@ from fedxr_jax.transforms import registry as transform_registry
 # corruptions first, then who attacks with it).
 FEATURES = (('data.robustness', robustness.contribute),
             ('privacy', privacy_feature.contribute), ('attack', attack_feature.contribute),
-            ('compression', transform_registry.contribute), ('lora', lora_feature.contribute))
+            ('compression', transform_registry.contribute), ('lora', lora_feature.contribute),
+            # Each example's inference path from its device's state (issue 23, S2).
+            ('resource_aware', resource_aware.contribute))
 
 
 class RunContext(NamedTuple):

@@ -46,7 +46,10 @@ PEFT_ROLES = ('lora', 'lora_a', 'lora_b', 'lora_residual', 'prompts',
 # Keys of the model's block that may differ between pretraining and the
 # federated run: they shape only PEFT trees or weight a loss term.
 FREE_KEYS = ('num_prompts', 'num_user_prompts', 'lora_rank', 'lora_alpha',
-             'lora_targets', 'adapter_dim', 'moe_balance')
+             'lora_targets', 'adapter_dim', 'moe_balance',
+             # The module library and the behaviour signature (issue 23, S3): trees and
+             # tokens of their own, beside the base.
+             'library_size', 'library_dim', 'library_select', 'signature_tokens')
 DEFAULT_ROLES = ('base', 'encoders')
 # `builtin:NAME` names a checkpoint shipped inside the package (fedxr_jax/checkpoints/NAME).
 BUILTIN_PREFIX = 'builtin:'

@@ -66,7 +66,7 @@ def make_xr_problem(spec: synthetic.XRSpec, model: ModelDef, *,
   tasks, task_defs = spec.tasks, spec.task_defs
   r_max = model.lora_rank
   moe = model.num_experts > 0
-  client_data = data_fn(spec, device_lora_ranks, client_data_fn)
+  client_data = data_fn(spec, device_lora_ranks, client_data_fn, model.signature)
   client_position_fn = client_position_fn or (
       lambda source, c, r: synthetic.client_position(source, c, r, spec))
   client_device_fn = client_device_fn or (
@@ -79,15 +79,27 @@ def make_xr_problem(spec: synthetic.XRSpec, model: ModelDef, *,
   def init_params(key):
     return trees.split_by_role(model.init(key), model.role_of)
 
-  def apply(params, examples, meta):
-    """(logits {task: [B, K]}, per-example MoE routing {block: (tokens, probs)})."""
+  def client_params(params, meta):
+    """The model's params as the client runs it (merged over roles)."""
     if 'lora_rank' in meta:   # a client of rank r_i sees only its first r_i ranks
       mask = rank_mask(meta)
       params = {**params, **{r: jax.tree.map(lambda x: x * trees.expand_weight(mask, x),
                                              params[r])
                              for r in ('lora_a', 'lora_b') if r in params}}
-    return model.apply(trees.merge_roles(*params.values()), examples['x'],
-                       examples['modality_mask'])
+    return trees.merge_roles(*params.values())
+
+  def inputs(examples):
+    """The model's inputs: the sensors, and the user's signature where it takes one."""
+    if 'signature' in examples:
+      return {**examples['x'], 'signature': examples['signature']}
+    return examples['x']
+
+  def apply(params, examples, meta):
+    """(logits {task: [B, K]}, per-example MoE routing {block: (tokens, probs)})."""
+    if 'path' in examples:   # each example read out after its own blocks (resource_aware)
+      return model.apply_path(client_params(params, meta), inputs(examples),
+                              examples['modality_mask'], examples['path'])
+    return model.apply(client_params(params, meta), inputs(examples), examples['modality_mask'])
 
   def label_mask(examples, task_mask):
     """[N, T]: a valid example's label of a task the client holds (and, where the
@@ -116,7 +128,11 @@ def make_xr_problem(spec: synthetic.XRSpec, model: ModelDef, *,
     n = jnp.sum(valid).astype(jnp.float32)
     present = jnp.sum(ex['modality_mask'] & valid[:, None], axis=0).astype(jnp.float32)
     absent = jnp.sum(~ex['modality_mask'] & valid[:, None], axis=0).astype(jnp.float32)
-    labeled = jnp.sum(label_mask(ex, data['task_mask']), axis=0).astype(jnp.float32)
+    labels = label_mask(ex, data['task_mask'])
+    labeled = jnp.sum(labels, axis=0).astype(jnp.float32)
+    # [T, M]: labeled examples of each task that carry each modality.
+    pairs = labels.astype(jnp.float32).T @ (ex['modality_mask'] & valid[:, None]).astype(
+        jnp.float32)
     return model.module_weights({
         'examples': n,
         # Heterogeneous ranks: one weight per rank slice (zero past the client's rank).
@@ -124,6 +140,8 @@ def make_xr_problem(spec: synthetic.XRSpec, model: ModelDef, *,
         'present': {m: present[i] for i, m in enumerate(spec.modalities)},
         'absent': {m: absent[i] for i, m in enumerate(spec.modalities)},
         'labeled': {t: labeled[i] for i, t in enumerate(tasks)},
+        'pairs': {t: {m: pairs[i, j] for j, m in enumerate(spec.modalities)}
+                  for i, t in enumerate(tasks)},
         # Tokens routed to each expert during local training (None: at evaluation).
         'routed': None if stats is None or not moe else stats['sums']['expert_tokens']})
 
@@ -155,11 +173,19 @@ def make_xr_problem(spec: synthetic.XRSpec, model: ModelDef, *,
   def predict(params, batch, meta):
     return apply(params, batch, meta)[0]
 
+  def represent(params, batch, meta):
+    """Outputs, the mean of the final token features, MoE gate probabilities."""
+    outputs, routing = apply(params, batch, meta)
+    features = model.features(client_params(params, meta), inputs(batch),
+                              batch['modality_mask'])
+    return {'outputs': outputs, 'features': jnp.mean(features, axis=-2),
+            'routing': {b: p for b, (_, p) in routing.items()}}
+
   return FederatedProblem(
       init_params=init_params, loss=loss, client_data=client_data,
       module_weights=module_weights, eval_stats=eval_stats, predict=predict,
       client_position=client_position_fn, client_device=client_device_fn,
-      area_m=float(spec.area_m))
+      area_m=float(spec.area_m), represent=represent)
 
 
 def _balance_loss(routed, probs, valid):
@@ -175,9 +201,13 @@ def _balance_loss(routed, probs, valid):
 
 
 def data_fn(spec, device_lora_ranks: Sequence[int] = (),
-            client_data_fn: Optional[Callable] = None) -> Callable:
+            client_data_fn: Optional[Callable] = None,
+            signature: Optional[Callable] = None) -> Callable:
   """(source, client_id, split, round_idx) -> client data, with each client's
-  LoRA rank under heterogeneous ranks. Default source: the synthetic generator."""
+  LoRA rank under heterogeneous ranks, and where the model conditions on a user
+  signature (`ModelDef.signature`), the user's: computed from its trace (its
+  training examples of the round) and given to every example of either split.
+  Default source: the synthetic generator."""
   if client_data_fn is None:
     client_data_fn = lambda world, c, split, r: synthetic.client_data(
         world, c, split, spec, round_idx=r)
@@ -187,6 +217,13 @@ def data_fn(spec, device_lora_ranks: Sequence[int] = (),
     data = client_data_fn(source, client_id, split, round_idx)
     if device_lora_ranks:
       data['lora_rank'] = ranks[data['device']]
+    if signature is not None:
+      trace = data if split == 'train' else client_data_fn(source, client_id, 'train',
+                                                           round_idx)
+      sig = signature(trace['examples'])
+      size = data['examples']['example_mask'].shape[0]
+      data['examples'] = {**data['examples'],
+                          'signature': jnp.broadcast_to(sig, (size,) + sig.shape)}
     return data
 
   return client_data

@@ -42,7 +42,9 @@ def get_config():
   config.rounds_per_call = 1      # rounds run in one compiled call (lax.scan)
   config.shuffle = True           # shuffle each client's examples per round
 
-  # name: fedavg | fedprox | scaffold | ditto | fedrep | local_ft | tap | ewc,
+  # name: fedavg | fedprox | scaffold | ditto | fedrep | local_ft | tap | ewc |
+  # crossmodal_distill | offload | task_isolation | dynamic_task_modules |
+  # temporal_gate | lwf | mas,
   # or a preset (fedavgm | fedadam | fedyogi | fedadagrad | fedper); each
   # algorithm's settings are its factory's (fedxr_jax/algorithms/<name>.py).
   config.algorithm = Config(_with_name('fedavg', 'fedxr_jax.algorithms.registry',
@@ -53,11 +55,12 @@ def get_config():
   config.server_optimizer = Config(blocks.optimizer_block('server', 'sgd', 1.0))
 
   # Per parameter tree: frozen | shared | personal. A tree the model does not
-  # have (user_prompts, adapters, experts by default) needs no entry.
+  # have (user_prompts, adapters, experts, library, selection, signature by
+  # default) is left out of the run's plan.
   config.plan = Config(dict(
       base='frozen', encoders='shared', lora='shared', prompts='shared',
       user_prompts='personal', adapters='shared', experts='shared',
-      heads='shared'))
+      heads='shared', library='shared', selection='personal', signature='shared'))
   # Server aggregator: mean | median | trimmed_mean | krum | multi_krum |
   # geometric_median | centered_clipping | norm_bounding (fedxr_jax/aggregators/).
   config.aggregator = Config(_with_name('mean', 'fedxr_jax.aggregators.registry',
@@ -73,6 +76,9 @@ def get_config():
       **blocks.dataclass_block('fedxr_jax.transforms.registry', 'Compression'),
       **blocks.registry_block('fedxr_jax.transforms.registry', 'COMPRESSORS')})
   config.lora = Config(blocks.dataclass_block('fedxr_jax.algorithms.lora_feature', 'Settings'))
+  # Each example's inference path (early exit) from its device's battery and compute.
+  config.resource_aware = Config(
+      blocks.dataclass_block('fedxr_jax.algorithms.resource_aware', 'Settings'))
 
   # The model (models/registry.py): its name, dtype, a pretrained directory, and
   # each model's settings block (model.m3t.size = tiny | small | base, ...).

@@ -27,6 +27,11 @@ class RunFacts:
   client_optimizer: str = 'sgd'              # its name
   client_learning_rate: float = 0.0
   client_momentum: float = 0.0
+  num_rounds: int = 0                        # the run's rounds (0: not known)
+  modalities: tuple = ()                     # modality names in modality-mask order
+  task_kinds: tuple = ()                     # each task's kind (classification, ...)
+  devices: tuple = ()                        # device class names (data['device'] indexes them)
+  example_dp: bool = False                   # example-level DP-SGD (privacy.mode=example)
 
 
 class ServerUpdate(NamedTuple):
@@ -67,6 +72,7 @@ class ClientContext(NamedTuple):
   example_grads: Callable
   predict: Optional[Callable]
   loss: Callable
+  round: Any = None  # int32 scalar: the round the server is at (None: not known)
 
 
 class Algorithm(NamedTuple):
@@ -102,6 +108,20 @@ class Algorithm(NamedTuple):
   eval_adapt: Optional[Callable] = None
   # Whether it needs a central server (its state lives there).
   needs_server: bool = False
+  # Optional (problem, anchor, client_state, server_state) -> objective(params,
+  # batch, meta) -> (loss, aux): the local loss of the round's training in place
+  # of `problem.loss` (LwF's distillation); params as `problem.loss` takes them.
+  objective: Optional[Callable] = None
+  # Optional (shared, server_state) -> shared: the server's edits of the global
+  # model after its step, from the new server state (a task's module created).
+  edit_model: Optional[Callable] = None
+  # Optional (train, data, server_state) -> (trained, stats): the round's local
+  # training in place of train(data), where train(view, stream=0) runs the
+  # client's local steps (its budget, objective, regularizer and schedule) from
+  # the round's start on a view of its data, keyed by `stream` (offloading: the
+  # share of the data a co-owned device trains); stats['measures'] {name: scalar}
+  # are summed over the cohort into the round's 'algorithm/<name>' metrics.
+  local_train: Optional[Callable] = None
 
 
 def no_state(shared):

@@ -45,8 +45,8 @@ class LocalStage(NamedTuple):
   streams: bool          # the aggregator's sums are added inside the chunk loop
 
 
-def context(stage: LocalStage, data, key, frozen, start, trained):
-  """The `ClientContext` of one client (see core.algorithm)."""
+def context(stage: LocalStage, data, key, frozen, start, trained, round_idx=None):
+  """The `ClientContext` of one client (see core.algorithm) at the server's round."""
   problem, meta = stage.problem, problem_lib.client_meta(data)
 
   def train(params, regularizer=None, objective=None, steps=None):
@@ -73,7 +73,7 @@ def context(stage: LocalStage, data, key, frozen, start, trained):
     predict = lambda params, batch, meta: problem.predict({**frozen, **params}, batch, meta)
   return algorithm_lib.ClientContext(start=start, trained=trained, data=data, train=train,
                                      task_losses=task_losses, example_grads=example_grads,
-                                     predict=predict, loss=problem.loss)
+                                     predict=predict, loss=problem.loss, round=round_idx)
 
 
 def round_data(stage: LocalStage, source, client_id, round_idx):
@@ -91,16 +91,23 @@ def train(stage: LocalStage, server, frozen, data, available, key, model, own, a
   Returns (trained trees, local stats, new algorithm state, ClientCost).
   """
   algorithm = stage.algorithm
-  trained, stats = stage.local_update(
-      {**model, **own}, frozen, data, key,
-      regularizer=lambda p: algorithm.regularizer(p, model, algo_state, server.algorithm),
-      correct_grads=lambda g: algorithm.correct_grads(g, algo_state, server.algorithm),
-      role_active=algorithm.role_schedule)
+  objective = None if algorithm.objective is None else algorithm.objective(
+      stage.problem, model, algo_state, server.algorithm)
+
+  def run(view, stream=0):
+    return stage.local_update(
+        {**model, **own}, frozen, view, key if not stream else jax.random.fold_in(key, stream),
+        regularizer=lambda p: algorithm.regularizer(p, model, algo_state, server.algorithm),
+        correct_grads=lambda g: algorithm.correct_grads(g, algo_state, server.algorithm),
+        role_active=algorithm.role_schedule, objective=objective)
+
+  trained, stats = (run(data) if algorithm.local_train is None
+                    else algorithm.local_train(run, data, server.algorithm))
   new_state = algorithm.update_client_state(algo_state, server.algorithm, model, trained,
                                             stats['steps'])
   extra = algorithm_lib.ClientCost()
   if algorithm.personalize is not None:
-    ctx = context(stage, data, key, frozen, model, trained)
+    ctx = context(stage, data, key, frozen, model, trained, server.round)
     new_state, extra = algorithm.personalize(ctx, new_state, server.algorithm)
   new_state = trees.where_tree(available, new_state, algo_state)
   return trained, stats, new_state, extra
@@ -164,6 +171,9 @@ def make_client_fn(stage: LocalStage, server, frozen, source) -> Callable:
     stats['download_bits'] = device_costs.payload_bits(
         {r: jax.tree.map(lambda w: w * available, raw_weights[r]) for r in shared_roles},
         server.shared)
+    extra_download = transform_stats.pop('extra_download_bits', None)   # secure aggregation
+    if extra_download is not None:
+      stats['download_bits'] = stats['download_bits'] + extra_download
     stats['compute_s'] = device_costs.compute_seconds(stage.costs, stats['steps'], extra,
                                                       device['train_flops'],
                                                       device['half_rate'])
@@ -178,7 +188,7 @@ def make_client_fn(stage: LocalStage, server, frozen, source) -> Callable:
     else:
       per_client['upload'] = upload
     if algorithm.client_report is not None:
-      ctx = context(stage, data, key, frozen, model, trained)
+      ctx = context(stage, data, key, frozen, model, trained, server.round)
       report = algorithm.client_report(ctx, server.algorithm)
       summed['report'] = (jax.tree.map(lambda x: examples * x, report), examples)
     return per_client, summed

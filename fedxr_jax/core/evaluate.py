@@ -62,7 +62,7 @@ class Options(NamedTuple):
 def adapt(stage, server, frozen, train_data, key, model, params, algo_state):
   """(params after the algorithm's on-device adaptation, its compute and energy)."""
   ctx = client_lib.context(client_lib.with_hyperparams(stage, server), train_data, key,
-                           frozen, model, params)
+                           frozen, model, params, server.round)
   params, cost = stage.algorithm.eval_adapt(ctx, algo_state)
   device = device_costs.device_profile(train_data)
   seconds = device_costs.compute_seconds(stage.costs, 0, cost, device['train_flops'],

@@ -53,6 +53,10 @@ class FederatedProblem(NamedTuple):
   # Optional (source, client_id) -> int: the client's device class.
   client_device: Optional[Callable] = None
   area_m: float = 100.0
+  # Optional (params, batch, client meta) -> {'outputs': {task: [B, D]}, 'features':
+  # [B, width] the pooled representation, 'routing': {block: gate probs [B, E]}}:
+  # what module-level distillation compares (LwF).
+  represent: Optional[Callable] = None
 
 
 def client_meta(data: dict) -> dict:

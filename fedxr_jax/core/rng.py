@@ -17,6 +17,7 @@ DATA_STREAM = 2
 EVAL_STREAM = 3
 COHORT_STREAM = 4
 ATTACK_STREAM = 5   # who is malicious (attacks.malicious), and their poisoned data
+POISSON_STREAM = 6  # who joins a Poisson-sampled round (privacy.poisson)
 
 
 @functools.lru_cache(maxsize=None)

@@ -256,11 +256,14 @@ def round_step(setup: RoundSetup, server, clients, frozen, source, round_plan, g
                            setup.stage.aggregator, server.aggregator,
                            jax.random.fold_in(round_key, AGGREGATE_STREAM))
   shared, opt_state = server_update(setup, server, agg, sums)
+  algorithm_state = algorithm_server(setup, server, clients, out, sums, cohort)
+  if setup.stage.algorithm.edit_model is not None:   # e.g. a task's module created
+    shared = setup.stage.algorithm.edit_model(shared, algorithm_state)
   transforms = setup.stage.transforms
   new_server = ServerState(
       round=server.round + 1, key=server.key, shared=shared, opt_state=opt_state,
       topology=topology.after_server(shared, agg.state, agg.sync),
-      algorithm=algorithm_server(setup, server, clients, out, sums, cohort),
+      algorithm=algorithm_state,
       aggregator=agg.aggregator_state,
       transforms=transforms.update_server(
           server.transforms, sums['transforms'],

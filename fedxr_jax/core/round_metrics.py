@@ -20,6 +20,8 @@ def training_metrics(stats: dict) -> dict:
       'train/examples': jnp.sum(n),
       'train/mean_local_steps': jnp.mean(stats['steps'].astype(jnp.float32)),
       'train/participation': jnp.mean(stats['available']),
+      # An algorithm's own measures (`Algorithm.local_train`), summed over the cohort.
+      **{f'algorithm/{k}': jnp.sum(v) for k, v in stats.get('measures', {}).items()},
   }
 
 

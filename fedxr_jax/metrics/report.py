@@ -217,6 +217,45 @@ def tradeoffs(runs: Sequence[Run]) -> list:
   return out
 
 
+# A DP run's bounds on epsilon, side by side: the accountant's (an upper bound) and,
+# with privacy.audit.canaries, the audited one (a lower bound at its confidence).
+UPPER, LOWER = 'privacy/epsilon', 'privacy/audit_epsilon'
+
+
+def _last_text(run: Run, key: str) -> Optional[str]:
+  col = [r[key] for r in run.rows if isinstance(r.get(key), str)]
+  return col[-1] if col else None
+
+
+def privacy_bounds(runs: Sequence[Run]) -> list:
+  """[setting, cells per run] of each run's epsilon bounds ([]: no run logged an epsilon).
+
+  A lower bound above the upper one is a note on its run: the audit's
+  1 - confidence chance, or a wrong accountant.
+  """
+  if not any(r.column(UPPER) or r.column(LOWER) for r in runs):
+    return []
+  for r in runs:
+    upper, lower = r.value(UPPER), r.value(LOWER)
+    note = (f'{r.name}: the audited epsilon {lower:.4g} exceeds the accountant\'s '
+            f'{upper:.4g} (an event of probability <= 1 - privacy.audit.confidence, or an '
+            'accountant that does not bound this run)' if upper is not None
+            and lower is not None and lower > upper else None)
+    if note and note not in r.notes:
+      r.notes.append(note)
+  text = lambda key: [_last_text(r, key) or '-' for r in runs]
+  config = lambda key: [str(r.config_value(key)) if r.config_value(key) is not None else '-'
+                        for r in runs]
+  return [['epsilon (accountant, upper bound)'] + [fmt(r.value(UPPER)) for r in runs],
+          ['accountant'] + text('privacy/accountant'),
+          ['sampling'] + text('privacy/sampling'),
+          ['mechanism'] + text('privacy/mechanism'),
+          ['delta'] + config('privacy.delta'),
+          ['audited epsilon (lower bound)'] + [fmt(r.value(LOWER)) for r in runs],
+          ['audit canaries'] + config('privacy.audit.canaries'),
+          ['audit confidence'] + config('privacy.audit.confidence')]
+
+
 def _user_rows(runs) -> list:
   """clients/* rows: the distribution of accuracy over the panel's users."""
   keys = sorted(set().union(*(r.users for r in runs)), key=lambda k: (k.count('/'), k))
@@ -267,6 +306,10 @@ def markdown(runs: Sequence[Run], images: Mapping[str, str] = None) -> str:
   lines += _md_table(['metric', 'SHIFT', 'key', 'unit'] + names + ['note'],
                      [[t['metric'], t['shift'], t['key'], t['unit']] + t['cells'] + [t['note']]
                       for t in table6(runs)])
+  bounds = privacy_bounds(runs)
+  if bounds:
+    lines += ['', '## Privacy: the accountant\'s epsilon and the audited one', '']
+    lines += _md_table(['bound'] + names, bounds)
   for m, rows in details(runs):
     lines += ['', f'### {m.name}: all keys', '']
     lines += _md_table(['key', 'unit'] + names, [[k, u] + c for k, u, c in rows])
@@ -316,6 +359,10 @@ def html_report(runs: Sequence[Run], images: Mapping[str, bytes] = None) -> str:
            _html_table(['metric', 'SHIFT', 'key', 'unit'] + names + ['note'],
                        [[t['metric'], t['shift'], t['key'], t['unit']] + t['cells']
                         + [t['note']] for t in table6(runs)])]
+  bounds = privacy_bounds(runs)
+  if bounds:
+    parts += ['<h2>Privacy: the accountant\'s epsilon and the audited one</h2>',
+              _html_table(['bound'] + names, bounds)]
   for m, rows in details(runs):
     parts += [f'<h3>{e(m.name)}: all keys</h3>',
               _html_table(['key', 'unit'] + names, [[k, u] + c for k, u, c in rows])]

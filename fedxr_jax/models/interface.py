@@ -1,5 +1,5 @@
 """What a model is to the rest of the package: a `ModelDef` made for a `Spec`."""
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 DTYPES = ('float32', 'bfloat16')
 
@@ -21,7 +21,8 @@ class ModelDef(NamedTuple):
   # (counts) -> {role: prefix tree of module weights} (`FederatedProblem.module_weights`)
   # from the data's counts: 'examples' (scalar), 'lora' (scalar, or [r_max] per rank
   # slice), 'present' / 'absent' {modality: examples with / without it}, 'labeled'
-  # {task: labels}, 'routed' ({block: tokens routed to each expert [E]} of local
+  # {task: labels}, 'pairs' {task: {modality: its labels with the modality}},
+  # 'routed' ({block: tokens routed to each expert [E]} of local
   # training; None: no steps, every expert held).
   module_weights: Callable
   lora_rank: int      # r_max (0: no LoRA)
@@ -33,3 +34,11 @@ class ModelDef(NamedTuple):
   num_heads: int
   dtype: str          # compute dtype of the frozen base ('float32' | 'bfloat16')
   moe_balance: float  # weight of the MoE load-balancing loss
+  # Optional (params, x, modality_mask, path [B] int in 1..depth) -> apply's outputs
+  # with each example read out after its own blocks (early exit; an int: that many
+  # blocks for every example, the rest not run); None: the model has no exits.
+  apply_path: Optional[Callable] = None
+  # Optional (a user's trace examples {'x', 'modality_mask', 'example_mask'}) -> [S]:
+  # the user signature the model conditions on, given to every example as
+  # examples['signature'] (`compose.xr_problem`); None: it takes none.
+  signature: Optional[Callable] = None

@@ -18,6 +18,13 @@ Parameter trees by role (see `role_of`), each with its own tuning mode:
   experts       Mixture-of-Experts MLPs and their top-k gate (optional)
   encoders      modality encoders and absent tokens
   heads         one head per task
+  library       a library of adapters on the fused features (models/library.py)
+  selection     a user's composition of the library (personal)
+  signature     the layer that turns a user's trace signature into prompt tokens
+                (models/signature.py)
+An example may be read out after its own number of blocks (`path`: early exit,
+`ModelDef.apply_path`): the CLS token after that block, through the final norm
+and the heads.
 """
 from typing import Any, Mapping, Sequence
 
@@ -28,10 +35,12 @@ import numpy as np
 
 from fedxr_jax.errors import ConfigError
 from fedxr_jax.models import interface
+from fedxr_jax.models import library as library_lib
+from fedxr_jax.models import signature as signature_lib
 from fedxr_jax.models.lora import LORA_PREFIX, LoRADense, SelfAttention
 
 ROLES = ('base', 'lora_a', 'lora_b', 'lora_residual', 'prompts', 'user_prompts',
-         'adapters', 'experts', 'encoders', 'heads')
+         'adapters', 'experts', 'encoders', 'heads', 'library', 'selection', 'signature')
 LORA_ROLES = {LORA_PREFIX + 'A': 'lora_a', LORA_PREFIX + 'B': 'lora_b',
               LORA_PREFIX + 'R': 'lora_residual'}
 
@@ -46,7 +55,8 @@ def role_of(path: tuple) -> str:
   if 'moe' in names:
     return 'experts'
   return {'prompts': 'prompts', 'user_prompts': 'user_prompts', 'encoders': 'encoders',
-          'heads': 'heads'}.get(names[0], 'base')
+          'heads': 'heads', 'library': 'library', 'selection': 'selection',
+          'signature': 'signature'}.get(names[0], 'base')
 
 
 def tokenize(x: jax.Array, token_shape: Sequence[int]) -> jax.Array:
@@ -250,8 +260,13 @@ class Backbone(nn.Module):
   dtype: Any = None
 
   @nn.compact
-  def __call__(self, tokens, key_mask, all_tokens: bool = False):
-    """The CLS token's features [..., width] (all_tokens: every token's, [..., L, width])."""
+  def __call__(self, tokens, key_mask, all_tokens: bool = False, path=None):
+    """The CLS token's features [..., width] (all_tokens: every token's, [..., L, width]).
+
+    path: the blocks each example runs ([...] int in 1..depth, early exit: its CLS
+    after its last block), or an int (every example that many blocks; the rest
+    are not run).
+    """
     cls = self.param('cls', nn.initializers.normal(0.02), (tokens.shape[-1],))
     extra = [cls[None]]
     if self.num_registers:
@@ -262,13 +277,20 @@ class Backbone(nn.Module):
     x = jnp.concatenate([lead, tokens], axis=-2)
     key_mask = jnp.concatenate(
         [jnp.ones(key_mask.shape[:-1] + (1 + self.num_registers,), bool), key_mask], axis=-1)
-    for i in range(self.depth):
+    static = isinstance(path, int)
+    cls = None
+    for i in range(path if static else self.depth):
       x = Block(self.num_heads, self.mlp_width, self.lora_rank, self.lora_alpha,
                 self.lora_targets, self.lora_residual, self.adapter_dim,
                 self.num_experts, self.expert_top_k, self.ln_eps, self.exact_gelu,
                 self.dtype, name=f'block_{i}')(x, key_mask)
+      if path is not None and not static:   # each example's CLS after its last block
+        cls = x[..., 0, :] if cls is None else jnp.where((path > i)[..., None],
+                                                         x[..., 0, :], cls)
     norm = nn.LayerNorm(epsilon=self.ln_eps, name='norm_out')
-    return norm(x) if all_tokens else norm(x[..., 0, :])
+    if all_tokens:
+      return norm(x)
+    return norm(x[..., 0, :] if cls is None else cls)
 
 
 class M3TModel(nn.Module):
@@ -293,6 +315,10 @@ class M3TModel(nn.Module):
   exact_gelu: bool = False        # erf GELU (HF ViT) instead of its tanh approximation
   num_registers: int = 0          # learned tokens after CLS (AST's distillation token)
   dtype: Any = None               # compute dtype of the dense layers (None: float32)
+  library_size: int = 0           # adapters in the user-module library (0: none)
+  library_dim: int = 8            # their bottleneck width
+  library_select: int = 0         # modules a user composes (0: a soft mix of all)
+  signature_tokens: int = 0       # prompt tokens from the user's signature (0: none)
 
   def tokens(self, x, modality_mask):
     """The backbone's input tokens [..., L, width] and key mask [..., L]."""
@@ -306,12 +332,19 @@ class M3TModel(nn.Module):
         tokens = jnp.concatenate([prompts, tokens], axis=-2)
         key_mask = jnp.concatenate(
             [jnp.ones(key_mask.shape[:-1] + (count,), bool), key_mask], axis=-1)
+    if self.signature_tokens:   # the user's trace signature, as prompt tokens
+      prompts = signature_lib.SignaturePrompts(self.signature_tokens, self.width,
+                                               name='signature')(x['signature'])
+      tokens = jnp.concatenate([prompts.astype(tokens.dtype), tokens], axis=-2)
+      key_mask = jnp.concatenate(
+          [jnp.ones(key_mask.shape[:-1] + (self.signature_tokens,), bool), key_mask], axis=-1)
     return tokens, key_mask
 
   @nn.compact
   def __call__(self, x: Mapping[str, jax.Array], modality_mask: jax.Array,
-               features_only: bool = False):
-    """{task: outputs [..., D]}; features_only: every token's final features [..., L, width]."""
+               features_only: bool = False, path=None):
+    """{task: outputs [..., D]}; features_only: every token's final features [..., L, width];
+    path: each example's blocks (`Backbone`)."""
     tokens, key_mask = self.tokens(x, modality_mask)
     backbone = Backbone(self.depth, self.num_heads, self.mlp_width,
                         self.lora_rank, self.lora_alpha, tuple(self.lora_targets),
@@ -320,7 +353,14 @@ class M3TModel(nn.Module):
                         self.dtype, name='backbone')
     if features_only:
       return backbone(tokens, key_mask, all_tokens=True)
-    return Heads(self.tasks, name='heads')(backbone(tokens, key_mask))
+    features = backbone(tokens, key_mask, path=path)
+    if self.library_size:   # the user's composition of the library (models/library.py)
+      weights = library_lib.composition(
+          self.param('selection', nn.initializers.zeros, (self.library_size,)),
+          self.library_select)
+      features = library_lib.ModuleLibrary(self.library_size, self.library_dim,
+                                           name='library')(features, weights)
+    return Heads(self.tasks, name='heads')(features)
 
 
 # ---------------------------------------------------------------------------
@@ -350,10 +390,14 @@ def make(spec, *, lora_residual: bool, dtype: str, size: str = 'tiny', width: in
          lora_targets: tuple = ('query', 'value'), num_user_prompts: int = 0,
          adapter_dim: int = 0, num_experts: int = 0, expert_top_k: int = 2,
          moe_balance: float = 0.01, ln_eps: float = 1e-6, exact_gelu: bool = False,
-         num_registers: int = 0):
+         num_registers: int = 0, library_size: int = 0, library_dim: int = 8,
+         library_select: int = 0, signature_tokens: int = 0):
   """The M3T model of a named size for `spec` (a `models.interface.Spec`).
 
   width / depth / num_heads / mlp_width: 0 takes the size's (`SIZES`).
+  library_size / library_dim / library_select: composable user modules
+  (models/library.py); signature_tokens: prompt tokens from each user's trace
+  signature (models/signature.py).
   `lora_residual` (exact LoRA aggregation) and `dtype` come from the run.
   """
   if size not in SIZES:
@@ -361,7 +405,15 @@ def make(spec, *, lora_residual: bool, dtype: str, size: str = 'tiny', width: in
   width, depth, num_heads, mlp_width = dims(size, width, depth, num_heads, mlp_width)
   _check(width, depth, num_heads, mlp_width, lora_rank, lora_alpha, num_experts,
          expert_top_k, moe_balance, lora_targets, num_prompts, num_user_prompts,
-         adapter_dim, num_registers, ln_eps)
+         adapter_dim, num_registers, library_size, library_select, signature_tokens, ln_eps)
+  if library_size and (library_dim < 1 or library_select > library_size):
+    raise ConfigError(f'model.m3t: library_dim must be >= 1 and library_select <= '
+                      f'library_size={library_size}')
+  untimed = [m for m, layout in spec.modalities.items() if len(layout[0]) < 2
+             or layout[0][0] < 2]
+  if signature_tokens and untimed:   # the signature's rhythm needs two steps of a time axis
+    raise ConfigError(f'not supported yet: model.m3t.signature_tokens with modalities '
+                      f'{untimed} (no time axis of length >= 2 to read a rhythm from)')
   if dtype not in interface.DTYPES:
     raise ConfigError(f'model.dtype={dtype!r} is not one of {interface.DTYPES}')
   module = M3TModel(
@@ -370,20 +422,26 @@ def make(spec, *, lora_residual: bool, dtype: str, size: str = 'tiny', width: in
       lora_alpha=lora_alpha, lora_targets=tuple(lora_targets), lora_residual=lora_residual,
       num_user_prompts=num_user_prompts, adapter_dim=adapter_dim, num_experts=num_experts,
       expert_top_k=expert_top_k, ln_eps=ln_eps, exact_gelu=exact_gelu,
-      num_registers=num_registers, dtype=None if dtype == 'float32' else jnp.bfloat16)
+      num_registers=num_registers, dtype=None if dtype == 'float32' else jnp.bfloat16,
+      library_size=library_size, library_dim=library_dim, library_select=library_select,
+      signature_tokens=signature_tokens)
   modality_tokens = sum(num_tokens(m[0], m[1], m[2] if len(m) > 2 else None)
                         for m in spec.modalities.values())
   return interface.ModelDef(
       name=f'm3t-{size}', init=lambda key: _init(module, spec, key),
       apply=lambda params, x, mask: _apply(module, params, x, mask),
+      apply_path=lambda params, x, mask, path: _apply(module, params, x, mask, path),
       features=lambda params, x, mask: module.apply({'params': params}, x, mask,
                                                     features_only=True),
       role_of=role_of,
       module_weights=lambda counts: _module_weights(counts, depth, num_experts),
       lora_rank=lora_rank, lora_scale=lora_alpha / lora_rank if lora_rank else 0.0,
       num_experts=num_experts,
-      tokens=num_prompts + num_user_prompts + num_registers + modality_tokens,
-      width=width, depth=depth, num_heads=num_heads, dtype=dtype, moe_balance=moe_balance)
+      tokens=num_prompts + num_user_prompts + num_registers + signature_tokens
+      + modality_tokens,
+      width=width, depth=depth, num_heads=num_heads, dtype=dtype, moe_balance=moe_balance,
+      signature=(lambda examples: signature_lib.trace_statistics(
+          examples, tuple(spec.modalities))) if signature_tokens else None)
 
 
 def _check(width, depth, num_heads, mlp_width, lora_rank, lora_alpha, num_experts,
@@ -399,7 +457,8 @@ def _check(width, depth, num_heads, mlp_width, lora_rank, lora_alpha, num_expert
     raise ConfigError('need model.m3t.lora_alpha > 0 and model.m3t.moe_balance >= 0')
   if min((lora_rank, num_experts) + tuple(counts[:-1])) < 0 or not counts[-1] > 0:
     raise ConfigError('model.m3t: counts (lora_rank, prompts, adapter_dim, num_experts, '
-                      'num_registers) must be >= 0 and ln_eps > 0')
+                      'num_registers, library_size, library_select, signature_tokens) must '
+                      'be >= 0 and ln_eps > 0')
   if num_experts and not 1 <= expert_top_k <= num_experts:
     raise ConfigError(f'model.m3t.expert_top_k={expert_top_k} must be in '
                       f'[1, model.m3t.num_experts={num_experts}]')
@@ -411,15 +470,19 @@ def _check(width, depth, num_heads, mlp_width, lora_rank, lora_alpha, num_expert
 
 def _init(module: M3TModel, spec, key):
   x = {m: jnp.zeros((1,) + tuple(layout[0])) for m, layout in spec.modalities.items()}
+  if module.signature_tokens:
+    x['signature'] = jnp.zeros((1, signature_lib.width(len(spec.modalities))))
   mask = jnp.ones((1, len(spec.modalities)), bool)
   return module.init(key, x, mask)['params']
 
 
-def _apply(module: M3TModel, params, x, mask):
-  """(outputs {task: [B, D]}, routing {block: (tokens routed [B, E], gate probs [B, E])})."""
+def _apply(module: M3TModel, params, x, mask, path=None):
+  """(outputs {task: [B, D]}, routing {block: (tokens routed [B, E], gate probs [B, E])});
+  path: each example's blocks (early exit), or None: every block."""
   if not module.num_experts:
-    return module.apply({'params': params}, x, mask), {}
-  outputs, state = module.apply({'params': params}, x, mask, mutable=['intermediates'])
+    return module.apply({'params': params}, x, mask, path=path), {}
+  outputs, state = module.apply({'params': params}, x, mask, path=path,
+                                mutable=['intermediates'])
   blocks = state['intermediates']['backbone']
   return outputs, {b: (v['moe']['expert_tokens'][0], v['moe']['gate_probs'][0])
                    for b, v in blocks.items()}
@@ -437,6 +500,7 @@ def _module_weights(counts: dict, depth: int, num_experts: int) -> dict:
       # Clients never change the residual: exact aggregation sets it.
       'lora_residual': jnp.zeros(()),
       'prompts': n, 'user_prompts': n, 'adapters': n, 'base': n,
+      'library': n, 'selection': n, 'signature': n,
   }
   if num_experts:
     weights['experts'] = {'backbone': {}}

@@ -133,8 +133,7 @@ def _epsilon_curve(acc, event, rounds, delta, accountant) -> list:
   """[epsilon after 1, ..., `rounds` compositions of `event`] from a fresh `acc`."""
   acc = acc.compose(event, 1)
   if accountant == 'rdp':
-    # dp_accounting keeps the composed curve in `_rdp` (no public getter).
-    curve = np.asarray(acc._rdp)
+    curve = np.asarray(acc.rdp)
     return [float(rdp.compute_epsilon(RDP_ORDERS, t * curve, delta)[0])
             for t in range(1, rounds + 1)]
   out = [float(acc.get_epsilon(delta))]
@@ -143,7 +142,7 @@ def _epsilon_curve(acc, event, rounds, delta, accountant) -> list:
   return out
 
 
-def _target_delta(target_epsilon: float, delta: Optional[float]) -> float:
+def target_delta(target_epsilon: float, delta: Optional[float]) -> float:
   """delta, checked, for calibrating to `target_epsilon` (ConfigError otherwise)."""
   if delta is None:
     raise ConfigError('privacy.target_epsilon needs privacy.delta')
@@ -158,7 +157,7 @@ def calibrate_noise_multiplier(target_epsilon: float, *, delta: Optional[float],
                                sampling: str = 'fixed', accountant: str = 'rdp',
                                tol: float = 1e-3) -> float:
   """The smallest sigma (within `tol`) whose epsilon after `rounds` is <= target."""
-  delta = _target_delta(target_epsilon, delta)
+  delta = target_delta(target_epsilon, delta)
   if rounds < 1:
     raise ConfigError(f'calibrating sigma needs rounds >= 1, got {rounds}')
   _check(0.0, sampling, accountant)
@@ -169,11 +168,11 @@ def calibrate_noise_multiplier(target_epsilon: float, *, delta: Optional[float],
         sampled_gaussian(sigma, sample_size=cohort_size, dataset_size=population,
                          sampling=sampling), int(rounds))
 
-  return _calibrate(make_event, lambda: make_accountant(accountant, sampling),
+  return calibrate(make_event, lambda: make_accountant(accountant, sampling),
                     target_epsilon, delta, tol)
 
 
-def _calibrate(make_event, new_accountant, target_epsilon, delta, tol):
+def calibrate(make_event, new_accountant, target_epsilon, delta, tol):
   """The smallest sigma (within `tol`) with epsilon(make_event(sigma)) <= target."""
 
   @functools.lru_cache(maxsize=None)
@@ -339,12 +338,12 @@ def calibrate_example_noise(target_epsilon: float, *, delta: Optional[float], ro
                             energy: int, accountant: str = 'rdp',
                             tol: float = 1e-3) -> float:
   """The smallest sigma (within `tol`) whose worst-client epsilon after `rounds` is <= target."""
-  delta = _target_delta(target_epsilon, delta)
+  delta = target_delta(target_epsilon, delta)
   if rounds < 1 or energy < 1:
     raise ConfigError(f'calibrating sigma needs rounds >= 1 and a client that trains, '
                       f'got rounds={rounds}, energy={energy}')
   _check_example(0.0, accountant, energy, rounds)
-  return _calibrate(
+  return calibrate(
       lambda sigma: dp_accounting.SelfComposedDpEvent(example_round_event(sigma, energy),
                                                       int(rounds)),
       lambda: _gaussian_accountant(accountant), target_epsilon, delta, tol)

@@ -32,7 +32,16 @@ Trees are independent, so the run is one Gaussian of multiplier
 sigma / sqrt(sum over trees of W), accounted by dp-accounting. (Replacing
 one client by another moves a node by up to 2C: that relation's epsilon
 is this one's at sigma / 2.)
+
+In a run (`privacy.mechanism=dp_ftrl`, `dp_ftrl_mean`): the cohorts are a
+public, data-independent schedule (a pure function of the seed), so W is
+computed exactly from it (`schedule_energy`: the largest over clients of
+the sum over released nodes of its participations under the node,
+squared), never below the paper's one-participation bound for a client that
+takes part once per tree, and never above `sensitivity_energy` at the
+schedule's most participations per tree.
 """
+import dataclasses
 import math
 from typing import Callable, NamedTuple
 
@@ -42,6 +51,8 @@ import jax.numpy as jnp
 import numpy as np
 from dp_accounting import pld, rdp
 
+from fedxr_jax.aggregators import dp_mean as dp_mean_lib
+from fedxr_jax.core import aggregation
 from fedxr_jax.errors import ConfigError
 from fedxr_jax.privacy import accounting
 
@@ -206,9 +217,105 @@ def noise_multiplier_for(target_epsilon: float, *, delta: float, rounds: int,
                          tree_rounds: int, participations_per_tree: int = 1,
                          accountant: str = 'rdp', tol: float = 1e-3) -> float:
   """The smallest sigma (within `tol`) whose DP-FTRL epsilon is <= target."""
-  delta = accounting._target_delta(target_epsilon, delta)
+  delta = accounting.target_delta(target_epsilon, delta)
   _accountant(accountant)
   energy = sensitivity_energy(rounds, tree_rounds, participations_per_tree)
-  return accounting._calibrate(
+  return accounting.calibrate(
       lambda sigma: dp_accounting.GaussianDpEvent(sigma / math.sqrt(energy)),
       lambda: _accountant(accountant), target_epsilon, delta, tol)
+
+
+# ---- in a run: the schedule's sensitivity and the server's aggregate ---------
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """`privacy.ftrl` (privacy.mechanism=dp_ftrl): the binary tree restarts every
+  tree_rounds rounds (0: one tree over the whole run)."""
+  tree_rounds: int = 0
+
+
+def participation(cohorts, population: int) -> np.ndarray:
+  """[R, P] bool: client i took part in round r (cohorts: R arrays of ids)."""
+  out = np.zeros((len(cohorts), int(population)), bool)
+  for r, ids in enumerate(cohorts):
+    out[r, np.asarray(ids, np.int64)] = True
+  return out
+
+
+def schedule_energy(participates, tree_rounds: int) -> np.ndarray:
+  """[R] W after each round: max over clients of sum over released nodes of count^2.
+
+  participates [R, P] bool (`participation`); a node (2^l leaves of a tree)
+  counts from the round it completes. Units of C^2, as `sensitivity_energy`.
+  """
+  x = np.asarray(participates, np.int64)
+  if x.ndim != 2 or x.shape[0] < 1:
+    raise ConfigError(f'ftrl needs a [rounds, population] schedule, got shape {x.shape}')
+  levels = depth(tree_rounds)
+  gain = np.zeros(x.shape, np.float64)
+  for start in range(0, x.shape[0], int(tree_rounds)):
+    tree = x[start:start + int(tree_rounds)]
+    below = np.concatenate([np.zeros((1, x.shape[1]), np.int64), np.cumsum(tree, 0)])
+    for level in range(levels):
+      size = 2 ** level
+      for end in range(size, tree.shape[0] + 1, size):   # 1-based leaf that completes it
+        gain[start + end - 1] += (below[end] - below[end - size]) ** 2
+  return np.max(np.cumsum(gain, axis=0), axis=1)
+
+
+def epsilon_for_energy(noise_multiplier: float, energy: float, *, delta: float,
+                       accountant: str = 'rdp') -> float:
+  """Epsilon of one Gaussian of multiplier sigma / sqrt(energy) (0: nobody took part)."""
+  delta = accounting.check_delta(delta)
+  acc = _accountant(accountant)
+  if energy <= 0:
+    return 0.0
+  if noise_multiplier == 0:
+    return math.inf
+  ev = dp_accounting.GaussianDpEvent(noise_multiplier / math.sqrt(energy))
+  return float(acc.compose(ev).get_epsilon(delta))
+
+
+def noise_for_energy(target_epsilon: float, energy: float, *, delta: float,
+                     accountant: str = 'rdp', tol: float = 1e-3) -> float:
+  """The smallest sigma (within `tol`) with epsilon_for_energy(sigma, energy) <= target."""
+  delta = accounting.target_delta(target_epsilon, delta)
+  _accountant(accountant)
+  if not energy > 0:
+    raise ConfigError('ftrl: no client takes part in the run, nothing to calibrate')
+  return accounting.calibrate(
+      lambda sigma: dp_accounting.GaussianDpEvent(sigma / math.sqrt(energy)),
+      lambda: _accountant(accountant), target_epsilon, delta, tol)
+
+
+def dp_ftrl_mean(*, noise_multiplier: float, expected_cohort_size: float, clip_norm: float,
+                 tree_rounds: int) -> aggregation.Aggregator:
+  """DP-FTRL's server aggregate: the DP mean's sum, tree noise instead of fresh noise.
+
+  target = shared + (sum of clipped updates + Z_t - Z_{t-1}) / m, Z_t the
+  tree noise of the round's position (`tree_noise`, stddev sigma C per
+  node), m the expected cohort size: applied round after round, the model
+  moves by the released noisy prefix sums. The tree's nodes and the round
+  counter are this aggregator's state.
+  """
+  inner = dp_mean_lib.dp_mean(noise_multiplier=0.0, expected_cohort_size=expected_cohort_size,
+                              clip_norm=clip_norm)
+  if noise_multiplier < 0:
+    raise ConfigError(f'privacy.noise_multiplier must be >= 0, got {noise_multiplier}')
+  tree = tree_noise(noise_multiplier * clip_norm, tree_rounds)
+
+  def init(shared):
+    return {'ftrl_nodes': tree.init(shared).nodes, 'ftrl_round': jnp.zeros((), jnp.int32)}
+
+  def aggregate(shared, state, sums, key):
+    target, _, metrics = inner.aggregate(shared, {}, sums, key)
+    increment, nodes = tree.noise(TreeState(state['ftrl_nodes']), state['ftrl_round'],
+                                  jax.random.fold_in(key, 2))
+    target = jax.tree.map(lambda t, z: (t + z / expected_cohort_size).astype(t.dtype),
+                          target, increment)
+    metrics = {**metrics, 'dp/noise_stddev': jnp.asarray(
+        noise_multiplier * clip_norm / expected_cohort_size, jnp.float32)}
+    return target, {'ftrl_nodes': nodes.nodes, 'ftrl_round': state['ftrl_round'] + 1}, metrics
+
+  return aggregation.Aggregator('dp_ftrl', aggregate, inner.contribute, init)

@@ -37,6 +37,17 @@ survivors; the default t = floor(2k/3) + 1, a two-thirds majority of a
 client's neighbours, lets fewer than a third drop while more than two
 thirds must collude to unmask. It is a parameter.
 
+In a run (`privacy.secure_aggregation=secagg|secagg_plus`, `contribute`):
+each participating client's upload becomes the masked vector d R plus the
+extra uplink bits, its download gains the extra downlink bits; the
+channel model charges them as airtime and transmit energy in the round's
+one up/down phase (it has no per-message latency, so the 3 extra round
+trips are reported, 'secagg/extra_round_trips', not timed). d: every
+coordinate of the shared trees (a client lacking a module masks zeros), plus
+one word per module weight where the mean is example-weighted (not under
+DP, whose sum is unweighted). L = 2^quantization_bits levels per coordinate.
+EXCLUDES says what it rules out, refused in one line.
+
 SecAgg+ degree: Bell et al. prove k = O(log n) suffices and give concrete
 k for security/correctness parameters; their abstract's one concrete
 point (semi-malicious, n = 10^4 clients, 5% corrupt, 5% dropouts) is 3% of
@@ -44,11 +55,16 @@ the clients, k = 300. The default scales that point by log n: k = min(n -
 1, ceil(300 log2 n / log2 10^4)), so cohorts of n <= 169 get the complete
 graph, i.e. plain SecAgg. Pass `neighbours` to use a table value instead.
 """
+import dataclasses
 import math
 from typing import NamedTuple, Optional
 
+import jax
+import jax.numpy as jnp
 from scipy import stats
 
+from fedxr_jax.core import held
+from fedxr_jax.core import transforms as transforms_lib
 from fedxr_jax.errors import ConfigError
 
 PROTOCOLS = ('secagg', 'secagg_plus')
@@ -62,6 +78,10 @@ EXCLUDED_AGGREGATORS = frozenset({   # they need the individual updates
 EXCLUDED_ATTACKS = frozenset({'alie', 'ipm'})   # they read the honest updates
 EXCLUDED_COMPRESSION = frozenset({   # no common integer grid: supports or scales per client
     'topk', 'sign', 'qsgd'})
+EXCLUDES = ('secure aggregation sums masked vectors, so it excludes the aggregators that need '
+            'individual updates (' + ', '.join(sorted(EXCLUDED_AGGREGATORS)) + '), the '
+            'attacks that read honest updates (' + ', '.join(sorted(EXCLUDED_ATTACKS)) + ') and '
+            'per-client compression (' + ', '.join(sorted(EXCLUDED_COMPRESSION)) + ')')
 
 
 def field_bits(cohort_size: int, clip: float, step: float) -> int:
@@ -184,3 +204,80 @@ def check(aggregator: str = 'mean', attack: str = 'none', compression: str = 'no
   message = excluded(aggregator, attack, compression)
   if message:
     raise ConfigError(message)
+
+
+# ---- in a run ----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """`privacy.secagg`: the SecAgg+ graph degree (0: `default_neighbours`), the
+  shares that rebuild a secret (0: two thirds of the neighbours + 1), and the
+  quantization of each coordinate (2^quantization_bits levels)."""
+  neighbours: int = 0
+  threshold: int = 0
+  quantization_bits: int = 16
+
+
+def run_cost(protocol: str, s: Settings, *, cohort_size: int, update_size: int) -> SecAggCost:
+  """The per-round cost of a run's settings (quantization on [-1, 1]: R depends on the levels)."""
+  if not 1 <= s.quantization_bits <= 32:
+    raise ConfigError(f'privacy.secagg.quantization_bits must be in [1, 32], got '
+                      f'{s.quantization_bits}')
+  if s.neighbours < 0 or s.threshold < 0:
+    raise ConfigError('privacy.secagg.neighbours and threshold must be >= 0 (0: the default)')
+  bits = field_bits(cohort_size, 1.0, 2.0 / (2 ** s.quantization_bits - 1))
+  return cost(protocol, cohort_size=cohort_size, update_size=update_size, field_bits=bits,
+              neighbours=(s.neighbours or None) if protocol == 'secagg_plus' else None,
+              threshold=s.threshold or None)
+
+
+def cost_transform(c: SecAggCost) -> transforms_lib.UpdateTransform:
+  """Reports a participating client's SecAgg bits (changes no update).
+
+  'upload_bits' replaces the plain upload's count (the round's convention);
+  'extra_download_bits' is added to its download (`core.client`). A client
+  that sends nothing this round (unavailable, or holding no module) is a
+  dropout before the protocol starts: it is charged nothing.
+  """
+  up = float(c.masked_update_bits + c.extra_uplink_bits)
+  down = float(c.extra_downlink_bits)
+
+  def update(update, key, weights, info):
+    del key, info
+    here = held.holds_any(weights, 0)
+    return update, weights, {'upload_bits': jnp.where(here, up, 0.0).astype(jnp.float32),
+                             'extra_download_bits': jnp.where(here, down, 0.0).astype(
+                                 jnp.float32)}
+
+  return transforms_lib.stateless(update)
+
+
+def host_metrics(c: SecAggCost) -> dict:
+  """The protocol's per-round facts beside the channel model's rows."""
+  return {'secagg/extra_round_trips': c.extra_round_trips,
+          'secagg/dropout_tolerance': c.dropout_tolerance,
+          'secagg/neighbours': c.neighbours, 'secagg/threshold': c.threshold,
+          'secagg/field_bits': c.field_bits,
+          'secagg/extra_uplink_bits_per_client': c.extra_uplink_bits,
+          'secagg/extra_downlink_bits_per_client': c.extra_downlink_bits}
+
+
+def update_words(shared_shapes: dict, weight_shapes: Optional[dict]) -> int:
+  """d: coordinates of the shared trees, plus the module weights where they are summed."""
+  size = lambda tree: sum(int(math.prod(x.shape)) for x in jax.tree.leaves(tree))
+  return size(shared_shapes) + (size(weight_shapes) if weight_shapes is not None else 0)
+
+
+def check_run(caps, protocol: str) -> None:
+  """Refuses, in one line, what summing masked vectors cannot serve (`EXCLUDES`)."""
+  bad = []
+  if caps.aggregator_name in EXCLUDED_AGGREGATORS or caps.aggregator.stacked:
+    bad.append(f'aggregator.name={caps.aggregator_name}')
+  for other in caps.others:
+    if other.wrap_aggregator is not None:
+      bad.append(f'the {other.feature} feature (it reads every upload)')
+    if other.feature == 'compression' and other.transforms:
+      bad.append('compression.name (no common integer grid)')
+  if bad:
+    raise ConfigError(f"privacy.secure_aggregation={protocol} with {', '.join(bad)}: {EXCLUDES}")
