@@ -179,15 +179,25 @@ def test_pretraining_refuses_configs_it_cannot_serve(change, message):
     pretrain.pretrain(config, settings)
 
 
-def test_corpus_pretraining_never_sees_the_federations_world(tmp_path):
+def _corpus_setup(worlds: int):
   config = test_config.get_config()
   config.data.source = 'world'
-  settings = SETTINGS._replace(corpus_worlds=3)
-  setup = pretrain.make_setup(config, settings.corpus_worlds)
+  return config, pretrain.make_setup(config, worlds)
+
+
+def test_corpus_pretraining_never_sees_the_federations_world():
+  _, setup = _corpus_setup(3)
   assert setup.world_seeds == world.corpus_seeds(3)
   corpus_keys = {tuple(k) for k in np.asarray(setup.worlds['key'])}
   assert len(corpus_keys) == 3 and tuple(np.asarray(setup.world['key'])) not in corpus_keys
-  # The pool is world-major: users of world w fill rows [w * P, (w + 1) * P).
+
+
+# The pool's rows are the client data pretraining then samples (default: the loss falls in
+# test_pretraining_lowers_the_loss_on_a_fixed_batch).
+@pytest.mark.slow
+def test_the_corpus_pool_is_world_major():
+  config, setup = _corpus_setup(3)
+  # Users of world w fill rows [w * P, (w + 1) * P).
   pool = pretrain.make_pool(setup, pretrain.public_client_ids(config, 2))
   one = setup.problem.client_data(jax.tree.map(lambda x: x[1], setup.worlds),
                                   pretrain.PUBLIC_FIRST_ID + 1, 'train')
@@ -218,6 +228,26 @@ def test_a_corpus_checkpoint_keeps_base_and_encoders_and_starts_a_world_run(tmp_
   problem = _with_pretrained(run)
   start = problem.init_params(jax.random.key(0))
   assert_trees_equal(start['base'], result.params['base'])
+
+
+def test_the_shipped_checkpoint_starts_a_world_run_and_an_unknown_one_is_refused():
+  # builtin:m3t-tiny: the public-corpus checkpoint the v2 tracks start from, checked
+  # (fingerprint, every array's sha256) and loaded into the default model's base.
+  assert 'm3t-tiny' in pretrained.builtin_names()
+  config = default_config.get_config()
+  config.data.source = 'world'
+  config.model.pretrained = 'builtin:m3t-tiny'
+  directory = pretrained.resolve(config.model.pretrained)
+  meta = pretrained.read_metadata(directory)
+  assert meta['corpus_world_seeds'] == list(world.corpus_seeds(meta['corpus_worlds']))
+  problem = _with_pretrained(config)
+  start = problem.init_params(jax.random.key(0))
+  assert {p: d['sha256'] for p, d in pretrained.digests(start['base']).items()} == {
+      p: d['sha256'] for p, d in meta['roles']['base']['arrays'].items()}
+  config.model.pretrained = 'builtin:m3t-huge'
+  with pytest.raises(ConfigError, match=r"no such shipped checkpoint; shipped: .*"
+                                        r"builtin:m3t-tiny"):
+    pretrained.resolve(config.model.pretrained)
 
 
 def test_pretraining_lowers_the_loss_on_a_fixed_batch(result):

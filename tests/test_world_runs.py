@@ -13,7 +13,12 @@ def _config(config, **world):
 
 
 def test_a_world_run_evaluates_each_task_by_its_kind(config, tmp_path):
-  row = loop.run(_config(config), str(tmp_path), progress=False)[-1]
+  config = _config(config)
+  # SHIFT H on the world too: step budgets from the model's FLOPs per step and a deadline.
+  config.data.world.hardware.deadline_s = 1e-4
+  config.data.world.hardware.memory_limits = True
+  row = loop.run(config, str(tmp_path), progress=False)[-1]
+  assert 0 < row['train/mean_local_steps'] < config.local_steps
   # Classification: accuracy; regression: MAE, RMSE, PCK; detection: IoU (and accuracy =
   # its success rate: correct class, PCK, IoU >= 0.5).
   for key in ('eval/gesture/accuracy', 'eval/gaze_point/mae', 'eval/gaze_point/pck',
@@ -23,9 +28,10 @@ def test_a_world_run_evaluates_each_task_by_its_kind(config, tmp_path):
   assert row['eval/object_box/accuracy'] == row['eval/object_box/iou50_rate']
 
 
-@pytest.mark.parametrize('preset', [
-    'social', *(pytest.param(p, marks=pytest.mark.slow)   # one preset by default
-                for p in ('role_specific', 'longitudinal', 'cognitive_load'))])
+# Each preset's generator is tested by default in tests/test_world_presets.py, and the loop
+# on the world in test_a_world_run_evaluates_each_task_by_its_kind.
+@pytest.mark.slow
+@pytest.mark.parametrize('preset', ['social', 'role_specific', 'longitudinal', 'cognitive_load'])
 def test_every_table8_preset_is_a_run(config, tmp_path, preset):
   rows = loop.run(_config(config, preset=preset), str(tmp_path), progress=False)
   assert rows[-1]['eval/accuracy'] is not None
@@ -39,6 +45,9 @@ def test_a_world_key_left_at_its_default_takes_the_presets_value(config):
   assert spec.group_size == 3         # a value the config sets wins
 
 
+# The rate by hand: tests/test_stages.py; the field in every source's client data:
+# tests/test_real_data.py::test_federated_client_data_matches_the_synthetic_format.
+@pytest.mark.slow
 def test_a_bf16_base_is_timed_at_each_devices_16_bit_rate(config):
   # The cost model times a bf16 base's FLOPs at the device's fp16 peak over its fp32
   # peak (devices.Device.half_rate); the client's data carries its device's rate.
@@ -54,3 +63,4 @@ def test_a_bf16_base_is_timed_at_each_devices_16_bit_rate(config):
     name = spec.devices[int(data['device'])]
     np.testing.assert_allclose(data['device_profile']['half_rate'],
                                devices.DEVICES[name].half_rate)
+

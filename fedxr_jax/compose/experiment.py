@@ -374,15 +374,16 @@ def make_problem(config) -> tuple:
       client_position_fn=data.client_position, client_device_fn=data.client_device)
   plan = present_plan(make_plan(config, model.lora_rank), problem)
   scale = config.data.hardware.model_scale
-  if isinstance(spec, synthetic.XRSpec) and synthetic.needs_model_costs(spec):
-    example = xr_problem.data_fn(synthetic.without_model_limits(spec),
-                                 tuple(config.lora.device_ranks), data.client_data,
-                                 model.signature)
+  if sources.generated(spec) and synthetic.needs_model_costs(spec):
+    free = synthetic.without_model_limits(spec)
+    example = xr_problem.data_fn(free, tuple(config.lora.device_ranks),
+                                 sources.client_data_of(free), model.signature)
     costs = measure_device_costs(problem, example, world, plan, config.batch_size)
     spec = synthetic.with_model_costs(spec, costs.flops_per_step,
                                       role_train_bytes(config, model, problem))
     problem = problem._replace(client_data=xr_problem.data_fn(
-        spec, tuple(config.lora.device_ranks), data.client_data, model.signature))
+        spec, tuple(config.lora.device_ranks), sources.client_data_of(spec),
+        model.signature))
   else:
     costs = measure_device_costs(problem, problem.client_data, world, plan,
                                  config.batch_size)

@@ -99,14 +99,27 @@ def world_spec(config):
                              config.population_size + config.eval_unseen_clients)
 
 
+def generated(spec) -> bool:
+  """Whether `spec` is a generator's (v1 or the primitives world): its H knobs apply."""
+  return isinstance(spec, (synthetic.XRSpec, world_lib.WorldSpec))
+
+
+def client_data_of(spec) -> Optional[Callable]:
+  """A generated source's client_data for `spec` (None: the v1 generator's, which
+  `compose.xr_problem.data_fn` makes from the spec it is given). The H knobs need
+  the model's costs in the spec before the data that depends on them is generated."""
+  if isinstance(spec, world_lib.WorldSpec):
+    return lambda w, c, split, r: world_lib.client_data(w, c, split, spec, r)
+  return None
+
+
 def make_data(config) -> Data:
   d = config.data
   name = d.source
   if name == 'world':
     spec = world_spec(config)
     source = world_lib.make_world(world_lib.world_key(config.seed), spec)
-    return Data(spec, source,
-                lambda w, c, split, r: world_lib.client_data(w, c, split, spec, r),
+    return Data(spec, source, client_data_of(spec),
                 lambda w, c, r: world_lib.client_position(w, c, r, spec),
                 lambda w, c: world_lib.client_device(w, c, spec))
   if name == 'synthetic':

@@ -119,6 +119,7 @@ def federate(dataset: dataset_lib.Dataset, clients: list, *, holdout_fraction: f
       'train': _stack(dataset, train), 'test': _stack(dataset, test),
       'step_budget': np.int32(local_steps),
       'device_profile': {'train_flops': np.float32(DEVICE.train_flops),
+                         'half_rate': np.float32(DEVICE.half_rate),
                          'tx_power_dbm': np.float32(DEVICE.tx_power_dbm),
                          'compute_power_w': np.float32(DEVICE.compute_power_w)},
       'key': np.asarray(jax.random.key_data(jax.random.key(seed))),
