@@ -20,8 +20,8 @@ VERIFIED=leaderboard/verified
 VERSION=2
 mkdir -p "$OUT" "$VERIFIED"
 
-CPU_TRACKS=(xr-default cognitive-augmentation neuroadaptive ai-companions emotion-gaming
-            d2d hetero-hardware continual private robust hapt-30)
+CPU_TRACKS=(xr-default role-specific social cognitive-load continual d2d hetero-hardware
+            async-hetero private robust hapt-30)
 TRACKS=("${@:-${CPU_TRACKS[@]}}")
 
 have() {   # have TRACK NAME: the entry's file, if one was made

@@ -58,9 +58,12 @@ def test_run_writes_a_submission_that_validates(submitted, tmp_path):
   assert os.path.basename(submitted) == f'tiny-test-v1__fedprox__{doc["content_sha256"][:12]}.json'
   final = doc['runs'][0]['final']
   assert 0 <= final['eval/accuracy'] <= 1 and final['total/comm/uplink_bits'] > 0
-  # The curve holds every round; machine-dependent keys stay out of it.
-  assert [r['round'] for r in doc['runs'][0]['curve']] == [1, 2, 3]
-  assert not any(k.startswith('time/') for r in doc['runs'][0]['curve'] for k in r)
+  # The curve holds every round; machine-dependent keys stay out of it, the virtual
+  # clock (the cost model's seconds: the run's, not the machine's) stays in.
+  curve = doc['runs'][0]['curve']
+  assert [r['round'] for r in curve] == [1, 2, 3]
+  assert {k for r in curve for k in r if k.startswith('time/')} == {'time/virtual_s'}
+  assert curve[2]['time/virtual_s'] == sum(r['cost/latency_s'] for r in curve)
   assert doc['config']['algorithm']['fedprox']['mu'] == 0.01
   # Both seeds compile one round: they trained in one program, and the file says so (verify
   # re-runs them alike).

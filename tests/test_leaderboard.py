@@ -205,6 +205,10 @@ def test_time_to_target_known_answer():
   assert two == {'reached': 2, 'n': 2, 'rounds': 3.0, 'seconds': 4.0}
   assert targets.summarize([curve, curve[:2]], 'eval/accuracy', 0.8) == {
       'reached': 1, 'n': 2, 'rounds': None, 'seconds': None}
+  # An asynchronous run's rows carry the virtual clock: its server steps overlap, so
+  # the time is the row's clock, not a sum of latencies (and a gap costs nothing).
+  clocked = [dict(r, **{'time/virtual_s': v}) for r, v in zip(gap, (0.25, 0.75))]
+  assert targets.reach(clocked, 'eval/accuracy', 0.8) == (3, 0.75)
 
 
 def test_plateau_rule_on_synthetic_curves():

@@ -203,6 +203,17 @@ def test_open_lists_come_from_the_registries():
   assert 'local_steps' in xr.open and xr.budget is not None
 
 
+def test_world_tracks_start_from_the_shipped_checkpoint_they_name():
+  from fedxr_jax.bench import model_facts
+  assert model_facts.checkpoint(definitions.CHECKPOINT)['sha256'] == \
+      definitions.CHECKPOINT_SHA256
+  xr = tracks.get('xr-default')
+  assert xr.pretrained == {'path': 'builtin:m3t-tiny', 'sha256': definitions.CHECKPOINT_SHA256}
+  assert xr.frozen['model.pretrained'] == 'builtin:m3t-tiny'
+  assert xr.frozen['data.source'] == 'world'
+  assert tracks.get('hapt-30').pretrained is None     # real data: a random base
+
+
 def test_a_gpu_tier_track_is_refused_off_an_accelerator():
   gpu = tracks.get('gpu-scale')
   assert gpu.tier == 'gpu' and gpu.requires == ('gpu', 'tpu')
@@ -221,13 +232,16 @@ def _v2_doc(edit=None):
   config = definitions.BASES[t.key]().to_dict()
   if edit:
     edit(config)
+  last = config['num_rounds']
   rows = lambda s: [{'round': r, 'cost/latency_s': 0.1, 'cost/max_compute_s': 0.01,
-                     **({'eval/accuracy': 0.5} if r == 20 else {})} for r in range(1, 21)]
+                     **({'eval/accuracy': 0.5} if r == last else {})}
+                    for r in range(1, last + 1)]
   return submission.build(
       track_id=t.id, track_version=t.version, frozen=t.frozen, budget=t.budget_json,
       config=config, seeds=t.seeds, curves={s: rows(s) for s in t.seeds},
       finals={s: {'eval/accuracy': 0.5} for s in t.seeds}, method={'name': 'm'},
-      hardware=HARDWARE, versions=VERSIONS, wall_s=1.0, compile_s=None, model_facts=FACTS)
+      hardware=HARDWARE, versions=VERSIONS, wall_s=1.0, compile_s=None, model_facts=FACTS,
+      pretrained=t.pretrained)
 
 
 def _m3t(config):

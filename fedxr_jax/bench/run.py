@@ -30,8 +30,10 @@ from fedxr_jax.bench.errors import TrackError
 from fedxr_jax.bench.tracks import common
 from fedxr_jax.bench.tracks import v1 as v1_tracks
 
-# Curve keys that depend on the machine, not on the run: never compared.
+# Curve keys that depend on the machine, not on the run: never compared. The virtual
+# clock (`time/virtual_s`, the cost model's seconds) is the run's: it stays.
 MACHINE_KEYS = ('time/*', 'latency/measured_*')
+RUN_KEYS = ('time/virtual_s',)
 # Run totals reported beside the final evaluation (sums over every round).
 TOTALS = ('comm/uplink_bits', 'comm/downlink_bits', 'comm/d2d_bits', 'comm/backhaul_bits',
           'cost/energy_j')
@@ -81,7 +83,7 @@ def track_config(track, overrides: Mapping):
 
 def curve_rows(rows) -> list:
   """Logged rows without machine-dependent keys or non-scalar values."""
-  keep = lambda k, v: (not any(fnmatch.fnmatch(k, p) for p in MACHINE_KEYS)
+  keep = lambda k, v: ((k in RUN_KEYS or not any(fnmatch.fnmatch(k, p) for p in MACHINE_KEYS))
                        and (v is None or isinstance(v, (int, float))))
   return [{k: v for k, v in row.items() if keep(k, v)} for row in rows]
 

@@ -5,8 +5,10 @@
 The first logged round whose `metric` reaches `target` (>= it, or <= with
 not higher_is_better), and the simulated seconds until then: the sum of
 `cost/latency_s` (the cost model's round latency: compute, then the links'
-airtime) over rounds 1..that round. seconds is None where a round's row has
-no latency (the curve must log every round). Over seeds (`summarize`): the
+airtime) over rounds 1..that round, or the row's own virtual clock
+(`time/virtual_s`) where it has one (an asynchronous run's server steps
+overlap: their latencies do not add up). seconds is None where a round's row
+has neither (the curve must log every round). Over seeds (`summarize`): the
 mean rounds and seconds where every seed reached the target, as MLPerf
 counts a result only when each run converges.
 """
@@ -14,6 +16,7 @@ import math
 from typing import Mapping, Optional, Sequence
 
 CLOCK = 'cost/latency_s'
+VIRTUAL = 'time/virtual_s'
 
 
 def reach(curve: Sequence[Mapping], metric: str, target: float,
@@ -30,6 +33,8 @@ def reach(curve: Sequence[Mapping], metric: str, target: float,
       seconds += latency
     value = row.get(metric)
     if value is not None and (value >= target if higher_is_better else value <= target):
+      if row.get(VIRTUAL) is not None:
+        return row['round'], row[VIRTUAL]
       return row['round'], (seconds if complete else None)
   return None
 
