@@ -12,9 +12,13 @@ and recorded, each skipped with a reason where it cannot run:
      client-updates/s, and the share of the chip's peak: useful FLOPs per
      round (sum over clients of executed local steps x the plan's FLOPs per
      step from XLA's cost analysis) / s / the device's dense peak;
-  4. the peer workloads W1 (mlp, 1024 clients) and W2 (lora, 256) against
+  4. m3t-small and m3t-base with LoRA (benchmarks/model_sizes.py) at cohorts
+     256..16384 (small) and 256 (base), chunked, float32 and bfloat16:
+     client-updates/s, memory per client, share of the device's measured
+     matmul peak in that dtype;
+  5. the peer workloads W1 (mlp, 1024 clients) and W2 (lora, 256) against
      bare-jax in the same process (benchmarks/peer_workloads.py);
-  5. with 2 or more devices: a 2-device sharded round equals the 1-device
+  6. with 2 or more devices: a 2-device sharded round equals the 1-device
      round (float32 rounding).
 Target on one H100/H200: >= 10^4 clients per round at >= 20% of peak.
 """
@@ -110,6 +114,26 @@ def throughput(cohorts, rounds, chunk, pretrained):
   return rows
 
 
+# SIZE:COHORT:DTYPE runs of step 4 (dry run: the sizes at a cohort of 2, one dtype each).
+SIZES = [f'{s}:{c}:{d}' for s, cohorts in (('small', (256, 1024, 4096, 16384)),
+                                          ('base', (256,)))
+         for c in cohorts for d in ('bfloat16', 'float32')]
+SIZES_DRY = ['small:2:bfloat16', 'base:2:bfloat16']
+
+
+def sizes(dry_run: bool, chunk: int):
+  out = f'/tmp/gpu_check_sizes_{os.getpid()}'
+  args = [f"--runs={','.join(SIZES_DRY if dry_run else SIZES)}", f'--chunk_size={chunk}',
+          f'--rounds={1 if dry_run else 2}', f'--results={out}',
+          f'--peak_n={256 if dry_run else 8192}']
+  done = subprocess.run([sys.executable, os.path.join(REPO, 'benchmarks', 'model_sizes.py'),
+                         *args], cwd=REPO, capture_output=True, text=True, timeout=3000)
+  if done.returncode:
+    raise RuntimeError(done.stderr.strip().splitlines()[-1])
+  with open(os.path.join(out, 'model_sizes.json')) as f:
+    return json.load(f)
+
+
 def peer(workload, clients, chunk, dry_run):
   args = [f'--workload={workload}', f'--clients={clients}', f'--chunk_size={chunk}',
           f'--rounds={1 if dry_run else 5}']
@@ -166,6 +190,7 @@ def main(argv):
   pretrained = results['pretrain'].get('output_dir')
   step('throughput', lambda: throughput(cohorts, rounds, 8 if dry else _CHUNK.value,
                                         pretrained), results)
+  step('sizes', lambda: sizes(dry, 8 if dry else _CHUNK.value), results)
   step('w1', lambda: peer('mlp', 64 if dry else 1024, 0 if dry else 128, dry), results)
   step('w2', lambda: peer('lora', 16 if dry else 256, 0 if dry else 64, dry), results)
   step('sharding', sharding, results)

@@ -33,6 +33,8 @@ _RUNS = flags.DEFINE_list('runs', ['tiny:32:float32', 'tiny:32:bfloat16', 'small
 _ROUNDS = flags.DEFINE_integer('rounds', 3, 'Timed rounds (after one warm-up).')
 _LOCAL_STEPS = flags.DEFINE_integer('local_steps', 0, 'Local steps (0: the default).')
 _PEAK_N = flags.DEFINE_integer('peak_n', 2048, 'Side of the matmul that measures the peak.')
+_CHUNK = flags.DEFINE_integer('chunk_size', 0, 'Clients per vmapped chunk (0: the whole '
+                              'cohort at once).')
 _RESULTS = flags.DEFINE_string('results', 'benchmarks/results', 'Where model_sizes.* go.')
 
 
@@ -60,6 +62,7 @@ def measure(size: str, cohort: int, dtype: str, rounds: int) -> dict:
   config.model.m3t.size, config.model.dtype = size, dtype
   config.cohort_size = cohort
   config.population_size = max(4 * cohort, 64)
+  config.chunk_size = _CHUNK.value if 0 < _CHUNK.value < cohort else 0
   if _LOCAL_STEPS.value:
     config.local_steps = _LOCAL_STEPS.value
   exp = experiment.build(config)
@@ -80,11 +83,12 @@ def measure(size: str, cohort: int, dtype: str, rounds: int) -> dict:
   steps = float(np.median(updates[1:]))
   shapes = jax.eval_shape(lambda: exp.problem.init_params(jax.random.key(0)))
   trained = {r: t for r, t in shapes.items() if r not in ('base',)}
-  return {'size': size, 'cohort': cohort, 'dtype': dtype,
+  return {'size': size, 'cohort': cohort, 'dtype': dtype, 'chunk_size': config.chunk_size,
           'parameters': sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes)),
           'base_bytes_shared': nbytes(frozen),
           'trained_bytes_per_client': nbytes(trained),
-          'xla_temp_bytes_per_client': (temp.temp_size_in_bytes / cohort
+          # A chunked round holds one chunk's temporaries at a time.
+          'xla_temp_bytes_per_client': (temp.temp_size_in_bytes / (config.chunk_size or cohort)
                                         if temp is not None else None),
           'warmup_s': times[0], 's_per_round': s, 'client_updates_per_s': steps / s,
           'flops_per_step': exp.costs.flops_per_step / config.data.hardware.model_scale,
