@@ -201,6 +201,9 @@ def test_vmapped_sweep_over_seeds_matches_a_separate_run(separate, tmp_path):
     _assert_rows_close(_lane_rows(summary, 0.1, seed), separate[0.1, seed])
 
 
+# Resume per lane is the loop's (default: tests/test_resume.py resumes a run, which is one
+# lane; test_vmapped_sweep_over_seeds_matches_a_separate_run covers vmapped lanes).
+@pytest.mark.slow
 def test_a_stopped_vmapped_sweep_resumes_where_it_stopped(tmp_path):
   """Lanes are runs: stopped after round 2 and run again, each lane ends bit for bit
   where the uninterrupted sweep's does (the same vmapped program)."""

@@ -5,6 +5,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from fedxr_jax.data import world
 
@@ -64,6 +65,9 @@ def test_social_label_depends_on_both_users_and_needs_no_communication():
   np.testing.assert_array_equal(target[::2][shared], target[1::2][shared])
 
 
+# The partner coupling also makes the shared-grounding label (default:
+# test_social_label_depends_on_both_users_and_needs_no_communication).
+@pytest.mark.slow
 def test_social_users_hear_their_partner():
   spec = world.presets.social(**TINY, modalities=('audio', 'gaze'),
                               tasks=('shared_grounding',))
