@@ -15,30 +15,13 @@ are missing count too.
 import jax
 import jax.numpy as jnp
 
+from fedxr_jax.algorithms import ewc
 from fedxr_jax.core import algorithm as algorithm_lib
-from fedxr_jax.errors import ConfigError
 
 
 def mas(facts, *, lam: float = 1.0, rounds: tuple = ()) -> algorithm_lib.Algorithm:
   """lam: the penalty's weight; rounds: the rounds (>= 1) at which new tasks arrive."""
   tasks = tuple(facts.tasks)
-  boundaries = tuple(int(r) for r in rounds)
-  if lam < 0:
-    raise ConfigError(f'algorithm.mas.lam must be >= 0, got {lam}')
-  if not boundaries or any(r < 1 for r in boundaries):
-    raise ConfigError('algorithm.name=mas needs algorithm.mas.rounds: the rounds (>= 1) at '
-                      f'which new tasks arrive or the context changes, got {boundaries}')
-
-  def init_server_state(shared):
-    zeros = jax.tree.map(jnp.zeros_like, shared)
-    return {'anchor': shared, 'omega': zeros, 'lam': jnp.float32(lam)}
-
-  def regularizer(params, anchor, client_state, server_state):
-    del anchor, client_state
-    terms = [jnp.sum(o * (p - a) ** 2) for p, a, o in zip(
-        jax.tree.leaves({r: params[r] for r in server_state['anchor']}),
-        jax.tree.leaves(server_state['anchor']), jax.tree.leaves(server_state['omega']))]
-    return server_state['lam'] * sum(terms, jnp.zeros(()))
 
   def client_report(ctx, server_state):
     del server_state
@@ -58,12 +41,5 @@ def mas(facts, *, lam: float = 1.0, rounds: tuple = ()) -> algorithm_lib.Algorit
     return jax.tree.map(lambda g: jnp.tensordot(w, jnp.abs(g), axes=1) / count,
                         {r: grads[r] for r in ctx.start})
 
-  def update_server_state(server_state, update):
-    consolidate = jnp.isin(update.round + 1, jnp.asarray(boundaries))
-    new = {'anchor': update.start, 'lam': server_state['lam'],
-           'omega': jax.tree.map(jnp.add, server_state['omega'], update.report)}
-    return jax.tree.map(lambda n, o: jnp.where(consolidate, n, o), new, server_state)
-
-  return algorithm_lib.plain('mas', init_server_state=init_server_state,
-                             regularizer=regularizer, client_report=client_report,
-                             update_server_state=update_server_state, needs_server=True)
+  return ewc.consolidated('mas', lam, rounds, client_report, importance='omega', half=False,
+                          arrive='at which new tasks arrive or the context changes')
