@@ -466,7 +466,7 @@ def client_data(world: dict, client_id, split: str, spec: XRSpec, round_idx=0) -
         signal = signal + sig[labels[:, ti]]
     value = profile['gain'][mi] * signal
     eps = noise[:, offsets[mi]:offsets[mi + 1]].reshape((size,) + shape)
-    value = value + _drifted_noise(modality, eps, value, drift, profile['sensor_bias'][mi],
+    value = value + drifted_noise(modality, eps, value, drift, profile['sensor_bias'][mi],
                                    spec.temporal)
     present = modality_mask[:, mi].reshape((size,) + (1,) * len(shape))
     x[modality] = jnp.where(present, value, 0.0)
@@ -496,8 +496,9 @@ def client_data(world: dict, client_id, split: str, spec: XRSpec, round_idx=0) -
   return data
 
 
-def _drifted_noise(modality, eps, value, drift, bias, temporal: shift.Temporal):
-  """The noise term of a modality at drift progress `drift` (T knob).
+def drifted_noise(modality, eps, value, drift, bias, temporal: shift.Temporal):
+  """The noise term of a modality at drift progress `drift` (T knob; the primitives world's
+  renders take it too).
 
   Returns what to add to `value` (the clean signal): the sensor noise,
   scaled and offset by the drift, plus the lighting change of vision

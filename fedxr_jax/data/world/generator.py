@@ -139,8 +139,8 @@ def client_data(world: dict, client_id, split: str, spec: WorldSpec, round_idx=0
   for i, (m, dim) in enumerate(zip(spec.modalities, dims)):
     eps = (spec.noise_std * render.NOISE[m]
            * noise[:, start:start + dim].reshape((size,) + spec.shape(m)))
-    value = clean[m] + render.drifted_noise(m, eps, clean[m], drift,
-                                            user['sensor_bias'][i], spec.temporal)
+    value = clean[m] + synthetic.drifted_noise(m, eps, clean[m], drift,
+                                               user['sensor_bias'][i], spec.temporal)
     present = modality_mask[:, i].reshape((size,) + (1,) * len(spec.shape(m)))
     x[m] = jnp.where(present, value, 0.0)
     start += dim

@@ -28,7 +28,6 @@ from fedxr_jax.data.world import primitives as P
 
 NOISE = {'vision': 0.1, 'audio': 0.1, 'motion': 0.1, 'gaze': 0.05, 'hand': 0.05,
          'depth': 0.05, 'thermal': 0.1, 'physio': 0.2}
-TRACKING = ('motion', 'gaze', 'hand', 'physio')
 _SKIN = np.array([1.0, 0.8, 0.7], np.float32)
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _LOW_HZ, _HIGH_HZ, _HARMONICS = 80.0, 4000.0, 10
@@ -191,18 +190,3 @@ def microphone(power, env, bins, env_scale):
   centers = jnp.asarray(lo + (np.arange(bins) + 0.5) * (hi - lo) / bins, jnp.float32)
   floor = env_scale * env['noise_level'] * 2.0 ** (env['noise_tilt'] * (centers - 9.0))
   return (jnp.log(power + floor + 0.01) + 2.5) / 1.5
-
-
-def drifted_noise(modality, eps, value, drift, bias, temporal):
-  """What to add to a clean render at drift progress `drift` (v1's T knob)."""
-  if not temporal.active:
-    return eps
-  if modality == 'vision' and temporal.lighting > 0:
-    dim = temporal.lighting * drift
-    return eps - 0.75 * dim * value - dim
-  if modality == 'audio' and temporal.audio_noise > 0:
-    return eps * (1.0 + temporal.audio_noise * drift)
-  if modality in TRACKING and temporal.sensor_degradation > 0:
-    wear = temporal.sensor_degradation * drift
-    return eps * (1.0 + wear) + wear * bias
-  return eps
