@@ -2,6 +2,7 @@
 duplicates listed not ranked, escaping, badges only from the maintainers'
 records, entries whose re-run differs unranked, time to accuracy, Pareto
 plots on axes that vary, the pages researchers read, the CLI."""
+import dataclasses
 import os
 import re
 import shlex
@@ -11,10 +12,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from bench_helpers import (ACCURACY, ACCURACY_ORDER, ACCURACY_RANKS, BUDGETED, HARDWARE,
+from bench_helpers import (ACCURACY, ACCURACY_ORDER, ACCURACY_RANKS, BUDGETED, FACTS, HARDWARE,
                            LATENCY, LATENCY_ORDER, LATENCY_RANKS, SCRIPT, TRACKS, VERSIONS,
                            accuracy_doc, board_rows, make_doc, make_submissions, tampered)
 from fedxr_jax.bench import leaderboard
+from fedxr_jax.bench import model_facts
 from fedxr_jax.bench import plateau
 from fedxr_jax.bench import ranking
 from fedxr_jax.bench import site as site_lib
@@ -347,3 +349,29 @@ def test_pareto_plots_only_on_costs_that_vary(tmp_path):
   assert [p.split('-')[3] for p in plotted] == ['energy_joules']   # uplink equal: no plot
   page = (tmp_path / 'site' / 'track-xr-accuracy-v1.html').read_text()
   assert '<th title="labels the plots">row</th>' in page
+
+
+def test_entries_outside_the_guarantee_are_ranked_apart(tmp_path):
+  # A private-like track: the personal entry scores higher but is ranked in its own table.
+  track = dataclasses.replace(ACCURACY, rank_apart='personal parameters outside epsilon')
+  shared = model_facts.count({'base': 'frozen', 'lora': 'shared'}, {'base': 50, 'lora': 8},
+                             1.0, 1.0)
+  ditto_like = model_facts.count({'base': 'frozen', 'lora': 'shared'},
+                                 {'base': 50, 'lora': 8}, 1.0, 1.0, personal_model=True)
+  assert not shared['personal_training'] and ditto_like['personal_training']
+  # An older entry without the fact: a personal tree in its plan says it.
+  old = {k: v for k, v in FACTS.items() if k != 'personal_training'}
+  assert model_facts.personal_training(old)
+  subs = tmp_path / 'subs'
+  subs.mkdir()
+  for name, acc, facts in (('dp', 0.5, shared), ('personal', 0.9, ditto_like)):
+    submission.write(accuracy_doc(name, [acc] * 3, facts=facts), str(subs / f'{name}.json'))
+  board = leaderboard.build_site(str(subs), str(tmp_path / 'site'), [track])
+  assert [(e.submission.method, e.rank) for e in board.entries[track.key]] == [('dp', 1)]
+  assert [(e.submission.method, e.rank) for e in board.apart[track.key]] == [('personal', 1)]
+  page = (tmp_path / 'site' / 'track-xr-accuracy-v1.html').read_text()
+  assert 'Ranked apart' in page and 'personal parameters outside epsilon' in page
+  # Without rank_apart the same files are one ranking, the personal entry first.
+  board = leaderboard.collect(str(subs), [ACCURACY])
+  assert [e.submission.method for e in board.entries[ACCURACY.key]] == ['personal', 'dp']
+  assert board.apart[ACCURACY.key] == []

@@ -111,6 +111,10 @@ def test_kl_of_the_student_view_by_hand():
   p = np.exp([2.0, 0.0]) / np.exp([2.0, 0.0]).sum()
   np.testing.assert_allclose(crossmodal_lib.kl(t, s), [np.sum(p * np.log(p / 0.5))],
                              rtol=1e-6)
+  # A regression or detection output: the mean squared difference of the outputs.
+  np.testing.assert_allclose(crossmodal_lib.divergence('regression')(
+      jnp.array([[1.0, 2.0]]), jnp.array([[0.0, 0.0]])), [2.5])
+  assert crossmodal_lib.divergence('classification') is crossmodal_lib.kl
   batch = {'modality_mask': jnp.ones((2, 3), bool)}
   view = crossmodal_lib.student_view(batch, jnp.array([True, False, True]))
   np.testing.assert_array_equal(view['modality_mask'], [[1, 0, 1], [1, 0, 1]])
@@ -292,8 +296,6 @@ def test_each_method_refuses_what_it_does_not_support_in_one_line():
     crossmodal_lib.crossmodal_distill(facts, student_modalities=('depth',))
   with pytest.raises(ConfigError, match='student would be the teacher'):
     crossmodal_lib.crossmodal_distill(facts, student_modalities=('vision', 'audio', 'gaze'))
-  with pytest.raises(ConfigError, match='regression or detection'):
-    crossmodal_lib.crossmodal_distill(dataclasses.replace(facts, task_kinds=('regression',)))
   with pytest.raises(ConfigError, match='not devices of this run'):
     offload_lib.offload(facts, devices=('xreal_air',))
   with pytest.raises(ConfigError, match='privacy.mode=example'):

@@ -475,7 +475,8 @@ def test_model_facts_count_known_answer():
                    'flops_per_step': 2e6, 'flops_per_example': 5e5,
                    'roles': {'base': {'params': 5000, 'mode': 'frozen'},
                              'heads': {'params': 100, 'mode': 'personal'},
-                             'lora': {'params': 800, 'mode': 'shared'}}}
+                             'lora': {'params': 800, 'mode': 'shared'}},
+                   'personal_training': True}   # the personal heads
 
 
 def test_directory_hash_known_answer(tmp_path):

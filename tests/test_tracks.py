@@ -280,3 +280,28 @@ def test_a_v2_submission_is_checked_on_the_blocks_it_uses(name, edit, message, t
     with pytest.raises(Exception) as info:
       validate.validate_file(path, tracks.all_tracks())
     assert message in str(info.value), name
+
+
+def test_every_v2_baseline_fits_its_tracks_open_part():
+  # The open parts admit every baseline: the Table 4 strategies and one method per
+  # research direction (Solutions 1-5 and TAP), each on its track.
+  from fedxr_jax.bench import baselines   # pylint: disable=g-import-not-at-top
+  from fedxr_jax.bench import model_facts   # pylint: disable=g-import-not-at-top
+  from fedxr_jax.bench import run   # pylint: disable=g-import-not-at-top
+  assert {b.track for b in baselines.FEDAVG} == set(baselines.CPU_TRACKS)
+  # 10 directions, S5 continual with two; task_isolation's paths are over every budget.
+  names = {b.name for b in baselines.SOLUTIONS}
+  assert len(names) == 10 and 'task_isolation' not in names
+  for b in baselines.BASELINES:
+    tracks.get(b.track, 2).check_overrides(baselines.overrides(b))
+  isolated = run.track_config(tracks.get('social', 2), {'algorithm.name': 'task_isolation'})
+  problems = tracks.get('social', 2).budget.problems(model_facts.facts(isolated), None)
+  assert problems and 'FLOPs per example over the budget' in problems[0]
+  # Facts of an asynchronous track (its setup wraps the round's) and of a personal method.
+  assert not model_facts.facts(run.track_config(tracks.get('async-hetero', 2), {}))[
+      'personal_training']
+  assert model_facts.facts(run.track_config(tracks.get('private', 2), {
+      'algorithm.name': 'ditto'}))['personal_training']
+  # A value outside a limit is refused in one line.
+  with pytest.raises(TrackError, match='library_size'):
+    tracks.get('role-specific', 2).check_overrides({'model.m3t.library_size': 99})

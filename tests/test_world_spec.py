@@ -93,3 +93,18 @@ def test_the_corpus_never_contains_a_federation_world():
   assert not federation & corpus_keys
   with pytest.raises(ConfigError):
     world.corpus_seeds(-1)
+
+
+def test_every_world_task_has_a_latency_budget_and_the_world_sets_the_model_scale():
+  from fedxr_jax.evaluation import client_metrics   # pylint: disable=g-import-not-at-top
+  from fedxr_jax.data import sources   # pylint: disable=g-import-not-at-top
+  spec = world.WorldSpec()
+  assert 'gaze_point' in spec.tasks and 'object_box' in spec.tasks   # outside catalog.TASKS
+  ms, classes = client_metrics.budgets(spec.tasks, spec.latency_classes)
+  assert dict(zip(spec.tasks, ms)) == {t: world.TASKS[t].latency_ms for t in spec.tasks}
+  assert dict(zip(spec.tasks, classes))['gaze_point'] == 'very low'
+  # Without the world's classes the tasks outside Table 2's list have none (no metric).
+  assert client_metrics.budgets(spec.tasks) is None
+  # The deadline and the cost model read one scale: the world's own H knob.
+  scaled = dataclasses.replace(spec, hardware=shift.HardwareKnobs(model_scale=300.0))
+  assert sources.model_scale(scaled, config=None) == 300.0

@@ -4,9 +4,11 @@ Rich-modality clients (headsets with gaze, motion, depth) distil into the
 shared trees what modality-poor clients (glasses: camera and microphone)
 need: each local step adds, to the task loss on the client's own inputs,
 
-  weight * mean_t KL( p_teacher,t || p_student,t )
+  weight * mean_t D_t( teacher_t, student_t )
 
-over the client's labelled examples and tasks, where the teacher is the
+over the client's labelled examples and tasks, D_t = KL(p_teacher || p_student)
+for a classification task and the mean squared difference of the outputs for
+a regression or detection task (the predicted point, pose or box), where the teacher is the
 model on every modality the example has (no gradient) and the student the
 same model on the example with only `student_modalities` left present (the
 others read as missing: the model's absent tokens). A client whose
@@ -29,6 +31,16 @@ def kl(teacher_logits, student_logits):
   return jnp.sum(jnp.exp(t) * (t - s), axis=-1)
 
 
+def squared(teacher_out, student_out):
+  """Mean squared difference over the last axis (a regression or detection output)."""
+  return jnp.mean(jnp.square(teacher_out - student_out), axis=-1)
+
+
+def divergence(kind: str):
+  """The distillation term of a task kind."""
+  return kl if kind == 'classification' else squared
+
+
 def student_view(batch: dict, keep) -> dict:
   """`batch` with only the modalities of `keep` ([M] bool) present."""
   return {**batch, 'modality_mask': batch['modality_mask'] & keep[None, :]}
@@ -45,10 +57,7 @@ def crossmodal_distill(facts, *, weight: float = 1.0,
   if unknown or not student_modalities:
     raise ConfigError(f'algorithm.crossmodal_distill.student_modalities={student_modalities} '
                       f'must be a non-empty subset of the data\'s modalities {facts.modalities}')
-  if any(kind != 'classification' for kind in facts.task_kinds):
-    raise ConfigError('not supported yet: algorithm.name=crossmodal_distill with regression or '
-                      f'detection tasks (task kinds {facts.task_kinds}; it distils class '
-                      'probabilities)')
+  kinds = tuple(facts.task_kinds) or ('classification',) * len(facts.tasks)
   keep = jnp.asarray([m in student_modalities for m in facts.modalities])
   if bool(jnp.all(keep)):
     raise ConfigError('algorithm.crossmodal_distill.student_modalities names every modality '
@@ -69,7 +78,7 @@ def crossmodal_distill(facts, *, weight: float = 1.0,
       teacher = jax.lax.stop_gradient(problem.predict(params, batch, meta))
       student = problem.predict(params, student_view(batch, keep), meta)
       mask = (batch['example_mask'][:, None] & meta['task_mask'][None, :]).astype(jnp.float32)
-      per_task = jnp.stack([jnp.sum(kl(teacher[t], student[t]) * mask[:, i])
+      per_task = jnp.stack([jnp.sum(divergence(kinds[i])(teacher[t], student[t]) * mask[:, i])
                             / jnp.maximum(jnp.sum(mask[:, i]), 1.0)
                             for i, t in enumerate(facts.tasks)])
       held = meta['task_mask'].astype(jnp.float32)

@@ -77,7 +77,7 @@ def contribute(settings, run) -> Contribution:
     raise ConfigError('not supported yet: resource_aware with model.m3t.num_experts > 0 '
                       '(the routed-token counts would include blocks past an exit)')
   profile = _profile_fn(spec)
-  budgets, _ = latency.budgets(spec.tasks)
+  budgets, _ = latency.budgets(spec.tasks, dict(getattr(spec, 'latency_classes', ())))
   flops = exit_flops(run.problem, model, run.source) * spec.hardware.model_scale
   policy = Policy(s, model.depth, jnp.asarray(flops, jnp.float32),
                   jnp.asarray(budgets, jnp.float32), spec.hardware, profile, spec)

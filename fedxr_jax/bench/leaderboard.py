@@ -12,13 +12,17 @@ curves; submission.results_sha256) are one entry: the earliest is kept, the
 others are listed as duplicates. An entry whose re-run differs
 (verification.status 'failed') is unranked, listed apart with the first
 differing seed, round and key. The others are ranked by the primary metric
-with statistical ties sharing a rank (ranking.py).
+with statistical ties sharing a rank (ranking.py). A track with `rank_apart`
+(private: what epsilon covers) ranks the entries that train parameters on the
+device outside that guarantee (model_facts.personal_training) in a table of
+their own (`Board.apart`).
 """
 import dataclasses
 import glob
 import os
 from typing import Optional
 
+from fedxr_jax.bench import model_facts
 from fedxr_jax.bench import plateau
 from fedxr_jax.bench import ranking
 from fedxr_jax.bench import targets
@@ -49,6 +53,7 @@ class Board:
   tracks: dict               # (id, version) -> Track, registry order
   entries: dict              # (id, version) -> [Entry] ranked, best first
   unranked: dict             # (id, version) -> [Entry] whose re-run differs
+  apart: dict                # (id, version) -> [Entry] ranked apart (Track.rank_apart)
   invalid: tuple             # Invalid (unreadable, failing, duplicate), by file name
   bad_records: tuple         # Invalid: unreadable files in verified_dir
   verified_dir: Optional[str] = None
@@ -110,18 +115,27 @@ def collect(submissions_dir: str, tracks, verified_dir: Optional[str] = None) ->
   registry = track_lib.index(tracks)
   records, bad = verification.collect(verified_dir)
   subs, invalid = _validated(submission_files(submissions_dir), registry)
-  entries, unranked = {k: [] for k in registry}, {k: [] for k in registry}
+  entries, unranked, apart = ({k: [] for k in registry} for _ in range(3))
   for key, t in registry.items():
     mine = [s for s in subs if s.track.key == key]
     states = {s.path: verification.status(records.get(s.content_sha256, []), s.doc,
                                           t.primary_metric) for s in mine}
     failed = [s for s in mine if states[s.path].state == 'failed']
-    ranked = ranking.rank([s for s in mine if s not in failed], t.primary_metric,
-                          t.higher_is_better)
-    entries[key] = [Entry(s, r, states[s.path], _to_target(s, t)) for r, s in ranked]
+    rest = [s for s in mine if s not in failed]
+    by_itself = [s for s in rest if t.rank_apart and _personal(s)]
+    ranked_entries = lambda subs: [
+        Entry(s, r, states[s.path], _to_target(s, t))
+        for r, s in ranking.rank(subs, t.primary_metric, t.higher_is_better)]
+    entries[key] = ranked_entries([s for s in rest if s not in by_itself])
+    apart[key] = ranked_entries(by_itself)
     unranked[key] = [Entry(s, None, states[s.path], _to_target(s, t)) for s in failed]
-  return Board(registry, entries, unranked, tuple(invalid),
+  return Board(registry, entries, unranked, apart, tuple(invalid),
                tuple(Invalid(f, why) for f, why in bad), verified_dir)
+
+
+def _personal(s) -> bool:
+  facts = s.doc.get('model_facts')
+  return bool(facts) and model_facts.personal_training(facts)
 
 
 def build_site(submissions_dir: str, out_dir: str, tracks,

@@ -2,7 +2,7 @@
 
   facts(config) -> {params_total, params_trainable, params_uploaded_per_round,
                     upload_bytes_per_round, flops_per_step, flops_per_example,
-                    roles: {role: {params, mode}}}
+                    roles: {role: {params, mode}}, personal_training}
   checkpoint(path) -> {path, sha256}
 
 Counted from the built experiment (`compose.experiment.build`): its plan
@@ -11,7 +11,11 @@ Counted from the built experiment (`compose.experiment.build`): its plan
 trees (a client trains both); uploaded per round: a client's shared trees,
 at float32 before any compression (what `comm/uplink_bits` then measures).
 FLOPs: XLA's cost analysis of one local step of the trained trees and of
-one example's forward (`experiment.measure_device_costs`).
+one example's forward (`experiment.measure_device_costs`). personal_training:
+whether some parameters train on a user's data and never leave the device (a
+personal tree of the plan; a personal model beside the global one, Ditto's;
+fine-tuning before evaluation): what a client-level DP guarantee on the uploads
+does not cover.
 """
 import hashlib
 import math
@@ -22,10 +26,11 @@ BYTES_PER_PARAM = 4   # float32
 
 
 def count(plan: Mapping[str, str], sizes: Mapping[str, int], flops_per_step: float,
-          flops_per_example: float) -> dict:
+          flops_per_example: float, personal_model: bool = False) -> dict:
   """The facts of a plan {role: mode} and tree sizes {role: parameters} (pure).
 
-  A tree the plan does not name is frozen (the experiment's rule).
+  A tree the plan does not name is frozen (the experiment's rule). personal_model:
+  the algorithm trains a model on the device beside what it uploads.
   """
   modes = {r: plan.get(r, 'frozen') for r in sizes}
   trainable = sum(n for r, n in sizes.items() if modes[r] != 'frozen')
@@ -35,7 +40,15 @@ def count(plan: Mapping[str, str], sizes: Mapping[str, int], flops_per_step: flo
           'upload_bytes_per_round': int(uploaded * BYTES_PER_PARAM),
           'flops_per_step': float(flops_per_step),
           'flops_per_example': float(flops_per_example),
-          'roles': {r: {'params': int(sizes[r]), 'mode': modes[r]} for r in sorted(sizes)}}
+          'roles': {r: {'params': int(sizes[r]), 'mode': modes[r]} for r in sorted(sizes)},
+          'personal_training': bool(personal_model or 'personal' in modes.values())}
+
+
+def personal_training(facts: Mapping) -> bool:
+  """An entry's personal_training fact (older entries: a personal tree in its plan)."""
+  if 'personal_training' in facts:
+    return bool(facts['personal_training'])
+  return any(r.get('mode') == 'personal' for r in facts.get('roles', {}).values())
 
 
 def facts(config) -> dict:
@@ -46,8 +59,11 @@ def facts(config) -> dict:
   shapes = jax.eval_shape(lambda: exp.problem.init_params(jax.random.key(0)))
   sizes = {role: sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
            for role, tree in shapes.items()}
+  setup = exp.federation.setup
+  algo = getattr(setup, 'round', setup).stage.algorithm   # an async setup wraps the round's
+  on_device = any(f is not None for f in (algo.personalize, algo.eval_model, algo.eval_adapt))
   return count(exp.federation.plan, sizes, exp.costs.flops_per_step,
-               exp.costs.flops_per_forward_example)
+               exp.costs.flops_per_forward_example, personal_model=on_device)
 
 
 def directory_sha256(path: str) -> str:

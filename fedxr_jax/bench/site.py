@@ -211,6 +211,8 @@ def render_index(board) -> str:
     parts.append(f'<section class="track" id="{_e(t.id)}-v{t.version}">'
                  f'<h2><a href="{_e(track_page(t))}">{_e(t.name)}</a>{_status_badges(t)}</h2>'
                  f'<p>{_e(t.description)}</p>{board_table(t, board.entries[key])}'
+                 + (f'<p class="muted">{len(board.apart[key])} ranked apart: '
+                    f'{_e(t.rank_apart)}</p>' if board.apart[key] else '')
                  + (f'<p class="muted">{len(board.unranked[key])} unranked (re-run differs)'
                     '</p>' if board.unranked[key] else '') + '</section>')
   return _page('fedxr_jax leaderboard', '\n'.join(parts))
@@ -296,7 +298,7 @@ def _details(entries: list) -> str:
 
 def render_track(board, key, figures: dict) -> str:
   t = board.tracks[key]
-  entries, unranked = board.entries[key], board.unranked[key]
+  entries, unranked, apart = board.entries[key], board.unranked[key], board.apart[key]
   frozen_rows, hidden = _frozen_rows(t)
   imgs = lambda names: ''.join(f'<img class="plot" src="{_e(figures[n])}" alt="{_e(n)}">'
                                for n in names if n in figures)
@@ -304,6 +306,8 @@ def render_track(board, key, figures: dict) -> str:
   body = (f'<h1>{_e(t.name)}{_status_badges(t)}</h1><p>{_e(t.description)}</p>'
           + _rules(board, key)
           + f'<h2>Ranking</h2>{board_table(t, entries, full=True)}'
+          + (f'<h2>Ranked apart</h2><p>{_e(t.rank_apart)}</p>'
+             f'{board_table(t, apart, full=True)}' if apart else '')
           + (unranked_table(t, unranked) if unranked else '')
           + ('<h2>Learning curves</h2><p class="muted">Mean over seeds of each entry '
              '(labelled by its row in the ranking) and the reference, dashed.</p>'
@@ -311,7 +315,8 @@ def render_track(board, key, figures: dict) -> str:
           + ('<h2>Pareto fronts</h2><p class="muted">Red: entries no other entry beats on '
              'both axes; numbers are rows of the ranking. Only costs that differ between '
              f'entries are plotted.</p>{imgs(pareto)}' if pareto else '')
-          + (f'<h2>Entries</h2>{_details(entries + unranked)}' if entries or unranked else '')
+          + (f'<h2>Entries</h2>{_details(entries + apart + unranked)}'
+             if entries or apart or unranked else '')
           + _budget_table(t)
           + f'<h2>Frozen config</h2><p class="muted">sha256 <code>{t.frozen_sha256}</code>; '
           'an entry that changes any of these is refused.'
@@ -355,7 +360,9 @@ def render_entry(board, key, entry, figure: Optional[str]) -> str:
       + '</tr>' for r in d['runs'])
   v = entry.verification
   no_record = "no record in the maintainers' directory"
-  rank = 'unranked (re-run differs)' if entry.rank is None else f'rank {entry.rank}'
+  rank = ('unranked (re-run differs)' if entry.rank is None else
+          f'rank {entry.rank} among the entries ranked apart ({t.rank_apart})'
+          if entry in board.apart[key] else f'rank {entry.rank}')
   body = (f'<p><a href="{_e(track_page(t))}">{_e(t.name)}</a></p>'
           f'<h1>{_e(s.method)}{_badge(entry)}</h1>'
           f'<p>{_e(rank)} on {_e(t.name)}. {_e(d["method"].get("description", ""))}</p>'
@@ -484,7 +491,7 @@ def write(board, out_dir: str) -> None:
   put = lambda rel, data: files.atomic_write(os.path.join(out_dir, rel), data)
   for key in board.tracks:
     figures = _figures(board, key, put)
-    for entry in board.entries[key] + board.unranked[key]:
+    for entry in board.entries[key] + board.apart[key] + board.unranked[key]:
       s = entry.submission
       put(entry_file(s), submission_lib.dumps(s.doc))
       put(entry_page(s), render_entry(board, key, entry, _entry_figure(board, key, entry, put)))

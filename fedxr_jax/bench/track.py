@@ -156,6 +156,10 @@ class Track:
   rounds_rule: str = ''            # how num_rounds was sized (e.g. the plateau rule's result)
   pretrained: Optional[Mapping] = None   # {'path', 'sha256'}: the checkpoint entries start from
   note: str = ''                   # why provisional or archived; what to run instead
+  # Entries with parameters trained on the device outside what the track's guarantee
+  # covers (model_facts.personal_training) are ranked in a table of their own, under
+  # this heading ('': one ranking).
+  rank_apart: str = ''
 
   def __post_init__(self):
     for field in ('seeds', 'cost_metrics', 'requires'):   # lists work too

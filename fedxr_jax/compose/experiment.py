@@ -373,7 +373,7 @@ def make_problem(config) -> tuple:
       client_data_fn=data.client_data,
       client_position_fn=data.client_position, client_device_fn=data.client_device)
   plan = present_plan(make_plan(config, model.lora_rank), problem)
-  scale = config.data.hardware.model_scale
+  scale = sources.model_scale(spec, config)
   if sources.generated(spec) and synthetic.needs_model_costs(spec):
     free = synthetic.without_model_limits(spec)
     example = xr_problem.data_fn(free, tuple(config.lora.device_ranks),
@@ -387,7 +387,7 @@ def make_problem(config) -> tuple:
   else:
     costs = measure_device_costs(problem, problem.client_data, world, plan,
                                  config.batch_size)
-  # The cost model times the same model deadlines do (data.hardware.model_scale).
+  # The cost model times the same model deadlines do (sources.model_scale).
   costs = device_costs.DeviceCosts(costs.flops_per_step * scale,
                                    costs.flops_per_forward_example * scale,
                                    half_share=float(config.model.dtype == 'bfloat16'))

@@ -104,6 +104,15 @@ def generated(spec) -> bool:
   return isinstance(spec, (synthetic.XRSpec, world_lib.WorldSpec))
 
 
+def model_scale(spec, config) -> float:
+  """How many times costlier the deployed model is than the simulated one: a generated
+  source's own H knob (data.hardware or data.world.hardware, the one its deadlines
+  use), else data.hardware.model_scale."""
+  if generated(spec):
+    return float(spec.hardware.model_scale)
+  return float(config.data.hardware.model_scale)
+
+
 def client_data_of(spec) -> Optional[Callable]:
   """A generated source's client_data for `spec` (None: the v1 generator's, which
   `compose.xr_problem.data_fn` makes from the spec it is given). The H knobs need

@@ -20,6 +20,7 @@ import numpy as np
 from fedxr_jax.core import problem as problem_lib
 from fedxr_jax.data import catalog
 from fedxr_jax.data import shift
+from fedxr_jax.data import sources
 from fedxr_jax.data import synthetic
 from fedxr_jax.data.real import federated
 from fedxr_jax.metrics import cost
@@ -34,7 +35,7 @@ class DeviceFacts(NamedTuple):
   devices: tuple             # catalog.Device per device index of the run
   environments: tuple        # environment name per environment index
   flops_per_example: float   # one example's forward, simulated model
-  scale: float               # data.hardware.model_scale
+  scale: float               # data.sources.model_scale
   lora_rank: int             # the model's LoRA rank (0: no LoRA trees)
   param_counts: dict         # metrics.activation's {module: parameters}
   static: dict               # metrics keys that hold for the whole run
@@ -110,7 +111,7 @@ def _forward_flops(exp, shapes: dict) -> float:
 
 
 def _scale(exp) -> float:
-  return float(exp.config.data.hardware.model_scale)
+  return sources.model_scale(exp.spec, exp.config)
 
 
 def local_steps(exp, devices) -> dict:

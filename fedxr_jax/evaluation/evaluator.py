@@ -131,7 +131,10 @@ class Evaluator:
       self.facts = device_facts.build(exp, p.latency_precision)
       self.qoe_key = jax.device_put(jax.random.key_data(jax.random.fold_in(
           jax.random.key(config.seed), QOE_STREAM)))
-    self.budget = client_metrics.budgets(self.tasks, p.latency_classes)
+    # A source that defines its tasks' latency classes (the world) gives them; the
+    # eval block's own (eval.latency_classes) override.
+    classes = (*getattr(exp.spec, 'latency_classes', ()), *p.latency_classes)
+    self.budget = client_metrics.budgets(self.tasks, classes)
     self.participated = np.zeros(self.panel.shape, bool)   # panel users sampled so far
     self.rounds_seen = 0
     self.storage = None   # needs the client states' shapes: the first call

@@ -25,6 +25,14 @@ COMPONENTS = {
     'algorithm.tap.finetune_steps': Between(1, 16, integer=True),
     'algorithm.ewc.lam': Between(0.0, 1000.0),
     'algorithm.ewc.rounds': OneOf(((), (10,))),
+    'algorithm.mas.lam': Between(0.0, 1000.0),
+    'algorithm.mas.rounds': OneOf(((), (10,))),
+    'algorithm.lwf.rounds': OneOf(((), (10,))),
+    'algorithm.lwf.heads': Between(0.0, 10.0),
+    'algorithm.lwf.features': Between(0.0, 10.0),
+    'algorithm.lwf.experts': Between(0.0, 10.0),
+    'algorithm.lwf.temperature': Between(0.5, 10.0),
+    'algorithm.temporal_gate.hidden': Between(1, 64, integer=True),
     # optimizers (both roles)
     **{f'{role}_optimizer.learning_rate': _RATE for role in ('client', 'server')},
     **{f'{role}_optimizer.sgd.momentum': _BETA for role in ('client', 'server')},
@@ -77,9 +85,19 @@ PEFT = {
     'num_experts': Between(0, 16, integer=True),
     'expert_top_k': Between(1, 4, integer=True),
     'moe_balance': Between(0.0, 1.0),
+    # Solution 3: a library of modules each user composes, behaviour signatures
+    'library_size': Between(0, 16, integer=True),
+    'library_dim': Between(1, 64, integer=True),
+    'library_select': Between(0, 16, integer=True),
+    'signature_tokens': Between(0, 16, integer=True),
 }
 ARCHITECTURE = {
     'lora.hetlora_weights': OneOf((False, True)),
+    # Solution 2: the inference path from the device's battery and compute state
+    'resource_aware.policy': OneOf(('none', 'full', 'resource')),
+    'resource_aware.low_battery': Between(0.0, 1.0),
+    'resource_aware.full_battery': Between(0.0, 1.0),
+    'resource_aware.latency_slack': Between(0.1, 10.0),
     # local steps of a compute-tier-1.0 device, within the Budget's compute seconds
     'local_steps': Between(1, 64, integer=True),
 }

@@ -95,6 +95,12 @@ class WorldSpec:
     return tuple(tasks_lib.TASKS[t] for t in self.tasks)
 
   @property
+  def latency_classes(self) -> tuple:
+    """((task, Table 2 latency class), ...): the world defines every task's class,
+    those outside Table 2's own list (gaze_point, object_box, ...) included."""
+    return tuple((t.name, t.latency_class) for t in self.task_defs)
+
+  @property
   def head_sizes(self) -> tuple:
     """Outputs of each task's head: classes, or target dims."""
     return tuple(t.size for t in self.task_defs)
