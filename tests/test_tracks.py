@@ -305,3 +305,12 @@ def test_every_v2_baseline_fits_its_tracks_open_part():
   # A value outside a limit is refused in one line.
   with pytest.raises(TrackError, match='library_size'):
     tracks.get('role-specific', 2).check_overrides({'model.m3t.library_size': 99})
+
+
+def test_every_v2_tracks_own_defaults_are_inside_its_open_limits():
+  # An entry that changes nothing must validate (privacy.ftrl.tree_rounds=0 once did not).
+  for t in tracks.all_tracks():
+    if t.version != 2 or not t.runnable:
+      continue
+    flat = common.flatten(tracks.base_config(t).to_dict())
+    t.check_overrides({k: flat[k] for k in t.open if k in flat})
