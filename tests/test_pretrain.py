@@ -263,6 +263,36 @@ def test_pretraining_lowers_the_loss_on_a_fixed_batch(result):
   assert_trees_equal(result.params['prompts'], result.initial_params['prompts'])
 
 
+def test_cross_modal_nce_known_answer():
+  # Orthonormal features, each view equal, temperature 1: every row scores 1 for itself
+  # and 0 for the other valid rows, so each direction's loss is log(1 + (n - 1) / e).
+  a = jax.numpy.eye(4)
+  valid = jax.numpy.array([True, True, True, False])   # the last row takes no part
+  want = np.log(1 + 2 * np.exp(-1.0))
+  np.testing.assert_allclose(pretrain.cross_modal_nce(a, a, valid, temperature=1.0), want,
+                             rtol=1e-6)
+  # Swapped positives cost more than matched ones.
+  swapped = a[jax.numpy.array([1, 0, 2, 3])]
+  assert float(pretrain.cross_modal_nce(a, swapped, valid)) > 5.0
+  np.testing.assert_array_equal(pretrain.view_split(4), [True, True, False, False])
+  with pytest.raises(ConfigError, match='>= 2 modalities'):
+    pretrain.view_split(1)
+  with pytest.raises(ConfigError, match='contrastive must be >= 0'):
+    SETTINGS._replace(contrastive=-1.0).check()
+
+
+def test_the_contrastive_term_adds_to_the_supervised_loss(result):
+  config = test_config.get_config()
+  setup = pretrain.make_setup(config)
+  pool = pretrain.make_pool(setup, pretrain.public_client_ids(config, 4))
+  batch, _ = pretrain.sample_batch(pool, jax.random.key(7), users=4, examples_per_user=8)
+  plain = pretrain.batch_loss(setup.problem, result.params, batch)
+  both = pretrain.batch_loss(setup.problem, result.params, batch, contrastive=1.0)
+  off = pretrain.batch_loss(setup.problem, result.params, batch, contrastive=0.0)
+  assert float(off) == float(plain)   # weight 0: the supervised objective, bit for bit
+  assert float(both) > float(plain)   # InfoNCE over 32 examples is > 0
+
+
 def _cli(*args):
   return subprocess.run(
       [sys.executable, '-m', 'fedxr_jax.cli.pretrain', f'--config={TEST_CONFIG}',

@@ -7,7 +7,8 @@
 every entry against its track's open part. The order is the run order: FedAvg on
 every CPU track first (the reference curve of each page), each track's own
 defence, one entry per research direction of the paper (Solutions 1-5 and TAP)
-on the track closest to it, then the other methods on xr-default.
+on the track closest to it, the other methods on xr-default, then FedAdam on
+every other CPU track.
 """
 import sys
 from typing import NamedTuple
@@ -70,7 +71,11 @@ METHODS = (
                                 'plan.experts=shared')),
 )
 
-BASELINES = FEDAVG + DEFENCES + SOLUTIONS + METHODS
+# A second reference on every other CPU track: FedAdam (the FedOpt preset).
+FEDADAM = tuple(Baseline(t, 'fedadam', ('algorithm.name=fedadam',))
+                for t in CPU_TRACKS if t != 'xr-default')
+
+BASELINES = FEDAVG + DEFENCES + SOLUTIONS + METHODS + FEDADAM
 
 
 def overrides(b: Baseline) -> dict:

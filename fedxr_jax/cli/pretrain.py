@@ -38,6 +38,9 @@ _USERS_PER_BATCH = flags.DEFINE_integer(
     'users_per_batch', 16, 'Public users each batch mixes (divides --batch_size).')
 _LEARNING_RATE = flags.DEFINE_float('learning_rate', 3e-3,
                                     'Peak learning rate (warmup, cosine decay).')
+_CONTRASTIVE = flags.DEFINE_float(
+    'contrastive', 0.0, 'Weight of the self-supervised cross-modal InfoNCE term (two '
+    'modality views of each example); 0: the supervised objective only.')
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace a non-empty --output_dir.')
 _PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar.')
 _CONFIG = None
@@ -58,7 +61,8 @@ def main(argv):
     settings = pretrain.Settings(
         steps=_STEPS.value, public_clients=_PUBLIC_CLIENTS.value,
         batch_size=_BATCH_SIZE.value, users_per_batch=_USERS_PER_BATCH.value,
-        learning_rate=_LEARNING_RATE.value, corpus_worlds=_CORPUS_WORLDS.value)
+        learning_rate=_LEARNING_RATE.value, corpus_worlds=_CORPUS_WORLDS.value,
+        contrastive=_CONTRASTIVE.value)
     meta = pretrain.run(config, _OUTPUT_DIR.value, settings,
                         overwrite=_OVERWRITE.value, progress=_PROGRESS.value)
   except FedXRError as e:

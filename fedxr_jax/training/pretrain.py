@@ -13,6 +13,13 @@ Two corpora:
                  shared trees and not saved; the shared physics (kinematics,
                  gaze, prosody, layouts) is what the base learns.
 
+Objective: the federated loss (`problem.loss`: supervised on each world's own
+labels, which cannot leak into a federation whose world is not in the corpus),
+plus, with `contrastive` > 0, a self-supervised cross-modal term (CLIP-style
+InfoNCE, Radford et al. 2021): each example's pooled features seen through the
+first half of the modalities must pick out the same example seen through the
+other half, among every example of the batch (`cross_modal_nce`).
+
 What is trained: every tree but the PEFT ones (`base`, `encoders`, `heads`,
 and `experts` in a MoE model; see pretrained.PEFT_ROLES), with adam on the
 federated objective (`problem.loss`) averaged over batches mixed across many
@@ -129,19 +136,63 @@ def sample_batch(pool: dict, key, users: int, examples_per_user: int):
   return data, picked
 
 
-def batch_loss(problem, params: dict, batch: dict, heads=None, world_of=None):
+def view_split(num_modalities: int):
+  """The two complementary modality views of the contrastive term: the first half
+  of the modalities ([M] bool) and the rest."""
+  if num_modalities < 2:
+    raise ConfigError('the contrastive pretraining term needs >= 2 modalities (two views '
+                      f'of each example); this run has {num_modalities}')
+  return jnp.arange(num_modalities) < num_modalities // 2
+
+
+def cross_modal_nce(a, b, valid, temperature: float = 0.1):
+  """Symmetric InfoNCE between two views' features a, b [N, D] of the same N
+  examples: example i's a must score its own b above every other b (and back),
+  cosine similarity / temperature; rows with valid [N] False neither score nor
+  serve as negatives. Mean over valid rows (0 with none)."""
+  norm = lambda x: x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-6)
+  logits = norm(a) @ norm(b).T / temperature
+  logits = jnp.where(valid[None, :] & valid[:, None], logits, -1e9)
+  own = jnp.diagonal(logits)
+  a_to_b = jax.nn.logsumexp(logits, axis=1) - own
+  b_to_a = jax.nn.logsumexp(logits, axis=0) - own
+  w = valid.astype(jnp.float32)
+  return jnp.sum(0.5 * (a_to_b + b_to_a) * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def batch_loss(problem, params: dict, batch: dict, heads=None, world_of=None,
+               contrastive: float = 0.0):
   """Mean over the batch's users of the federated objective (`problem.loss`);
-  with `heads` stacked [W, ...], each user with its world's (world_of [U])."""
+  with `heads` stacked [W, ...], each user with its world's (world_of [U]);
+  plus `contrastive` x the cross-modal InfoNCE over the whole batch."""
+  keep = view_split(batch['examples']['modality_mask'].shape[-1]) if contrastive else None
+
   def one(data, mine):
-    return problem.loss(mine, data['examples'], problem_lib.client_meta(data))[0]
+    meta = problem_lib.client_meta(data)
+    loss = problem.loss(mine, data['examples'], meta)[0]
+    if keep is None:
+      return loss, ()
+    ex = data['examples']
+    present = ex['modality_mask']
+    view = lambda k: problem.represent(mine, {**ex, 'modality_mask': present & k},
+                                       meta)['features']
+    valid = jnp.any(present & keep, -1) & jnp.any(present & ~keep, -1)
+    return loss, (view(keep), view(~keep), valid & ex.get('example_mask', True))
+
   if heads is None:
-    return jnp.mean(jax.vmap(lambda data: one(data, params))(batch))
-  return jnp.mean(jax.vmap(lambda data, w: one(
-      data, {**params, 'heads': jax.tree.map(lambda h: h[w], heads)}))(batch, world_of))
+    losses, views = jax.vmap(lambda data: one(data, params))(batch)
+  else:
+    losses, views = jax.vmap(lambda data, w: one(
+        data, {**params, 'heads': jax.tree.map(lambda h: h[w], heads)}))(batch, world_of)
+  total = jnp.mean(losses)
+  if keep is None:
+    return total
+  a, b, valid = (x.reshape((-1,) + x.shape[2:]) for x in views)
+  return total + contrastive * cross_modal_nce(a, b, valid)
 
 
 def make_step(problem, optimizer, users: int, examples_per_user: int,
-              users_per_world: int = 0):
+              users_per_world: int = 0, contrastive: float = 0.0):
   """step(train, opt_state, fixed, pool, key) -> (train, opt_state, loss).
   users_per_world > 0: train['heads'] is stacked over the corpus worlds, whose
   users fill the pool in blocks of that many."""
@@ -151,10 +202,10 @@ def make_step(problem, optimizer, users: int, examples_per_user: int,
 
     def loss_fn(t):
       if not users_per_world:
-        return batch_loss(problem, {**fixed, **t}, batch)
+        return batch_loss(problem, {**fixed, **t}, batch, contrastive=contrastive)
       shared = {r: x for r, x in t.items() if r != 'heads'}
       return batch_loss(problem, {**fixed, **shared}, batch, t['heads'],
-                        picked // users_per_world)
+                        picked // users_per_world, contrastive=contrastive)
 
     loss, grads = jax.value_and_grad(loss_fn)(train)
     updates, opt_state = optimizer.update(grads, opt_state, train)
@@ -188,6 +239,7 @@ class Settings(NamedTuple):
   users_per_batch: int = 16  # ... from this many public users
   learning_rate: float = 3e-3
   corpus_worlds: int = 0     # 0: the federation's own world; W: the public corpus
+  contrastive: float = 0.0   # weight of the cross-modal InfoNCE term (0: supervised only)
 
   def check(self) -> None:
     for name in ('steps', 'public_clients', 'batch_size', 'users_per_batch'):
@@ -200,6 +252,8 @@ class Settings(NamedTuple):
                         f'users_per_batch={self.users_per_batch}')
     if not self.learning_rate > 0:
       raise ConfigError(f'learning_rate must be > 0, got {self.learning_rate}')
+    if not self.contrastive >= 0:
+      raise ConfigError(f'contrastive must be >= 0, got {self.contrastive}')
 
 
 def pretrain(config, settings: Settings, progress: bool = False) -> PretrainResult:
@@ -231,7 +285,7 @@ def pretrain(config, settings: Settings, progress: bool = False) -> PretrainResu
   opt_state = optimizer.init(train)
   step = make_step(setup.problem, optimizer, settings.users_per_batch,
                    settings.batch_size // settings.users_per_batch,
-                   len(ids) if corpus else 0)
+                   len(ids) if corpus else 0, settings.contrastive)
   data_key = jax.random.fold_in(seed_key, _PRETRAIN_STREAM)
   losses = []
   train = jax.tree.map(jnp.copy, train)   # donated: keep `params` intact
@@ -263,7 +317,9 @@ def save(config, output_dir: str, settings: Settings, result: PretrainResult,
       'seed': config.seed,
       'public_first_id': PUBLIC_FIRST_ID,
       'corpus_world_seeds': list(result.world_seeds),
-      **settings._asdict(),
+      # (the contrastive weight only where it is on: supervised checkpoints made before
+      # it existed keep their metadata, and so their directory hash, bit for bit)
+      **{k: v for k, v in settings._asdict().items() if k != 'contrastive' or v},
       'initial_loss': float(result.losses[0]),
       'final_loss': float(np.mean(tail)),   # mean of the last 5% of steps
       'public_accuracy': result.public_accuracy,
