@@ -175,6 +175,14 @@ def test_resource_aware_exits_by_hand():
   np.testing.assert_array_equal(costs['path_over'], [0, 0])   # 30 ms > 11 ms is unlabelled
   np.testing.assert_array_equal(costs['path_pairs'], [2, 1])
   assert float(costs['path_blocks']) == 4.0
+  # What an evaluation reports from them (summed over clients: here one).
+  from fedxr_jax.evaluation import evaluator   # pylint: disable=g-import-not-at-top
+  assert evaluator.path_metrics('eval', jax.tree.map(np.asarray, costs)) == pytest.approx({
+      'eval/path/violation_rate': 0.0, 'eval/path/latency_ms': 20.0,
+      'eval/path/energy_mj': 40.0, 'eval/path/blocks': 2.0})
+  both = policy.costs(data, jnp.ones((2, 2), bool))   # now the 30 ms path's intent counts
+  assert evaluator.path_metrics('eval', jax.tree.map(np.asarray, both))[
+      'eval/path/violation_rate'] == 0.25
   # Training takes every exit in turn; the 'full' control evaluates every block.
   five = {'examples': {'example_mask': jnp.ones((5,), bool)}}
   np.testing.assert_array_equal(policy.paths(five, None, 0, 'train', 0), [1, 2, 3, 1, 2])

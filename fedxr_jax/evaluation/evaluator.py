@@ -62,6 +62,8 @@ def eval_metrics(prefix: str, sums: dict, tasks, task_defs=()) -> dict:
     count = float(sums['attack/backdoor_count'])
     key = 'attack/success_rate' if prefix == 'eval' else f'{prefix}/attack/success_rate'
     out[key] = float(sums['attack/backdoor_hits']) / count if count else None
+  if 'path_examples' in sums:   # resource-aware inference paths (algorithms/resource_aware)
+    out.update(path_metrics(prefix, sums))
   if 'expert_tokens' in sums:
     # Submodule activation: share of each task's tokens routed to each expert
     # ([layer][expert]), and the experts that take >= 5% of them.
@@ -71,6 +73,20 @@ def eval_metrics(prefix: str, sums: dict, tasks, task_defs=()) -> dict:
       out[f'{prefix}/{name}/expert_share'] = np.round(share, 4).tolist()
       out[f'{prefix}/{name}/experts_active'] = float((share >= 0.05).sum(-1).mean())
   return out
+
+
+def path_metrics(prefix: str, sums: dict) -> dict:
+  """What the examples' inference paths cost: the share of labelled (example, task)
+  pairs over the task's Table 2 budget, and the mean modeled latency, energy and
+  blocks per inference. `latency/violation_rate` times the full model; these the
+  path each example took."""
+  n, pairs = float(sums['path_examples']), float(np.sum(sums['path_pairs']))
+  per = lambda key, scale=1.0: scale * float(sums[key]) / n if n else None
+  return {f'{prefix}/path/violation_rate': (float(np.sum(sums['path_over'])) / pairs
+                                            if pairs else None),
+          f'{prefix}/path/latency_ms': per('path_latency_ms'),
+          f'{prefix}/path/energy_mj': per('path_energy_j', 1e3),
+          f'{prefix}/path/blocks': per('path_blocks')}
 
 
 def forgetting(rows: list, row: dict, prefix: str, tasks) -> dict:
