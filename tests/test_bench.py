@@ -1,5 +1,6 @@
 """fedxr-bench: a track's seeds into a submission that validates, and a verify that
 re-runs the ranked number: the forged submission of issue 21 gets no badge."""
+import dataclasses
 import json
 import os
 import shutil
@@ -266,3 +267,14 @@ def test_parse_overrides_reads_python_literals_and_bare_words():
   assert run_lib.parse_overrides(['--config.a.b=0.5', '--config.c=fedadam',
                                   '--config.d=(1, 2)']) == {'a.b': 0.5, 'c': 'fedadam',
                                                            'd': (1, 2)}
+
+
+@pytest.mark.slow   # a full tiny track run; the validation it calls is default-tested
+def test_an_entry_over_its_budget_is_written_and_said_in_one_line(tmp_path):
+  from fedxr_jax.bench.track import Budget   # pylint: disable=g-import-not-at-top
+  tight = dataclasses.replace(TINY, id='tiny-budget', budget=Budget(
+      trainable_params=10**9, upload_bytes=10**12, flops_per_example=1e15, compute_s=1e-12))
+  with tracks.registered(tight, _base):
+    with pytest.raises(TrackError, match='would not be ranked: .*local compute'):
+      run_lib.run_track('tiny-budget', str(tmp_path), {}, method={'name': 'fedavg'})
+  assert [p for p in os.listdir(tmp_path) if p.endswith('.json')]   # the work is kept

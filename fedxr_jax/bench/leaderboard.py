@@ -123,9 +123,9 @@ def collect(submissions_dir: str, tracks, verified_dir: Optional[str] = None) ->
     failed = [s for s in mine if states[s.path].state == 'failed']
     rest = [s for s in mine if s not in failed]
     by_itself = [s for s in rest if t.rank_apart and _personal(s)]
-    ranked_entries = lambda subs: [
+    ranked_entries = lambda group: [
         Entry(s, r, states[s.path], _to_target(s, t))
-        for r, s in ranking.rank(subs, t.primary_metric, t.higher_is_better)]
+        for r, s in ranking.rank(group, t.primary_metric, t.higher_is_better)]
     entries[key] = ranked_entries([s for s in rest if s not in by_itself])
     apart[key] = ranked_entries(by_itself)
     unranked[key] = [Entry(s, None, states[s.path], _to_target(s, t)) for s in failed]

@@ -25,10 +25,12 @@ from fedxr_jax.bench import model_facts
 from fedxr_jax.bench import naming
 from fedxr_jax.bench import provenance
 from fedxr_jax.bench import submission
+from fedxr_jax.bench import validate
 from fedxr_jax.bench import tracks as tracks_lib
 from fedxr_jax.bench.errors import TrackError
 from fedxr_jax.bench.tracks import common
 from fedxr_jax.bench.tracks import v1 as v1_tracks
+from fedxr_jax.errors import FedXRError
 
 # Curve keys that depend on the machine, not on the run: never compared. The virtual
 # clock (`time/virtual_s`, the cost model's seconds) is the run's: it stays.
@@ -154,7 +156,14 @@ def run_track(track_id: str, output_dir: str, overrides: Mapping, *, method: Map
       compile_s=compile_s or None, model_facts=facts,
       pretrained=model_facts.checkpoint(config.model.pretrained),
       external_data=external_data, seed_mode=mode)
-  return naming.write_new(doc, output_dir)
+  path = naming.write_new(doc, output_dir)
+  # Checked as the leaderboard will check it: an entry over its track's budget (known
+  # only once it ran: local compute seconds) is written, and said, not shipped silently.
+  try:
+    validate.validate_file(path, tracks_lib.all_tracks())
+  except FedXRError as e:
+    raise TrackError(f'wrote {path}, but it would not be ranked: {e}') from None
+  return path
 
 
 def _seed_runs(config, seeds, base: str, mode: str, progress: bool) -> tuple:
