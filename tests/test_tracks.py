@@ -138,10 +138,11 @@ def test_only_the_selected_blocks_enter_the_frozen_part():
   assert 'topology.d2d.range_m' in d2d.frozen and 'topology.hierarchical.k2' not in d2d.frozen
   for t in (robust, d2d, tracks.get('xr-default')):
     assert not [k for k in t.frozen if k.startswith(('aggregator.krum', 'compression.topk',
-                                                     'attack.ipm', 'algorithm.ditto',
+                                                     'attack.alie', 'algorithm.ditto',
                                                      'server_optimizer.adam'))], t.name
-  # alie is robust's selected attack: its block is frozen.
-  assert 'attack.alie.z' in robust.frozen and 'attack.sign_flip.scale' not in robust.frozen
+  # ipm is robust's selected attack: its block is frozen.
+  assert robust.frozen['attack.ipm.epsilon'] == 4.0
+  assert 'attack.sign_flip.scale' not in robust.frozen
   # Where the topology is open, the radio graph stays frozen (the scenario's physics).
   xr = tracks.get('xr-default')
   assert 'topology.kind' in xr.open and 'topology.d2d.range_m' in xr.frozen
