@@ -7,8 +7,8 @@
 every entry against its track's open part. The order is the run order: FedAvg on
 every CPU track first (the reference curve of each page), each track's own
 defence, one entry per research direction of the paper (Solutions 1-5 and TAP)
-on the track closest to it, the other methods on xr-default, then FedAdam on
-every other CPU track.
+on the track closest to it, the other methods on xr-default, then FedAdam,
+FedProx and Ditto on every other CPU track.
 """
 import sys
 from typing import NamedTuple
@@ -77,7 +77,13 @@ METHODS = (
 FEDADAM = tuple(Baseline(t, 'fedadam', ('algorithm.name=fedadam',))
                 for t in CPU_TRACKS if t != 'xr-default')
 
-BASELINES = FEDAVG + DEFENCES + SOLUTIONS + METHODS + FEDADAM
+# Then FedProx and Ditto on every other CPU track (the grid is filled method by method).
+FEDPROX = tuple(Baseline(t, 'fedprox', ('algorithm.name=fedprox', 'algorithm.fedprox.mu=0.01'))
+                for t in CPU_TRACKS if t != 'xr-default')
+DITTO = tuple(Baseline(t, 'ditto', ('algorithm.name=ditto',))
+              for t in CPU_TRACKS if t not in ('xr-default', 'private'))
+
+BASELINES = FEDAVG + DEFENCES + SOLUTIONS + METHODS + FEDADAM + FEDPROX + DITTO
 
 
 def overrides(b: Baseline) -> dict:
