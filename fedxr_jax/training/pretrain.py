@@ -177,7 +177,7 @@ def batch_loss(problem, params: dict, batch: dict, heads=None, world_of=None,
     view = lambda k: problem.represent(mine, {**ex, 'modality_mask': present & k},
                                        meta)['features']
     valid = jnp.any(present & keep, -1) & jnp.any(present & ~keep, -1)
-    return loss, (view(keep), view(~keep), valid & ex.get('example_mask', True))
+    return loss, (view(keep), view(~keep), valid & ex['example_mask'])
 
   if heads is None:
     losses, views = jax.vmap(lambda data: one(data, params))(batch)
