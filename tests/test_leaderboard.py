@@ -218,15 +218,28 @@ def test_plateau_rule_on_synthetic_curves():
   rising = [(r, 0.5 + 0.01 * r) for r in range(5, 55, 5)]
   assert plateau.check(flat, 50).reached is True
   verdict = plateau.check(rising, 50)
-  # Window: rounds 40-50 (the last 20% of 50); 0.9 -> 1.0 is +11.1%.
-  assert (verdict.reached, verdict.start) == (False, 40)
-  assert verdict.gain == pytest.approx(0.1 / 0.9)
-  assert 'still improving: +11.11% from round 40' in verdict.describe()
-  assert plateau.check([(10, 0.5), (20, 0.6)], 20).start == 10      # the last eval <= 16
-  assert plateau.check([(20, 0.6)], 20).reached is None              # nothing before 16
+  # Windows of 10 rounds: 41-50 (0.95, 1.0) against 31-40 (0.85, 0.9): 0.975 / 0.875.
+  assert (verdict.reached, verdict.start, verdict.end) == (False, 31, 50)
+  assert verdict.gain == pytest.approx(0.975 / 0.875 - 1)
+  assert 'still improving: +11.43% from rounds 31-40 to rounds 41-50' in verdict.describe()
+  assert plateau.check([(10, 0.5), (20, 0.6)], 20).reached is None   # nothing in 13-16
+  assert 'no evaluation in rounds 13-16' in plateau.check([(10, 0.5), (20, 0.6)], 20).why
   assert plateau.check([(10, 0.6)], 20).why == 'round 20 was not evaluated'
   assert plateau.mean_curve([[{'round': 1, 'm': 0.2}, {'round': 2, 'm': 0.4}],
                              [{'round': 2, 'm': 0.6}]], 'm') == [(2, 0.5)]
+  # Rising by 0.1 every 10 rounds to round 30, then flat. Cut at 30, rounds 25-30 (0.6)
+  # against 19-24 (0.5): +20%; cut at 40, rounds 33-40 (0.6) against 25-32 (0.6): 0.
+  saturating = [(10, 0.4), (20, 0.5), (30, 0.6), (40, 0.6), (50, 0.6)]
+  assert plateau.window_gain(saturating, 30) == pytest.approx(0.2)
+  assert plateau.first_plateau(saturating) == 40
+  assert plateau.first_plateau(rising) is None
+  # A rising curve with one low point at round 40 (0.45 after 0.5 at 30): compared
+  # point to point it would pass there; the windows (0.55, 0.45 against 0.45, 0.5: +5.3%)
+  # do not, nor anywhere later.
+  dip = [(r, 0.45 if r == 40 else 0.2 + 0.01 * r) for r in range(5, 65, 5)]
+  assert plateau.window_gain(dip, 40) == pytest.approx(0.5 / 0.475 - 1)
+  assert plateau.first_plateau(dip) is None
+  assert plateau.window_gain([(10, 0.5)], 10) is None       # no window before
 
 
 def test_track_pages_show_targets_budgets_curves_and_units(site, tmp_path):
@@ -375,3 +388,19 @@ def test_entries_outside_the_guarantee_are_ranked_apart(tmp_path):
   board = leaderboard.collect(str(subs), [ACCURACY])
   assert [e.submission.method for e in board.entries[ACCURACY.key]] == ['personal', 'dp']
   assert board.apart[ACCURACY.key] == []
+
+
+def test_the_baseline_table_rows_are_the_boards_entries(site):
+  from fedxr_jax.bench import baselines   # pylint: disable=g-import-not-at-top
+  _, _, board = site
+  lines = baselines.table(board, [ACCURACY.key])
+  rows = [line.split(' | ') for line in lines[2:]]
+  # One row per ranked entry, in the board's order, with its rank and mean +- std.
+  assert [r[2] for r in rows] == [e.submission.method for e in board.entries[ACCURACY.key]]
+  assert [r[1] for r in rows] == [str(e.rank) for e in board.entries[ACCURACY.key]]
+  for row, entry in zip(rows, board.entries[ACCURACY.key]):
+    acc = [run['final']['eval/accuracy'] for run in entry.submission.doc['runs']]
+    mean = sum(acc) / len(acc)
+    std = (sum((a - mean) ** 2 for a in acc) / (len(acc) - 1)) ** 0.5
+    assert row[3] == f'{mean:.3f} ± {std:.3f}'
+  assert all(len(r) == len(lines[0].split(' | ')) for r in rows)

@@ -212,6 +212,19 @@ def test_early_exit_paths_of_the_m3t_model():
     assert not np.allclose(first[t], full[t])
 
 
+def test_apply_features_is_apply_and_features_in_one_pass():
+  # TAP's pair modules read every token's features beside the outputs: one pass, the
+  # same numbers as the two (with experts, the same routing too).
+  for extra in ({}, {'num_experts': 2, 'expert_top_k': 1, 'lora_rank': 0}):
+    model = m3t.make(SPEC, **{**SMALL, **extra})
+    params = jax.jit(model.init)(jax.random.key(0))
+    x, mask = _inputs()
+    one = jax.jit(model.apply_features)(params, x, mask)
+    two = jax.jit(lambda p: (*model.apply(p, x, mask), model.features(p, x, mask)))(params)
+    assert one[2].shape == (3, 1 + model.tokens, SMALL['width'])   # CLS and the rest
+    assert_trees_close(one, two, rtol=1e-6, atol=1e-6)
+
+
 # -- S3 module_library --------------------------------------------------------
 
 def test_module_library_is_the_identity_at_init_and_composes_the_selected_modules():

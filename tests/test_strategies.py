@@ -249,6 +249,18 @@ def test_tap_swaps_heads_where_the_global_model_wins():
   ctx = ctx._replace(data={**data, 'task_mask': jnp.array([False, True])})
   new = tap.personalize(ctx, {'personal': pers}, {})[0]['personal']
   assert float(new['heads']['heads']['t0']) == 0.0
+  # compare_examples: the models are compared on the first 3 examples (2 x 3 forward
+  # examples); 8 > the client's 5 compares all of them.
+  firsts = []
+  ctx = ctx._replace(data=data, task_losses=lambda p, first=None: (firsts.append(first),
+                                                                    losses(p))[1])
+  for n, forwards in ((3, 6), (8, 10)):
+    small = algorithms.make('tap', dict(margin=0.1, compare_examples=n), facts)
+    (kept, cost) = small.personalize(ctx, {'personal': pers}, {})
+    assert int(cost.forward_examples) == forwards and firsts[-2:] == [n, n]
+    assert float(kept['personal']['heads']['heads']['t0']) == 1.0
+  with pytest.raises(ConfigError, match='compare_examples must be >= 0'):
+    algorithms.make('tap', dict(compare_examples=-1), facts)
 
 
 STRATEGIES = {

@@ -453,7 +453,8 @@ def test_a_track_with_a_budget_takes_schema_2_only(tmp_path):
     (dict(facts=dict(FACTS, flops_per_example=2e6)),
      '2e+06 FLOPs per example over the budget of 1e+06'),
     (dict(compute_s=0.75),
-     '0.75 s of local compute in a round over the budget of 0.5 s (fewer local steps fit)'),
+     '0.75 s of local compute in a round over the budget of 0.5 s (less local work fits: '
+     'fewer steps, or less work per step)'),
 ])
 def test_an_entry_over_the_budget_is_refused(change, message, tmp_path):
   doc = make_doc(BUDGETED, 'big', {s: {'eval/accuracy': 0.8} for s in BUDGETED.seeds},

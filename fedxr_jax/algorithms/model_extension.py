@@ -62,8 +62,10 @@ def with_modules(model: ModelDef, name: str, role: str, *, init: Callable,
     # else: one weight for the whole role's tree already covers the new modules.
     return out
 
+  # apply_features: the base model's would skip the new modules.
   return model._replace(init=init_all, apply=apply_all, features=features_all,
-                        role_of=role_of, module_weights=module_weights)
+                        role_of=role_of, module_weights=module_weights,
+                        apply_features=None)
 
 
 def with_paths(model: ModelDef, apply: Callable,
@@ -73,4 +75,4 @@ def with_paths(model: ModelDef, apply: Callable,
   weights = model.module_weights if module_weights is None else (
       lambda counts: module_weights(model.module_weights(counts), counts))
   return model._replace(apply=lambda params, x, mask: apply(model.apply, params, x, mask),
-                        module_weights=weights)
+                        module_weights=weights, apply_features=None)

@@ -23,6 +23,9 @@ As published: `pair_modules=True, distill_once=True`.
   distill_once  stage 2 runs once, after federated training: at the
                 evaluation after the last round; earlier evaluations see the
                 stage-1 personal models the clients hold.
+compare_examples (N > 0): stage 1 compares the two models on the client's
+first N examples, not all of them: two forward passes over every example
+cost more than the round's training on a client with many.
 The defaults (one architecture, stage 2 before every evaluation) are the
 variant the tracks and tests were measured with.
 """
@@ -56,8 +59,12 @@ def extend_model(model, spec, plan, *, pair_modules, **unused):
                 for m in modalities} for t, k in spec.tasks.items()}
 
   def apply(base_apply, base, own, x, mask):
-    outputs, routing = base_apply(base, x, mask)
-    pooled = jnp.mean(model.features(base, x, mask), axis=-2)      # [B, width]
+    if model.apply_features is not None:   # the features from the outputs' own pass
+      outputs, routing, tokens = model.apply_features(base, x, mask)
+    else:
+      outputs, routing = base_apply(base, x, mask)
+      tokens = model.features(base, x, mask)
+    pooled = jnp.mean(tokens, axis=-2)                              # [B, width]
     present = mask.astype(pooled.dtype)
     out = dict(outputs)
     for t in tasks:
@@ -75,11 +82,16 @@ def extend_model(model, spec, plan, *, pair_modules, **unused):
 
 def tap(facts, *, margin: float = 0.0, distill_lambda: float = 1.0,
         finetune_steps: int = 4, pair_modules: bool = False,
-        distill_once: bool = False) -> algorithm_lib.Algorithm:
-  """pair_modules, distill_once: TAP as published (module doc)."""
+        distill_once: bool = False, compare_examples: int = 0) -> algorithm_lib.Algorithm:
+  """pair_modules, distill_once: TAP as published (module doc); compare_examples: stage
+  1 compares the models on the client's first N examples (0: all of them)."""
   tasks, lam, steps = tuple(facts.tasks), distill_lambda, finetune_steps
   if lam < 0 or margin < 0:
     raise ConfigError('algorithm.tap.distill_lambda and algorithm.tap.margin must be >= 0')
+  if compare_examples < 0:
+    raise ConfigError(f'algorithm.tap.compare_examples must be >= 0 (0: every example), '
+                      f'got {compare_examples}')
+  first = compare_examples or None
   if facts.plan.get('heads') != 'shared':
     raise ConfigError("algorithm.name=tap needs shared heads (it swaps task heads "
                       "between the global and the personal model): --config.plan.heads=shared")
@@ -112,16 +124,20 @@ def tap(facts, *, margin: float = 0.0, distill_lambda: float = 1.0,
     del server_state
     own = {r: v for r, v in ctx.trained.items() if r not in ctx.start}
     personal, stats = ctx.train({**client_state['personal'], **own})
-    loss_global = ctx.task_losses(ctx.trained)
-    loss_personal = ctx.task_losses(personal)
+    compare = ctx.task_losses if first is None else (
+        lambda params: ctx.task_losses(params, first=first))
+    loss_global, loss_personal = compare(ctx.trained), compare(personal)
     held = ctx.data['task_mask']
     better = (loss_global + margin < loss_personal) & held
     n_held = jnp.maximum(jnp.sum(held), 1)
     body_better = (jnp.sum(jnp.where(held, loss_global, 0.0)) / n_held + margin
                    < jnp.sum(jnp.where(held, loss_personal, 0.0)) / n_held)
-    # Two forward passes over the client's examples compare the models.
+    # Two forward passes over the compared examples.
+    compared = ctx.data['num_examples']
+    if first is not None:
+      compared = jnp.minimum(compared, first)
     cost = algorithm_lib.ClientCost(train_steps=stats['steps'],
-                                    forward_examples=2 * ctx.data['num_examples'])
+                                    forward_examples=2 * compared)
     return {'personal': swap(ctx, personal, better, body_better)}, cost
 
   def eval_model(model, client_state):

@@ -2,13 +2,15 @@
 
   python -m fedxr_jax.bench.baselines [TRACK ...]   # one line per entry, in run order:
                                                     # TRACK NAME [--config.KEY=VALUE ...]
+  python -m fedxr_jax.bench.baselines --table leaderboard/submissions leaderboard/verified
+                                                    # the entries' markdown table
 
 `scripts/make_baselines.sh` runs the lines it prints; tests/test_tracks.py checks
 every entry against its track's open part. The order is the run order: FedAvg on
 every CPU track first (the reference curve of each page), each track's own
 defence, one entry per research direction of the paper (Solutions 1-5 and TAP)
 on the track closest to it, the other methods on xr-default, then FedAdam,
-FedProx and Ditto on every other CPU track.
+FedProx, Ditto, SCAFFOLD and FFA-LoRA on every other CPU track.
 """
 import sys
 from typing import NamedTuple
@@ -24,7 +26,8 @@ class Baseline(NamedTuple):
 
 
 CPU_TRACKS = ('xr-default', 'role-specific', 'social', 'cognitive-load', 'continual', 'd2d',
-              'hetero-hardware', 'async-hetero', 'private', 'robust', 'hapt-30')
+              'hetero-hardware', 'async-hetero', 'private', 'robust', 'hapt-30',
+              'task-arrival')
 
 FEDAVG = tuple(Baseline(t, 'fedavg') for t in CPU_TRACKS)
 
@@ -45,15 +48,22 @@ SOLUTIONS = (
     Baseline('hetero-hardware', 'offload', ('algorithm.name=offload',)),
     Baseline('role-specific', 'module_library', ('model.m3t.library_size=4',)),
     Baseline('role-specific', 'signature_prompts', ('model.m3t.signature_tokens=2',)),
-    # task_isolation has none: a forward per task path costs 3.0-5.1x the default
-    # forward's FLOPs per example on every world track, over their 2.5x budget.
+    # A forward per task path: 5.1x the default's FLOPs per example and local compute,
+    # over every other world track's budget; LoRA rank 10 gives each of the 5 tasks two
+    # components.
+    Baseline('task-arrival', 'task_isolation', ('algorithm.name=task_isolation',
+                                                'model.m3t.lora_rank=10')),
     Baseline('xr-default', 'dynamic_task_modules', ('algorithm.name=dynamic_task_modules',)),
+    Baseline('task-arrival', 'dynamic_task_modules', ('algorithm.name=dynamic_task_modules',)),
     Baseline('continual', 'temporal_gate', ('algorithm.name=temporal_gate',)),
     Baseline('continual', 'lwf', ('algorithm.name=lwf', 'algorithm.lwf.rounds=(10,)')),
     Baseline('continual', 'mas', ('algorithm.name=mas', 'algorithm.mas.rounds=(10,)')),
-    # TAP has none either: its slowest device's local compute is 0.064 s a round with
-    # pair modules and 0.032 s without, over xr-default's 0.028 s budget, whatever the
-    # local steps (its stage-1 fine-tuning and distillation steps dominate).
+    # TAP as published (pair modules, stage 2 once); its stage 1 compares the models on
+    # 16 examples a client: on all of them, two forward passes over every example put
+    # the slowest device over xr-default's compute budget (0.032 s against 0.028 s).
+    Baseline('xr-default', 'tap', ('algorithm.name=tap', 'algorithm.tap.pair_modules=True',
+                                   'algorithm.tap.distill_once=True',
+                                   'algorithm.tap.compare_examples=16')),
 )
 
 # The other methods of issue 21 on the default track.
@@ -83,7 +93,15 @@ FEDPROX = tuple(Baseline(t, 'fedprox', ('algorithm.name=fedprox', 'algorithm.fed
 DITTO = tuple(Baseline(t, 'ditto', ('algorithm.name=ditto',))
               for t in CPU_TRACKS if t not in ('xr-default', 'private'))
 
-BASELINES = FEDAVG + DEFENCES + SOLUTIONS + METHODS + FEDADAM + FEDPROX + DITTO
+# Then SCAFFOLD (not on async-hetero: not supported yet with buffered asynchrony) and a
+# LoRA rule other than FedIT (FFA-LoRA).
+SCAFFOLD = tuple(Baseline(t, 'scaffold', ('algorithm.name=scaffold',))
+                 for t in CPU_TRACKS if t not in ('xr-default', 'async-hetero'))
+FFA_LORA = tuple(Baseline(t, 'ffa_lora', ('lora.rule=ffa',))
+                 for t in CPU_TRACKS if t != 'xr-default')
+
+BASELINES = (FEDAVG + DEFENCES + SOLUTIONS + METHODS + FEDADAM + FEDPROX + DITTO + SCAFFOLD
+             + FFA_LORA)
 
 
 def overrides(b: Baseline) -> dict:
@@ -92,7 +110,47 @@ def overrides(b: Baseline) -> dict:
   return run.parse_overrides([f'--config.{o}' for o in b.overrides])
 
 
+# The table's columns: (heading, final metric averaged over seeds, scale, digits).
+COLUMNS = (('unseen users', 'eval_unseen/accuracy', 1.0, 3),
+           ('latency violations', 'latency/violation_rate', 1.0, 3),
+           ('MIA AUC', 'privacy/mia_auc', 1.0, 3),
+           ('uplink (Mbit, run)', 'total/comm/uplink_bits', 1e-6, 0))
+
+
+def table(board, keys) -> list:
+  """Markdown lines: the entries of `board` (a leaderboard.Board) on the tracks `keys`
+  ((id, version), in order), by rank: ranked, ranked apart, unranked."""
+  import statistics   # pylint: disable=g-import-not-at-top
+  lines = ['| track | rank | method | accuracy (mean ± std over seeds) | '
+           + ' | '.join(c[0] for c in COLUMNS) + ' | verified | wall (s) |',
+           '|---' * (6 + len(COLUMNS)) + '|']
+  for key in keys:
+    track_id = key[0]
+    rows = [(str(e.rank), e) for e in board.entries.get(key, [])]
+    rows += [(f'apart {e.rank}', e) for e in board.apart.get(key, [])]
+    rows += [('unranked', e) for e in board.unranked.get(key, [])]
+    for rank, e in rows:
+      runs = e.submission.doc['runs']
+      finals = lambda k: [r['final'][k] for r in runs if r['final'].get(k) is not None]
+      acc = finals('eval/accuracy')
+      cells = []
+      for _, k, scale, digits in COLUMNS:
+        values = finals(k)
+        cells.append(f'{scale * statistics.mean(values):.{digits}f}' if values else '-')
+      lines.append(f'| {track_id} | {rank} | {e.submission.method} | '
+                   f'{statistics.mean(acc):.3f} ± {statistics.stdev(acc):.3f} | '
+                   + ' | '.join(cells) + f' | {e.verification.state} | '
+                   f"{e.submission.doc['timing']['wall_s']:.0f} |")
+  return lines
+
+
 def main(argv) -> None:
+  if argv[1:2] == ['--table']:   # --table SUBMISSIONS VERIFIED_DIR [TRACK ...]
+    from fedxr_jax.bench import leaderboard   # pylint: disable=g-import-not-at-top
+    from fedxr_jax.bench import tracks   # pylint: disable=g-import-not-at-top
+    board = leaderboard.collect(argv[2], tracks.all_tracks(), argv[3])
+    print('\n'.join(table(board, [(t, 2) for t in argv[4:] or CPU_TRACKS])))
+    return
   wanted = set(argv[1:])
   for b in BASELINES:
     if not wanted or b.track in wanted:

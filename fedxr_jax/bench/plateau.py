@@ -3,52 +3,74 @@
   check(points, num_rounds, tail=0.2, max_gain=0.005) -> Plateau
 
 points: [(round, value)] of the evaluated rounds (a seed's curve, or the
-mean over seeds), higher is better. The curve has plateaued when the metric
-gains less than `max_gain` (relative: 0.5%) over the last `tail` (20%) of
-the rounds: from the last evaluation at or before round
-num_rounds - ceil(tail * num_rounds) to the final one. Undetermined when no
-evaluation falls at or before that round (evaluate more often) or the final
-round was not evaluated.
+mean over seeds), higher is better. The curve has plateaued when the mean of
+its evaluations in the last `tail` (20%) of the rounds is less than
+`max_gain` (relative: 0.5%) above the mean of those in the `tail` before it.
+Window means, not two single evaluations: one low point (a curve's noise,
+or a dip) no longer passes for a plateau. Undetermined when the final round
+was not evaluated or a window holds no evaluation (evaluate more often).
 """
 import math
 from typing import NamedTuple, Optional, Sequence
 
 TAIL = 0.2
 MAX_GAIN = 0.005
+RULE = (f'rule: the mean over the last {100 * TAIL:.0f}% of rounds < {100 * MAX_GAIN:.1f}% '
+        f'above the mean over the {100 * TAIL:.0f}% before')
 
 
 class Plateau(NamedTuple):
   reached: Optional[bool]     # None: undetermined (see `why`)
-  gain: Optional[float]       # relative gain over the window
-  start: Optional[int]        # the window's first evaluated round
+  gain: Optional[float]       # relative gain of the last window's mean over the one before
+  start: Optional[int]        # the windows' first round (the earlier window's)
   why: str
+  end: Optional[int] = None   # the last round
 
   def describe(self) -> str:
     if self.reached is None:
       return f'undetermined: {self.why}'
     verdict = 'plateaued' if self.reached else 'still improving'
-    return (f'{verdict}: {100 * self.gain:+.2f}% from round {self.start} to the end '
-            f'(rule: < {100 * MAX_GAIN:.1f}% over the last {100 * TAIL:.0f}% of rounds)')
+    middle = self.start + (self.end - self.start + 1) // 2
+    return (f'{verdict}: {100 * self.gain:+.2f}% from rounds {self.start}-{middle - 1} to '
+            f'rounds {middle}-{self.end} ({RULE})')
+
+
+def _windows(num_rounds: int, tail: float) -> tuple:
+  """(first round of the earlier window, first of the last one): each ceil(tail * n)."""
+  width = math.ceil(tail * num_rounds)
+  return num_rounds - 2 * width + 1, num_rounds - width + 1
+
+
+def window_gain(points: Sequence[tuple], num_rounds: int,
+                tail: float = TAIL) -> Optional[float]:
+  """The relative gain of the mean over the evaluations in the last `tail` of the
+  rounds against the mean over the `tail` before it; None where either window holds
+  no evaluation (or the earlier one's mean is 0)."""
+  early, late = _windows(num_rounds, tail)
+  last = [v for r, v in points if late <= r <= num_rounds]
+  before = [v for r, v in points if early <= r < late]
+  if not last or not before or math.fsum(before) == 0:
+    return None
+  base = math.fsum(before) / len(before)
+  return (math.fsum(last) / len(last) - base) / abs(base)
 
 
 def check(points: Sequence[tuple], num_rounds: int, tail: float = TAIL,
           max_gain: float = MAX_GAIN) -> Plateau:
-  if not 0 < tail < 1 or num_rounds < 1:
-    raise ValueError(f'tail must be in (0, 1) and num_rounds >= 1, got {tail}, {num_rounds}')
+  if not 0 < tail < 0.5 or num_rounds < 1:
+    raise ValueError(f'tail must be in (0, 0.5) and num_rounds >= 1, got {tail}, '
+                     f'{num_rounds}')
   points = sorted((int(r), float(v)) for r, v in points if v is not None)
   if not points or points[-1][0] != num_rounds:
     return Plateau(None, None, None, f'round {num_rounds} was not evaluated')
-  window = num_rounds - math.ceil(tail * num_rounds)
-  before = [p for p in points if p[0] <= window]
-  if not before:
-    return Plateau(None, None, None, f'no evaluation at or before round {window}: '
+  early, late = _windows(num_rounds, tail)
+  if not any(early <= r < late for r, _ in points):
+    return Plateau(None, None, None, f'no evaluation in rounds {max(early, 1)}-{late - 1}: '
                    'evaluate more often')
-  start, base = before[-1]
-  final = points[-1][1]
-  if base == 0:
-    return Plateau(None, None, start, 'the metric is 0 at the window start')
-  gain = (final - base) / abs(base)
-  return Plateau(gain < max_gain, gain, start, '')
+  gain = window_gain(points, num_rounds, tail)
+  if gain is None:
+    return Plateau(None, None, early, 'the metric is 0 in the earlier window')
+  return Plateau(gain < max_gain, gain, early, '', num_rounds)
 
 
 def mean_curve(runs: Sequence[Sequence[dict]], metric: str) -> list:
@@ -59,3 +81,14 @@ def mean_curve(runs: Sequence[Sequence[dict]], metric: str) -> list:
     return []
   common = sorted(set.intersection(*(set(r) for r in per_run)))
   return [(r, math.fsum(run[r] for run in per_run) / len(per_run)) for r in common]
+
+
+def first_plateau(points: Sequence[tuple], tail: float = TAIL,
+                  max_gain: float = MAX_GAIN) -> Optional[int]:
+  """The fewest rounds, among the evaluated ones, at which a run of that length would
+  have plateaued (`check` on the curve cut there); None if none would."""
+  points = sorted((int(r), float(v)) for r, v in points if v is not None)
+  for end, _ in points:
+    if check([p for p in points if p[0] <= end], end, tail, max_gain).reached:
+      return end
+  return None

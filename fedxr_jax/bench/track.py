@@ -123,7 +123,7 @@ class Budget:
         out.append(f'{value:.6g} {unit} over the budget of {getattr(self, field):.6g}')
     if max_compute_s is not None and max_compute_s > self.compute_s:
       out.append(f'{max_compute_s:.6g} s of local compute in a round over the budget of '
-                 f'{self.compute_s:.6g} s (fewer local steps fit)')
+                 f'{self.compute_s:.6g} s (less local work fits: fewer steps, or less work per step)')
     return out
 
 

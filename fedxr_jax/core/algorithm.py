@@ -55,7 +55,8 @@ class ClientContext(NamedTuple):
   train(params, regularizer=None, objective=None, steps=None) -> (params, stats):
       the client's local steps (its budget, or `steps`; same data and
       optimizer) from `params`; stats['steps'] counts the steps it ran;
-  task_losses(params) -> [T] per-task loss on the client's training data;
+  task_losses(params, first=None) -> [T] per-task loss on the client's training data
+      (first: on its first `first` examples only);
   example_grads(params) -> (gradients of single examples stacked [B, ...],
       [B] mask of the valid ones);
   predict(params, batch, meta) -> {task: logits} (None if the problem has none);

@@ -56,8 +56,11 @@ def context(stage: LocalStage, data, key, frozen, start, trained, round_idx=None
                               regularizer=regularizer, objective=objective,
                               role_active=stage.algorithm.role_schedule)
 
-  def task_losses(params):
-    return problem.loss({**frozen, **params}, data['examples'], meta)[1]['per_task']
+  def task_losses(params, first=None):
+    examples = data['examples']
+    if first is not None:   # the valid examples come first
+      examples = jax.tree.map(lambda x: x[:first], examples)
+    return problem.loss({**frozen, **params}, examples, meta)[1]['per_task']
 
   def example_grads(params):
     """Per-example gradients of the first `batch_size` valid examples."""

@@ -42,3 +42,6 @@ class ModelDef(NamedTuple):
   # the user signature the model conditions on, given to every example as
   # examples['signature'] (`compose.xr_problem`); None: it takes none.
   signature: Optional[Callable] = None
+  # Optional (params, x, modality_mask) -> (apply's outputs, routing, features'
+  # [B, L, width]) from one pass; None: a caller runs apply and features.
+  apply_features: Optional[Callable] = None

@@ -290,6 +290,9 @@ class Backbone(nn.Module):
     norm = nn.LayerNorm(epsilon=self.ln_eps, name='norm_out')
     if all_tokens:
       return norm(x)
+    # Every token's features, for a caller that reads them from this same pass
+    # (`ModelDef.apply_features`); without a mutable 'intermediates' nothing is kept.
+    self.sow('intermediates', 'tokens', norm(x))
     return norm(x[..., 0, :] if cls is None else cls)
 
 
@@ -433,6 +436,7 @@ def make(spec, *, lora_residual: bool, dtype: str, size: str = 'tiny', width: in
       apply_path=lambda params, x, mask, path: _apply(module, params, x, mask, path),
       features=lambda params, x, mask: module.apply({'params': params}, x, mask,
                                                     features_only=True),
+      apply_features=lambda params, x, mask: _apply_features(module, params, x, mask),
       role_of=role_of,
       module_weights=lambda counts: _module_weights(counts, depth, num_experts),
       lora_rank=lora_rank, lora_scale=lora_alpha / lora_rank if lora_rank else 0.0,
@@ -483,9 +487,20 @@ def _apply(module: M3TModel, params, x, mask, path=None):
     return module.apply({'params': params}, x, mask, path=path), {}
   outputs, state = module.apply({'params': params}, x, mask, path=path,
                                 mutable=['intermediates'])
-  blocks = state['intermediates']['backbone']
-  return outputs, {b: (v['moe']['expert_tokens'][0], v['moe']['gate_probs'][0])
-                   for b, v in blocks.items()}
+  return outputs, _routing(state['intermediates']['backbone'])
+
+
+def _apply_features(module: M3TModel, params, x, mask):
+  """_apply's (outputs, routing) and every token's final features [B, L, width] (what
+  `features` returns), from one pass."""
+  outputs, state = module.apply({'params': params}, x, mask, mutable=['intermediates'])
+  kept = state['intermediates']['backbone']
+  return outputs, _routing(kept) if module.num_experts else {}, kept['tokens'][0]
+
+
+def _routing(kept: dict) -> dict:
+  return {b: (v['moe']['expert_tokens'][0], v['moe']['gate_probs'][0])
+          for b, v in kept.items() if b.startswith('block_')}
 
 
 def _module_weights(counts: dict, depth: int, num_experts: int) -> dict:

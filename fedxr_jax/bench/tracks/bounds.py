@@ -23,6 +23,7 @@ COMPONENTS = {
     'algorithm.tap.margin': Between(0.0, 10.0),
     'algorithm.tap.distill_lambda': Between(0.0, 10.0),
     'algorithm.tap.finetune_steps': Between(1, 16, integer=True),
+    'algorithm.tap.compare_examples': Between(0, 100_000, integer=True),
     'algorithm.ewc.lam': Between(0.0, 1000.0),
     'algorithm.ewc.rounds': OneOf(((), (10,))),
     'algorithm.mas.lam': Between(0.0, 1000.0),
