@@ -13,7 +13,10 @@ on the mean curve over the seeds, computed from the saved curve:
   first plateau   the fewest evaluated rounds at which a run that long would
                   have plateaued (`plateau.first_plateau`), and what the
                   curve still gains from there to the longest run;
-  at the longest  the verdict for a track of `factor` x its rounds.
+  at the longest  the verdict for a track of `factor` x its rounds;
+  eval-to-eval    the mean relative change between consecutive evaluations
+                  over the last 20% of the longest run: the noise the rule's
+                  0.5% bar is read against.
 Results merge into --json (benchmarks/results/track_rounds.json) and its
 markdown. With --from_runs the FedAvg entries' runs are continued: their
 first rounds are the entries' own.
@@ -91,8 +94,8 @@ def write_table(results: dict, path: str) -> None:
            'the seeds, every verdict computed from the saved curve.', '',
            '| track | seeds | rounds today | verdict at them | first plateau (rounds) | '
            'accuracy gain from there to the longest run | verdict at the longest run | '
-           'accuracy at today\'s rounds / longest | wall s |',
-           '|---|---|---|---|---|---|---|---|---|']
+           'accuracy at today\'s rounds / longest | eval-to-eval change, last 20% | wall s |',
+           '|---|---|---|---|---|---|---|---|---|---|']
   for r in sorted(results['tracks'].values(), key=lambda r: r['track']):
     points = [(int(k), v) for k, v in r['curve']]
     value = dict(points)
@@ -104,10 +107,12 @@ def write_table(results: dict, path: str) -> None:
                    f"{'plateaued' if v.reached else 'improving'} ({100 * v.gain:+.1f}%)")
     after = ('-' if first is None else
              f"{100 * (value[r['longest']] - value[first]) / abs(value[first]):+.1f}%")
+    tail = [v for _, v in points[-max(1, len(points) // 5) - 1:]]
+    jitter = sum(abs(b - a) / abs(a) for a, b in zip(tail, tail[1:])) / max(1, len(tail) - 1)
     lines.append(f"| {r['track']} | {','.join(map(str, r['seeds']))} | {r['rounds']} | "
                  f"{cells[0]} | {first if first is not None else '> ' + str(r['longest'])} | "
                  f"{after} | {cells[1]} | {value.get(r['rounds'], float('nan')):.3f} / "
-                 f"{value[r['longest']]:.3f} | {r['wall_s']:.0f} |")
+                 f"{value[r['longest']]:.3f} | {100 * jitter:.1f}% | {r['wall_s']:.0f} |")
   harness.write_markdown(path, lines, results.get('note'))
 
 

@@ -46,6 +46,9 @@ _OWN_CLIENTS = flags.DEFINE_integer('own_clients', 512,
                                     'Public users of the held-out world (the ceiling).')
 _CORPUS = flags.DEFINE_string('corpus', '', 'Use this corpus checkpoint (a directory or '
                               'builtin:NAME) instead of pretraining one.')
+_FEDERATION = flags.DEFINE_list(
+    'federation', [], 'KEY=VALUE config overrides for every federation (all three arms), '
+    'e.g. client_optimizer.name=adam,client_optimizer.learning_rate=0.003.')
 _OUT = flags.DEFINE_string('out', 'runs/bench_transfer', 'Work folder (replaced).')
 _RESULTS = flags.DEFINE_string('results', 'benchmarks/results', 'Where transfer.* go.')
 _TOLERANCE = 0.02
@@ -60,6 +63,16 @@ def base_config(seed: int):
   config.eval_every = _EVAL_EVERY.value
   config.plot = False
   return config
+
+
+def federation_config(seed: int):
+  """base_config with --federation's overrides (an unknown key is one line)."""
+  from fedxr_jax.bench import run as run_lib   # pylint: disable=g-import-not-at-top
+  overrides = run_lib.parse_overrides([f'--config.{o}' for o in _FEDERATION.value])
+  try:
+    return run_lib.apply(base_config(seed), overrides)
+  except run_lib.TrackError as e:
+    raise SystemExit(f'transfer: --federation: {e}') from None
 
 
 def settings(public_clients: int, corpus_worlds: int) -> pretrain.Settings:
@@ -124,7 +137,8 @@ def write_outputs(record: dict) -> str:
                  f"std {v['gain_fraction_std']:.2f} over {len(record['per_seed'])} seeds.")
   lines.append(f"\nCorpus: {record['corpus']}. Each pretraining {_PRETRAIN_STEPS.value} adam "
                f'steps x {_BATCH_SIZE.value} examples; federations: default config, '
-               f"data.source=world, {_ROUNDS.value} rounds.")
+               f"data.source=world, {_ROUNDS.value} rounds"
+               + (f", {', '.join(_FEDERATION.value)}" if _FEDERATION.value else '') + '.')
   table = '\n'.join(lines)
   with open(os.path.join(_RESULTS.value, 'transfer.md'), 'w') as f:
     f.write(table + '\n')
@@ -152,7 +166,7 @@ def main(argv):
     pretrain.run(base_config(seed), own, settings(_OWN_CLIENTS.value, 0))
     results = {}
     for variant, checkpoint in zip(VARIANTS, ('', own, corpus)):
-      config = base_config(seed)
+      config = federation_config(seed)
       config.model.pretrained = checkpoint
       results[variant] = train(config, os.path.join(_OUT.value, f'{variant}_{seed}'))
       print(json.dumps({'seed': seed, 'variant': variant,
@@ -162,7 +176,8 @@ def main(argv):
     per_seed[str(seed)] = results
   record = {'corpus': corpus_meta, 'per_seed': per_seed, 'summary': summary(per_seed),
             'settings': {'rounds': _ROUNDS.value, 'pretrain_steps': _PRETRAIN_STEPS.value,
-                         'batch_size': _BATCH_SIZE.value, 'own_clients': _OWN_CLIENTS.value},
+                         'batch_size': _BATCH_SIZE.value, 'own_clients': _OWN_CLIENTS.value,
+                         'federation': _FEDERATION.value},
             'wall_s': time.perf_counter() - t0}
   print(write_outputs(record))
 

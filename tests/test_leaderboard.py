@@ -61,6 +61,21 @@ def test_statistical_ties_known_answer():
   assert ranking.tied_ranks([(0.9, 1.0), (0.85, 0.95), (0.7, 0.8)], False) == [2, 2, 1]
 
 
+def test_a_wide_interval_never_ranks_above_a_better_mean():
+  class Entry:   # the role-specific v2 case: the middle entry's interval is narrow
+    def __init__(self, method, mean, std):
+      self.method, self.path, self._stat = method, method + '.json', dict(mean=mean, std=std, n=3)
+    def stat(self, _):
+      return self._stat
+  entries = [Entry('wide', 0.244, 0.030), Entry('leader', 0.324, 0.008),
+             Entry('narrow', 0.260, 0.004)]
+  # 'wide' alone overlaps the leader's interval: 1 + 0 better; 'narrow' has one better.
+  assert ranking.tied_ranks([ranking.interval(e.stat('')['mean'], e.stat('')['std'], 3)
+                             for e in entries], True) == [1, 1, 2]
+  assert [(r, e.method) for r, e in ranking.rank(entries, 'x', True)] == [
+      (1, 'leader'), (2, 'narrow'), (2, 'wide')]
+
+
 def test_ties_break_deterministically():
   key = lambda m, p: ranking.sort_key(0.5, 0.1, m, p, True)
   assert sorted([key('b', 'x.json'), key('a', 'z.json'), key('a', 'y.json')]) == [
@@ -394,7 +409,16 @@ def test_the_baseline_table_rows_are_the_boards_entries(site):
   from fedxr_jax.bench import baselines   # pylint: disable=g-import-not-at-top
   _, _, board = site
   lines = baselines.table(board, [ACCURACY.key])
-  rows = [line.split(' | ') for line in lines[2:]]
+  end = lines.index('')
+  rows = [line.split(' | ') for line in lines[2:end]]
+  assert lines[end + 1:] == []   # no 'fedavg' entry: no reference curve
+  # With a reference entry, its mean curve against the plateau rule below the table.
+  with_reference = dataclasses.replace(board, tracks={
+      **board.tracks, ACCURACY.key: dataclasses.replace(ACCURACY, reference='A fedavg')})
+  verdict = with_reference.plateau(ACCURACY.key)
+  assert verdict is not None
+  assert baselines.table(with_reference, [ACCURACY.key])[end + 1:] == [
+      f'- xr-accuracy: A fedavg mean curve {verdict.describe()}']
   # One row per ranked entry, in the board's order, with its rank and mean +- std.
   assert [r[2] for r in rows] == [e.submission.method for e in board.entries[ACCURACY.key]]
   assert [r[1] for r in rows] == [str(e.rank) for e in board.entries[ACCURACY.key]]

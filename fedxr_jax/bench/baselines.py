@@ -93,10 +93,10 @@ FEDPROX = tuple(Baseline(t, 'fedprox', ('algorithm.name=fedprox', 'algorithm.fed
 DITTO = tuple(Baseline(t, 'ditto', ('algorithm.name=ditto',))
               for t in CPU_TRACKS if t not in ('xr-default', 'private'))
 
-# Then SCAFFOLD (not on async-hetero: not supported yet with buffered asynchrony) and a
-# LoRA rule other than FedIT (FFA-LoRA).
+# Then SCAFFOLD (not supported yet with buffered asynchrony, async-hetero, nor without a
+# central server to hold its control variate, d2d) and a LoRA rule other than FedIT (FFA-LoRA).
 SCAFFOLD = tuple(Baseline(t, 'scaffold', ('algorithm.name=scaffold',))
-                 for t in CPU_TRACKS if t not in ('xr-default', 'async-hetero'))
+                 for t in CPU_TRACKS if t not in ('xr-default', 'async-hetero', 'd2d'))
 FFA_LORA = tuple(Baseline(t, 'ffa_lora', ('lora.rule=ffa',))
                  for t in CPU_TRACKS if t != 'xr-default')
 
@@ -141,6 +141,11 @@ def table(board, keys) -> list:
                    f'{statistics.mean(acc):.3f} ± {statistics.stdev(acc):.3f} | '
                    + ' | '.join(cells) + f' | {e.verification.state} | '
                    f"{e.submission.doc['timing']['wall_s']:.0f} |")
+  lines.append('')
+  for key in keys:   # each track's reference curve against the plateau rule
+    verdict = board.plateau(key)
+    if verdict is not None:
+      lines.append(f'- {key[0]}: {board.tracks[key].reference} mean curve {verdict.describe()}')
   return lines
 
 

@@ -3,10 +3,13 @@
 Entries share a rank when their scores are a statistical tie: each score's
 95% interval over seeds is mean +- t(0.975, n - 1) * std / sqrt(n) (a point
 for n < 2), and an entry's rank is 1 + the number of entries whose interval
-lies entirely on the better side of its own. Overlapping intervals share a
-rank; within one rank, entries are listed by mean (`sort_key`).
+lies entirely on the better side of its own, raised to the rank of any entry
+with a better mean (a wide interval can overlap the leader's where a narrower,
+better one does not; it never ranks above that one). Overlapping intervals
+share a rank; entries are listed by mean (`sort_key`).
 """
 import functools
+import itertools
 import math
 import os
 from typing import Optional, Sequence
@@ -53,8 +56,8 @@ def rank(entries: Sequence, primary: str, higher_is_better: bool) -> list:
   ordered = sorted(entries, key=key)
   spans = [interval(s.stat(primary)['mean'], s.stat(primary)['std'], s.stat(primary)['n'])
            for s in ordered]
-  ranks = tied_ranks(spans, higher_is_better)
-  return sorted(zip(ranks, ordered), key=lambda p: (p[0], key(p[1])))
+  ranks = itertools.accumulate(tied_ranks(spans, higher_is_better), max)
+  return list(zip(ranks, ordered))
 
 
 def pareto_front(points: Sequence[tuple], higher_is_better: bool) -> list:

@@ -205,7 +205,8 @@ def render_index(board) -> str:
            f'<p>{count} ranked entries in {len(board.tracks)} tracks; '
            f'<a href="invalid.html">{len(board.invalid)} invalid files</a> '
            '(listed, never ranked). Scores are the mean ± unbiased std over the track\'s '
-           'seeds; entries whose 95% intervals overlap share a rank. "verified": a maintainer '
+           'seeds; entries whose 95% intervals overlap share a rank, and no entry ranks above '
+           'one with a better mean. "verified": a maintainer '
            're-ran the entry\'s final evaluation and got the same numbers.</p>']
   for key, t in board.tracks.items():
     parts.append(f'<section class="track" id="{_e(t.id)}-v{t.version}">'
@@ -258,7 +259,8 @@ def _rules(board, key) -> str:
            f'Tier: {_e(t.tier)}' + (' (refused in one line off an accelerator)'
                                      if t.tier == 'gpu' else ' (sized for 2 CPU cores)') + '.',
            f'Ranked by {_e(t.primary_metric)} ({"higher" if t.higher_is_better else "lower"} '
-           'is better); 95% intervals that overlap share a rank.',
+           'is better); 95% intervals that overlap share a rank, and no entry ranks above one '
+           'with a better mean.',
            (f'Time-to-accuracy target: {_e(t.primary_metric)} &ge; {_e(t.target)}, in rounds '
             'and in simulated seconds (the cost model\'s clock: the sum of each round\'s '
             'latency).' if t.target is not None else 'No time-to-accuracy target.'),
