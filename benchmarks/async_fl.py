@@ -179,10 +179,7 @@ def main(argv):
   if _TABLE.value:
     harness.retable(_JSON.value, _NOTE.value, write_table)
     return
-  results = {'variants': {}}
-  if os.path.exists(_JSON.value):
-    with open(_JSON.value) as f:
-      results = json.load(f)
+  results = harness.load_results(_JSON.value, {'variants': {}})
   settings = {'target': _TARGET.value, 'updates': _UPDATES.value,
               'eval_updates': _EVAL.value, 'concurrency': _CONCURRENCY.value,
               'seeds': [int(s) for s in _SEEDS.value]}

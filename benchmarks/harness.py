@@ -66,6 +66,14 @@ def write_markdown(path: str, lines: list, note: str = '') -> None:
     f.write('\n'.join(lines))
 
 
+def load_results(json_path: str, empty: dict) -> dict:
+  """The results saved at json_path (a rerun adds to them), or `empty` if none are."""
+  if not os.path.exists(json_path):
+    return empty
+  with open(json_path) as f:
+    return json.load(f)
+
+
 def retable(json_path: str, note: str, write_table) -> None:
   """--table: the markdown again from saved results (a new note is saved with them)."""
   with open(json_path) as f:

@@ -59,6 +59,7 @@ def _set_host_devices(argv):
 _set_host_devices(sys.argv)
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+import harness  # noqa: E402
 
 
 class Tree:
@@ -391,10 +392,7 @@ def write_markdown(results, path):
 
 def main(argv):
   del argv
-  results = {}
-  if os.path.exists(_JSON.value):
-    with open(_JSON.value) as f:
-      results = json.load(f)
+  results = harness.load_results(_JSON.value, {})
   for part in _PARTS.value:
     if part == 'table':   # only rewrite the markdown
       continue

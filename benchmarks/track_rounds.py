@@ -122,10 +122,7 @@ def main(argv):
   if _TABLE.value:
     harness.retable(_JSON.value, _NOTE.value, write_table)
     return
-  results = {'tracks': {}}
-  if os.path.exists(_JSON.value):
-    with open(_JSON.value) as f:
-      results = json.load(f)
+  results = harness.load_results(_JSON.value, {'tracks': {}})
   seeds = [int(s) for s in _SEEDS.value]
   for track_id in _TRACKS.value:
     results['tracks'][track_id] = {
