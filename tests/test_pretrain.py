@@ -1,4 +1,5 @@
 """fedxr-pretrain: the public split, orbax save/load, a frozen pretrained base."""
+import hashlib
 import os
 import shutil
 import subprocess
@@ -52,6 +53,18 @@ def _on_disk(directory, role):
 
 def _with_pretrained(config):
   return pretrained.with_pretrained(pretrain.make_setup(config).problem, config)
+
+
+def test_weights_sha256_covers_every_array_and_nothing_else():
+  meta = {'roles': {'base': {'arrays': {'a/kernel': {'sha256': 'x1'}, 'b': {'sha256': 'x2'}}},
+                    'heads': {'arrays': {'g': {'sha256': 'x3'}}}},
+          'wall_s': 1.0}
+  expected = hashlib.sha256('base/a/kernel\0x1\nbase/b\0x2\nheads/g\0x3'.encode()).hexdigest()
+  assert pretrained.weights_sha256(meta) == expected
+  assert pretrained.weights_sha256({**meta, 'wall_s': 2.0}) == expected   # not the wall time
+  moved = {'roles': {'base': {'arrays': {'a/kernel': {'sha256': 'x1'}}},
+                     'heads': {'arrays': {'b': {'sha256': 'x2'}, 'g': {'sha256': 'x3'}}}}}
+  assert pretrained.weights_sha256(moved) != expected   # an array under another role
 
 
 # test_pretraining_lowers_the_loss_on_a_fixed_batch and test_a_different_model_is_refused are
@@ -303,6 +316,18 @@ def _cli(*args):
       capture_output=True, text=True, cwd=REPO, timeout=600)
 
 
+def test_weights_sha256_covers_every_array_and_nothing_else():
+  meta = {'roles': {'base': {'arrays': {'a/kernel': {'sha256': 'x1'}, 'b': {'sha256': 'x2'}}},
+                    'heads': {'arrays': {'g': {'sha256': 'x3'}}}},
+          'wall_s': 1.0}
+  expected = hashlib.sha256('base/a/kernel\0x1\nbase/b\0x2\nheads/g\0x3'.encode()).hexdigest()
+  assert pretrained.weights_sha256(meta) == expected
+  assert pretrained.weights_sha256({**meta, 'wall_s': 2.0}) == expected   # not the wall time
+  moved = {'roles': {'base': {'arrays': {'a/kernel': {'sha256': 'x1'}}},
+                     'heads': {'arrays': {'b': {'sha256': 'x2'}, 'g': {'sha256': 'x3'}}}}}
+  assert pretrained.weights_sha256(moved) != expected   # an array under another role
+
+
 # test_pretraining_lowers_the_loss_on_a_fixed_batch and test_a_different_model_is_refused are
 # default.
 @pytest.mark.slow
@@ -313,6 +338,11 @@ def test_cli_pretrains_saves_and_refuses_a_taken_output_dir(tmp_path):
   assert ok.returncode == 0, ok.stderr
   assert 'public test accuracy' in ok.stdout
   assert pretrained.read_metadata(out)['steps'] == 2
+  # The same command again: the same weights (their sha256 printed), another wall time.
+  again = _cli(f'--output_dir={tmp_path / "again"}', *flags)
+  printed = [l for l in (ok.stdout + again.stdout).splitlines() if 'weights sha256' in l]
+  assert len(printed) == 2 and printed[0] == printed[1]
+  assert printed[0].endswith(pretrained.weights_sha256(pretrained.read_metadata(out)))
   for args, message in (([f'--output_dir={out}', *flags], 'is not empty'),
                         ([f'--output_dir={tmp_path / "b"}', '--batch_size=10',
                           '--users_per_batch=4'], 'not a multiple')):

@@ -50,6 +50,7 @@ def main(argv):
   if len(argv) > 1:
     common.fail(_PROGRAM, f'unexpected arguments: {argv[1:]} (flags are --name=value)')
   from fedxr_jax.core import compilation_cache  # after flags: keeps --help fast
+  from fedxr_jax.compose import pretrained
   from fedxr_jax.training import pretrain
   compilation_cache.enable()
   common.quiet_logs()
@@ -78,6 +79,8 @@ def main(argv):
         f"{meta['final_loss']:.3f}; public test accuracy {accs}")
   print(f'saved to {os.path.abspath(_OUTPUT_DIR.value)}; use it with '
         f'--config.model.pretrained={_OUTPUT_DIR.value}')
+  print('weights sha256 (every array; the same for every run of this command): '
+        + pretrained.weights_sha256(pretrained.read_metadata(_OUTPUT_DIR.value)))
 
 
 def entry():

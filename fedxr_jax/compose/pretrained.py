@@ -153,6 +153,16 @@ def digests(tree) -> dict:
           for path, x in traverse_util.flatten_dict(jax.device_get(tree)).items()}
 
 
+def weights_sha256(metadata: Mapping) -> str:
+  """sha256 over every saved array's digest (role, path, dtype, shape, bytes): the
+  weights' identity. Equal for two runs of one pretraining command, where the
+  directory's hash is not (orbax writes timestamps, pretrained.json the wall time)."""
+  lines = sorted(f"{role}/{path}\0{entry['sha256']}"
+                 for role, info in metadata['roles'].items()
+                 for path, entry in info['arrays'].items())
+  return hashlib.sha256('\n'.join(lines).encode()).hexdigest()
+
+
 def _handler(roles) -> ocp.CompositeCheckpointHandler:
   # One zarr array per parameter (no OCDBT): a damaged file names its array.
   return ocp.CompositeCheckpointHandler(
