@@ -316,18 +316,6 @@ def _cli(*args):
       capture_output=True, text=True, cwd=REPO, timeout=600)
 
 
-def test_weights_sha256_covers_every_array_and_nothing_else():
-  meta = {'roles': {'base': {'arrays': {'a/kernel': {'sha256': 'x1'}, 'b': {'sha256': 'x2'}}},
-                    'heads': {'arrays': {'g': {'sha256': 'x3'}}}},
-          'wall_s': 1.0}
-  expected = hashlib.sha256('base/a/kernel\0x1\nbase/b\0x2\nheads/g\0x3'.encode()).hexdigest()
-  assert pretrained.weights_sha256(meta) == expected
-  assert pretrained.weights_sha256({**meta, 'wall_s': 2.0}) == expected   # not the wall time
-  moved = {'roles': {'base': {'arrays': {'a/kernel': {'sha256': 'x1'}}},
-                     'heads': {'arrays': {'b': {'sha256': 'x2'}, 'g': {'sha256': 'x3'}}}}}
-  assert pretrained.weights_sha256(moved) != expected   # an array under another role
-
-
 # test_pretraining_lowers_the_loss_on_a_fixed_batch and test_a_different_model_is_refused are
 # default.
 @pytest.mark.slow
