@@ -518,3 +518,31 @@ def test_hash_prints_and_checks_the_content_hash(tmp_path, monkeypatch, capsys):
                                f"file records '{doc['content_sha256']}'\n")
   code, _, err = _bench_cli(monkeypatch, capsys, 'hash', str(tmp_path / 'none.json'))
   assert code == 2 and err.strip() == f'fedxr-bench: error: {tmp_path / "none.json"}: no such file'
+
+
+def test_inlined_schemas_judge_documents_as_the_referencing_ones_do():
+  import copy   # pylint: disable=g-import-not-at-top
+  import glob   # pylint: disable=g-import-not-at-top
+  import jsonschema   # pylint: disable=g-import-not-at-top
+  from fedxr_jax.bench import schemas   # pylint: disable=g-import-not-at-top
+  for name in schemas.NAMES:
+    for version in schemas.VERSIONS:
+      inlined = schemas.inline_local_refs(schemas.load(name, version))
+      text = json.dumps({k: v for k, v in inlined.items() if k != '$defs'})
+      assert '"$ref": "#/' not in text   # references to other schemas (urn:...) stay
+  path = sorted(glob.glob(os.path.join(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))), 'leaderboard', 'submissions', '*-v2__fedavg__*.json')))[0]
+  doc = json.load(open(path))
+  for run in doc['runs']:   # two rows a run keep the document valid and the test quick
+    run['curve'] = run['curve'][:2]
+  bad = [copy.deepcopy(doc) for _ in range(4)]
+  bad[0]['frozen_sha256'] = 'not-a-hash'                      # a $defs/sha256
+  bad[1]['runs'][0]['curve'][0]['round'] = -1                 # inside a $defs/row
+  bad[2]['runs'][0]['final']['eval/accuracy'] = 'high'        # a $defs/metric
+  bad[3]['model_facts']['trainable_params'] = -5
+  referencing = jsonschema.Draft202012Validator(schemas.load('submission'))
+  inlined = jsonschema.Draft202012Validator(schemas.inline_local_refs(schemas.load('submission')))
+  judged = lambda v, d: sorted((e.json_path, e.message) for e in v.iter_errors(d))
+  assert judged(inlined, doc) == judged(referencing, doc) == []
+  for d in bad:
+    assert judged(inlined, d) and judged(inlined, d) == judged(referencing, d)

@@ -321,14 +321,22 @@ def test_every_v2_baseline_fits_its_tracks_open_part():
     problems[track] = tracks.get(track, 2).budget.problems(model_facts.facts(config), None)
   assert 'FLOPs per example over the budget' in problems['social'][0]
   assert problems['task-arrival'] == []
-  # Facts of an asynchronous track (its setup wraps the round's) and of a personal method.
+  # A value outside a limit is refused in one line.
+  with pytest.raises(TrackError, match='library_size'):
+    tracks.get('role-specific', 2).check_overrides({'model.m3t.library_size': 99})
+
+
+@pytest.mark.slow
+def test_model_facts_of_an_asynchronous_track_and_of_a_personal_method():
+  # Two more model builds (10 s); the default suite checks personal_training on facts
+  # dicts (test_leaderboard.test_entries_outside_the_guarantee_are_ranked_apart).
+  from fedxr_jax.bench import model_facts   # pylint: disable=g-import-not-at-top
+  from fedxr_jax.bench import run   # pylint: disable=g-import-not-at-top
+  # An asynchronous track's setup wraps the round's; Ditto keeps a personal model.
   assert not model_facts.facts(run.track_config(tracks.get('async-hetero', 2), {}))[
       'personal_training']
   assert model_facts.facts(run.track_config(tracks.get('private', 2), {
       'algorithm.name': 'ditto'}))['personal_training']
-  # A value outside a limit is refused in one line.
-  with pytest.raises(TrackError, match='library_size'):
-    tracks.get('role-specific', 2).check_overrides({'model.m3t.library_size': 99})
 
 
 def test_every_v2_tracks_own_defaults_are_inside_its_open_limits():
