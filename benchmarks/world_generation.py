@@ -32,7 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402  pylint: disable=g-import-not-at-top
 
 _COHORTS = flags.DEFINE_list('cohorts', ['32'], 'Cohort sizes (32: the default round).')
-_SIZES = flags.DEFINE_list('sizes', ['tiny'], 'M3T sizes (each renders at its resolution).')
+_SIZES = flags.DEFINE_list('sizes', ['tiny'], 'M3T sizes (the world renders at '
+                           'data.world.image_size, 16 px by default, whatever the size).')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repeats of each (median reported).')
 _RESULTS = flags.DEFINE_string('results', 'benchmarks/results', 'Where the results go.')
 _NOTE = flags.DEFINE_string('note', '', 'A line for the markdown (e.g. the machine load).')
@@ -61,8 +62,7 @@ def measure(size: str, cohort: int, repeats: int) -> dict:
   ids = jnp.asarray(plan.cohort, jnp.int32)
   server, clients, metrics = round_fn(server, clients, frozen, exp.world, plan)   # compile
   jax.block_until_ready(metrics)
-  jax.block_until_ready(generate(ids, jnp.int32(0)))
-  examples = generate(ids, jnp.int32(0))['examples']['example_mask'].shape[1]
+  examples = jax.block_until_ready(generate(ids, jnp.int32(0)))['examples']['example_mask'].shape[1]
   rounds, gens = [], []
   for r in range(1, repeats + 1):   # interleaved: the machine's load hits both alike
     plan, _ = exp.plan(r)

@@ -38,7 +38,7 @@ def inline_local_refs(schema: dict) -> dict:
   (beside other keywords: an `allOf` of it), the same constraints without a
   reference lookup at every node of a document: validating a submission's curves
   takes 2.6x less time. Other references stay (resolved through the registry)."""
-  defs = schema.get('$defs', {})
+  defs, local = schema.get('$defs', {}), '#/$defs/'
 
   def inline(node, depth=0):
     if depth > 64:
@@ -49,8 +49,9 @@ def inline_local_refs(schema: dict) -> dict:
       return node
     out = {k: inline(v, depth + 1) for k, v in node.items() if k != '$ref'}
     ref = node.get('$ref')
-    if isinstance(ref, str) and ref.startswith('#/$defs/') and ref[8:] in defs:
-      target = inline(defs[ref[8:]], depth + 1)
+    name = ref[len(local):] if isinstance(ref, str) and ref.startswith(local) else None
+    if name in defs:
+      target = inline(defs[name], depth + 1)
       return {**out, 'allOf': [*out.get('allOf', []), target]} if out else target
     if ref is not None:
       out['$ref'] = ref
