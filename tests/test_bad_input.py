@@ -100,11 +100,17 @@ def test_a_run_that_cannot_work_is_refused_before_it_compiles(cli, tmp_path, arg
   assert_one_line(result, 2, message)
   assert not os.path.exists(workdir / 'metrics.jsonl')
   assert not os.path.exists(workdir / 'checkpoints')
-  # Fixed, the same workdir takes the new config: nothing was trained there.
-  if args[0].startswith('--config.batch_size'):
-    fixed = cli.train(f'--config={TEST_CONFIG}', f'--workdir={workdir}',
-                      '--config.batch_size=8', '--config.num_rounds=1')
-    assert fixed.rc == 0 and fixed.lines == [], fixed
+
+
+@pytest.mark.slow
+def test_a_refused_runs_workdir_takes_the_fixed_config(cli, tmp_path):
+  # Nothing was trained there: the same workdir runs the fixed config (a compile, 8 s).
+  workdir = tmp_path / 'w'
+  assert cli.train(f'--config={TEST_CONFIG}', f'--workdir={workdir}',
+                   '--config.batch_size=100000').rc == 2
+  fixed = cli.train(f'--config={TEST_CONFIG}', f'--workdir={workdir}',
+                    '--config.batch_size=8', '--config.num_rounds=1')
+  assert fixed.rc == 0 and fixed.lines == [], fixed
 
 
 def test_the_memory_refusal_names_local_steps(cli, tmp_path):

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import jax
@@ -263,7 +264,40 @@ def test_a_resumed_state_lowers_to_the_program_a_fresh_one_does(tmp_path):
   assert lower(*again[:2]) == lower(server, clients)
 
 
-def test_sigterm_checkpoints_the_last_round_and_the_same_command_resumes(trained, tmp_path):
+def test_a_sigterm_during_a_run_checkpoints_its_last_round_and_a_rerun_resumes(trained,
+                                                                              tmp_path):
+  # In process: the handler the loop installs is called (as the signal would) from
+  # another thread as soon as it is installed, so the first call in flight is the last.
+  # The CLI's exit code and message: the slow test below, through a real SIGTERM.
+  config = test_config.get_config()
+  config.num_rounds = 8   # BASE: `trained` is the uninterrupted run
+  original = signal.getsignal(signal.SIGTERM)
+
+  def terminate_once_installed():
+    deadline = time.monotonic() + 60
+    while signal.getsignal(signal.SIGTERM) is original and time.monotonic() < deadline:
+      time.sleep(0.001)
+    handler = signal.getsignal(signal.SIGTERM)
+    if callable(handler) and handler is not original:
+      handler(signal.SIGTERM, None)
+
+  sender = threading.Thread(target=terminate_once_installed)
+  sender.start()
+  workdir = tmp_path / 'run'
+  with pytest.raises(loop.Terminated, match='to resume from round') as info:
+    loop.run(config, str(workdir), progress=False)
+  sender.join()
+  assert signal.getsignal(signal.SIGTERM) is original   # the run put the handler back
+  done = int(str(info.value).split('after round ')[1].split(':')[0])
+  assert 1 <= done < 8 and done in checkpoint_lib.step_dirs(str(workdir / 'checkpoints'))
+  assert [r['round'] for r in rows_of(workdir)] == list(range(1, done + 1))
+  loop.run(config, str(workdir), progress=False)
+  assert math_of(rows_of(workdir)) == math_of(trained[1])
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_the_last_round_and_the_same_command_resumes(cli, trained,
+                                                                         tmp_path):
   """What batch schedulers send: the call in flight ends, the state is checkpointed
   (off the cadence), exit 143; the same command ends where an uninterrupted run does."""
   workdir = tmp_path / 'run'
@@ -283,9 +317,9 @@ def test_sigterm_checkpoints_the_last_round_and_the_same_command_resumes(trained
   assert 1 <= done < 8 and 'every lane saved its checkpoint' in err
   assert done in checkpoint_lib.step_dirs(str(workdir / 'checkpoints'))
   assert [r['round'] for r in rows_of(workdir)] == list(range(1, done + 1))
-  result = subprocess.run(command, cwd=cli_harness.REPO, capture_output=True, text=True,
-                          timeout=600)
-  assert result.returncode == 0 and result.stderr == '', result.stderr
+  # The same command again (in the harness: a fork, not a fresh interpreter).
+  result = cli.train(*BASE, f'--workdir={workdir}')
+  assert result.rc == 0 and result.stderr == '', result.stderr
   assert math_of(rows_of(workdir)) == math_of(trained[1])
 
 

@@ -17,6 +17,7 @@ personal tree of the plan; a personal model beside the global one, Ditto's;
 fine-tuning before evaluation): what a client-level DP guarantee on the uploads
 does not cover.
 """
+import copy
 import hashlib
 import math
 import os
@@ -55,6 +56,10 @@ def facts(config) -> dict:
   """The model facts of a run config (builds the experiment: seconds)."""
   import jax   # pylint: disable=g-import-not-at-top
   from fedxr_jax.compose import experiment   # pylint: disable=g-import-not-at-top
+  # No chunk measurement: the facts count one step and one example, not how a cohort
+  # is split into calls (measuring 'auto' traces a client chunk: seconds a build).
+  config = copy.deepcopy(config)
+  config.chunk_size = 0
   exp = experiment.build(config)
   shapes = jax.eval_shape(lambda: exp.problem.init_params(jax.random.key(0)))
   sizes = {role: sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
