@@ -31,6 +31,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from fedxr_jax.compose import pretrained
 from fedxr_jax.configs import default as default_config
 from fedxr_jax.training import loop
 from fedxr_jax.training import pretrain
@@ -49,6 +50,15 @@ _CORPUS = flags.DEFINE_string('corpus', '', 'Use this corpus checkpoint (a direc
 _FEDERATION = flags.DEFINE_list(
     'federation', [], 'KEY=VALUE config overrides for every federation (all three arms), '
     'e.g. client_optimizer.name=adam,client_optimizer.learning_rate=0.003.')
+_PRETRAIN_TASKS = flags.DEFINE_list(
+    'pretrain_tasks', [], 'data.world.tasks of both pretrainings (own world and corpus; '
+    'empty: the federation\'s), e.g. the federation\'s plus the block codes '
+    '(gesture_code, ...: data.world.tasks.CODE_TASKS). Heads are not kept, so the '
+    'federation reads the base with its own tasks.')
+_OWN_FROM = flags.DEFINE_string(
+    'own_from', '', 'Read each seed\'s own-world base from DIR/own_SEED (an earlier run\'s '
+    '--out, made with the same --pretrain_steps and --pretrain_tasks) instead of '
+    'pretraining it again.')
 _OUT = flags.DEFINE_string('out', 'runs/bench_transfer', 'Work folder (replaced).')
 _RESULTS = flags.DEFINE_string('results', 'benchmarks/results', 'Where transfer.* go.')
 _TOLERANCE = 0.02
@@ -62,6 +72,13 @@ def base_config(seed: int):
   config.num_rounds = config.checkpoint_every = _ROUNDS.value
   config.eval_every = _EVAL_EVERY.value
   config.plot = False
+  return config
+
+
+def pretrain_config(seed: int):
+  config = base_config(seed)
+  if _PRETRAIN_TASKS.value:
+    config.data.world.tasks = tuple(_PRETRAIN_TASKS.value)
   return config
 
 
@@ -138,7 +155,9 @@ def write_outputs(record: dict) -> str:
   lines.append(f"\nCorpus: {record['corpus']}. Each pretraining {_PRETRAIN_STEPS.value} adam "
                f'steps x {_BATCH_SIZE.value} examples; federations: default config, '
                f"data.source=world, {_ROUNDS.value} rounds"
-               + (f", {', '.join(_FEDERATION.value)}" if _FEDERATION.value else '') + '.')
+               + (f", {', '.join(_FEDERATION.value)}" if _FEDERATION.value else '')
+               + (f"; pretraining tasks {', '.join(_PRETRAIN_TASKS.value)}"
+                  if _PRETRAIN_TASKS.value else '') + '.')
   table = '\n'.join(lines)
   with open(os.path.join(_RESULTS.value, 'transfer.md'), 'w') as f:
     f.write(table + '\n')
@@ -148,6 +167,8 @@ def write_outputs(record: dict) -> str:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)   # orbax logs every save and restore
+  if _OWN_FROM.value and os.path.abspath(_OWN_FROM.value) == os.path.abspath(_OUT.value):
+    raise SystemExit('transfer: --own_from must not be --out (which is replaced)')
   shutil.rmtree(_OUT.value, ignore_errors=True)   # fresh runs, not resumes
   seeds = [int(s) for s in _SEEDS.value]
   t0 = time.perf_counter()
@@ -155,7 +176,7 @@ def main(argv):
   corpus_meta = {'path': corpus}
   if not corpus:
     corpus = os.path.join(_OUT.value, 'corpus')
-    meta = pretrain.run(base_config(seeds[0]), corpus,
+    meta = pretrain.run(pretrain_config(seeds[0]), corpus,
                         settings(_CORPUS_CLIENTS.value, _CORPUS_WORLDS.value))
     corpus_meta = {k: meta[k] for k in ('corpus_world_seeds', 'public_clients', 'steps',
                                         'batch_size', 'final_loss', 'wall_s')}
@@ -163,7 +184,14 @@ def main(argv):
   per_seed = {}
   for seed in seeds:
     own = os.path.join(_OUT.value, f'own_{seed}')
-    pretrain.run(base_config(seed), own, settings(_OWN_CLIENTS.value, 0))
+    if _OWN_FROM.value:
+      own = os.path.join(_OWN_FROM.value, f'own_{seed}')
+      recorded = pretrained.read_metadata(own)
+      if (recorded['steps'], recorded['data']['world']['tasks']) != (
+          _PRETRAIN_STEPS.value, list(pretrain_config(seed).data.world.tasks)):
+        raise SystemExit(f'transfer: {own} was pretrained with other steps or tasks')
+    else:
+      pretrain.run(pretrain_config(seed), own, settings(_OWN_CLIENTS.value, 0))
     results = {}
     for variant, checkpoint in zip(VARIANTS, ('', own, corpus)):
       config = federation_config(seed)
@@ -176,6 +204,7 @@ def main(argv):
     per_seed[str(seed)] = results
   record = {'corpus': corpus_meta, 'per_seed': per_seed, 'summary': summary(per_seed),
             'settings': {'rounds': _ROUNDS.value, 'pretrain_steps': _PRETRAIN_STEPS.value,
+                         'pretrain_tasks': _PRETRAIN_TASKS.value, 'own_from': _OWN_FROM.value,
                          'batch_size': _BATCH_SIZE.value, 'own_clients': _OWN_CLIENTS.value,
                          'federation': _FEDERATION.value},
             'wall_s': time.perf_counter() - t0}

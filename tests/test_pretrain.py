@@ -243,13 +243,15 @@ def test_a_corpus_checkpoint_keeps_base_and_encoders_and_starts_a_world_run(tmp_
   assert_trees_equal(start['base'], result.params['base'])
 
 
-def test_the_shipped_checkpoint_starts_a_world_run_and_an_unknown_one_is_refused():
-  # builtin:m3t-tiny: the public-corpus checkpoint the v2 tracks start from, checked
-  # (fingerprint, every array's sha256) and loaded into the default model's base.
-  assert 'm3t-tiny' in pretrained.builtin_names()
+@pytest.mark.parametrize('name', ['m3t-tiny', 'm3t-tiny-codes'])
+def test_the_shipped_checkpoint_starts_a_world_run_and_an_unknown_one_is_refused(name):
+  # builtin:m3t-tiny: the public-corpus checkpoint the v2 tracks start from;
+  # m3t-tiny-codes: the one pretrained with code targets (issue 20's transfer). Each is
+  # checked (fingerprint, every array's sha256) and loaded into the default model's base.
+  assert pretrained.builtin_names() == ('m3t-tiny', 'm3t-tiny-codes')
   config = default_config.get_config()
   config.data.source = 'world'
-  config.model.pretrained = 'builtin:m3t-tiny'
+  config.model.pretrained = f'builtin:{name}'
   directory = pretrained.resolve(config.model.pretrained)
   meta = pretrained.read_metadata(directory)
   assert meta['corpus_world_seeds'] == list(world.corpus_seeds(meta['corpus_worlds']))
@@ -269,8 +271,8 @@ def test_pretraining_lowers_the_loss_on_a_fixed_batch(result):
   pool = pretrain.make_pool(setup, pretrain.public_client_ids(config, 4))
   batch, _ = pretrain.sample_batch(pool, jax.random.key(123), users=4,
                                    examples_per_user=8)
-  before = pretrain.batch_loss(setup.problem, result.initial_params, batch)
-  after = pretrain.batch_loss(setup.problem, result.params, batch)
+  loss = jax.jit(lambda params: pretrain.batch_loss(setup.problem, params, batch))
+  before, after = loss(result.initial_params), loss(result.params)
   assert float(after) < float(before)
   # Only non-PEFT trees were trained: prompts (and LoRA) are still at init.
   assert_trees_equal(result.params['prompts'], result.initial_params['prompts'])
@@ -338,3 +340,34 @@ def test_cli_pretrains_saves_and_refuses_a_taken_output_dir(tmp_path):
     assert bad.returncode != 0
     lines = [l for l in bad.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and message in lines[0], bad.stderr
+
+
+def test_code_targets_add_every_blocks_code_once_and_only_on_the_world():
+  config = default_config.get_config()
+  config.data.source = 'world'
+  with_codes = pretrain.with_code_targets(config)
+  codes = tuple(t.name for t in world.tasks.CODE_TASKS)
+  assert with_codes.data.world.tasks == tuple(config.data.world.tasks) + codes
+  assert pretrain.with_code_targets(with_codes).data.world.tasks == \
+      with_codes.data.world.tasks
+  assert config.data.world.tasks == ('gesture', 'intent', 'emotion', 'gaze_point',
+                                     'object_box')   # the caller's config is left alone
+  config.data.source = 'synthetic'
+  with pytest.raises(ConfigError, match='add --config.data.source=world'):
+    pretrain.with_code_targets(config)
+  # Shared target heads are one head across corpus worlds: nothing to share without them.
+  with pytest.raises(ConfigError, match='need --corpus_worlds > 0'):
+    pretrain.Settings(steps=1, public_clients=1, batch_size=16, corpus_worlds=0,
+                      shared_target_heads=True).check()
+
+
+def test_world_heads_give_a_shared_task_slot_zeros_head_in_every_world():
+  # Settings.shared_target_heads: a regression head is one head for every corpus world.
+  stacked = {'heads': {'gesture': {'kernel': np.arange(3.0)[:, None] * np.ones((3, 2))},
+                       'gaze_point': {'kernel': np.arange(3.0)[:, None] * np.ones((3, 2))}}}
+  for w in range(3):
+    picked = pretrain.world_heads(stacked, w, shared=('gaze_point',))
+    np.testing.assert_array_equal(picked['heads']['gesture']['kernel'], [w, w])
+    np.testing.assert_array_equal(picked['heads']['gaze_point']['kernel'], [0.0, 0.0])
+  np.testing.assert_array_equal(
+      pretrain.world_heads(stacked, 2)['heads']['gaze_point']['kernel'], [2.0, 2.0])

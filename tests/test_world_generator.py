@@ -91,6 +91,19 @@ def test_layout_and_dtypes(gen):
       assert 0 <= ex['y'][..., i].min() and ex['y'][..., i].max() < world.TASKS[name].size
 
 
+def test_a_code_target_is_the_code_its_class_is_the_nearest_prototype_of(gen):
+  # tasks.CODE_TASKS: each block's label is the world's nearest prototype of the block's
+  # code target, for every example (no roles here: intent's prototypes are the world's).
+  w, data = gen
+  ex = data(np.arange(8))['examples']
+  for block, dims in primitives.BLOCKS:
+    code = ex['targets'][f'{block}_code']
+    assert code.shape == (8, SPEC.max_examples, dims)
+    protos = np.asarray(w['prototypes'][block])
+    nearest = np.argmin(((code[..., None, :] - protos) ** 2).sum(-1), -1)
+    np.testing.assert_array_equal(nearest, ex['y'][..., SPEC.tasks.index(block)])
+
+
 def test_sensors_follow_table1_devices(gen):
   w, data = gen
   d = data(np.arange(64))

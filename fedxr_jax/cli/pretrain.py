@@ -10,8 +10,11 @@ heads (not saved): base and encoders learn the shared physics. With
 --corpus_worlds=0 the public users come from the federation's own world (ids
 from 2^30 on), the transfer ceiling; base, encoders and heads are saved.
 Trained with adam; the federated run must use the same model and data blocks.
-The shipped checkpoint (builtin:m3t-tiny) is this program's output; see
-BUILD_NOTES.md for the command.
+--code_targets adds every block's code (the latents each world reads its
+classes from) as regression targets; --shared_target_heads trains one head for
+every corpus world on the regression and detection targets.
+The shipped checkpoints (builtin:m3t-tiny, builtin:m3t-tiny-codes) are this
+program's output; see BUILD_NOTES.md for their commands and weights' sha256.
 """
 import os
 import sys
@@ -41,6 +44,14 @@ _LEARNING_RATE = flags.DEFINE_float('learning_rate', 3e-3,
 _CONTRASTIVE = flags.DEFINE_float(
     'contrastive', 0.0, 'Weight of the self-supervised cross-modal InfoNCE term (two '
     'modality views of each example); 0: the supervised objective only.')
+_CODE_TARGETS = flags.DEFINE_bool(
+    'code_targets', False, 'Also regress every block\'s code, the latents each world '
+    'reads its classes from (data.world.tasks.CODE_TASKS; needs '
+    '--config.data.source=world): what transfers to worlds the corpus never saw.')
+_SHARED_TARGET_HEADS = flags.DEFINE_bool(
+    'shared_target_heads', False, 'With --corpus_worlds: one head for every corpus world on '
+    'the regression and detection tasks (their targets are physics, the same in every '
+    'world); classification heads stay per world.')
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace a non-empty --output_dir.')
 _PROGRESS = flags.DEFINE_bool('progress', True, 'Show a progress bar.')
 _CONFIG = None
@@ -59,11 +70,13 @@ def main(argv):
   except Exception as e:  # pylint: disable=broad-except
     common.fail(_PROGRAM, common.config_error(e))
   try:
+    if _CODE_TARGETS.value:
+      config = pretrain.with_code_targets(config)
     settings = pretrain.Settings(
         steps=_STEPS.value, public_clients=_PUBLIC_CLIENTS.value,
         batch_size=_BATCH_SIZE.value, users_per_batch=_USERS_PER_BATCH.value,
         learning_rate=_LEARNING_RATE.value, corpus_worlds=_CORPUS_WORLDS.value,
-        contrastive=_CONTRASTIVE.value)
+        contrastive=_CONTRASTIVE.value, shared_target_heads=_SHARED_TARGET_HEADS.value)
     meta = pretrain.run(config, _OUTPUT_DIR.value, settings,
                         overwrite=_OVERWRITE.value, progress=_PROGRESS.value)
   except FedXRError as e:

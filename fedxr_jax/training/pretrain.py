@@ -27,6 +27,7 @@ public users. LoRA factors and adapters stay at init (identity: B = 0, up = 0)
 and prompts stay at the run seed's init: with the same seed, a federated run
 starts from the very prompts the base was pretrained with.
 """
+import copy
 import json
 import time
 from typing import NamedTuple
@@ -81,6 +82,21 @@ def public_client_ids(config, num_clients: int) -> np.ndarray:
   if PUBLIC_FIRST_ID + num_clients - 1 > _INT32_MAX:
     raise ConfigError(f'public_clients={num_clients} is too many (ids are int32)')
   return np.arange(PUBLIC_FIRST_ID, PUBLIC_FIRST_ID + num_clients, dtype=np.int32)
+
+
+def with_code_targets(config):
+  """config with every block's code (`data.world.tasks.CODE_TASKS`, the latents each
+  world reads its classes from) added to the world's tasks: targets every public world
+  has, whichever classes it defines. Their heads are pretraining's alone (a corpus
+  saves none; a federation loads base and encoders)."""
+  if config.data.source != 'world':
+    raise ConfigError('code targets are the primitives world\'s: add '
+                      f'--config.data.source=world (got {config.data.source!r})')
+  config = copy.deepcopy(config)
+  tasks = tuple(config.data.world.tasks)
+  config.data.world.tasks = tasks + tuple(t.name for t in world_lib.tasks.CODE_TASKS
+                                          if t.name not in tasks)
+  return config
 
 
 def make_setup(config, corpus_worlds: int = 0) -> Setup:
@@ -160,11 +176,19 @@ def cross_modal_nce(a, b, valid, temperature: float = 0.1):
   return jnp.sum(0.5 * (a_to_b + b_to_a) * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
+def world_heads(heads, w, shared: tuple = ()):
+  """World w's heads from heads stacked [W, ...]; a task in `shared` takes slot 0, the
+  one head every world trains (`Settings.shared_target_heads`)."""
+  return {'heads': {t: jax.tree.map(lambda h, t=t: h[0] if t in shared else h[w], sub)
+                    for t, sub in heads['heads'].items()}}
+
+
 def batch_loss(problem, params: dict, batch: dict, heads=None, world_of=None,
-               contrastive: float = 0.0):
+               contrastive: float = 0.0, shared: tuple = ()):
   """Mean over the batch's users of the federated objective (`problem.loss`);
-  with `heads` stacked [W, ...], each user with its world's (world_of [U]);
-  plus `contrastive` x the cross-modal InfoNCE over the whole batch."""
+  with `heads` stacked [W, ...], each user with its world's (world_of [U]; the
+  tasks in `shared` with slot 0's, `world_heads`); plus `contrastive` x the
+  cross-modal InfoNCE over the whole batch."""
   keep = view_split(batch['examples']['modality_mask'].shape[-1]) if contrastive else None
 
   def one(data, mine):
@@ -183,7 +207,7 @@ def batch_loss(problem, params: dict, batch: dict, heads=None, world_of=None,
     losses, views = jax.vmap(lambda data: one(data, params))(batch)
   else:
     losses, views = jax.vmap(lambda data, w: one(
-        data, {**params, 'heads': jax.tree.map(lambda h: h[w], heads)}))(batch, world_of)
+        data, {**params, 'heads': world_heads(heads, w, shared)}))(batch, world_of)
   total = jnp.mean(losses)
   if keep is None:
     return total
@@ -192,10 +216,10 @@ def batch_loss(problem, params: dict, batch: dict, heads=None, world_of=None,
 
 
 def make_step(problem, optimizer, users: int, examples_per_user: int,
-              users_per_world: int = 0, contrastive: float = 0.0):
+              users_per_world: int = 0, contrastive: float = 0.0, shared: tuple = ()):
   """step(train, opt_state, fixed, pool, key) -> (train, opt_state, loss).
   users_per_world > 0: train['heads'] is stacked over the corpus worlds, whose
-  users fill the pool in blocks of that many."""
+  users fill the pool in blocks of that many (the tasks in `shared`: one head)."""
 
   def step(train, opt_state, fixed, pool, key):
     batch, picked = sample_batch(pool, key, users, examples_per_user)
@@ -203,9 +227,9 @@ def make_step(problem, optimizer, users: int, examples_per_user: int,
     def loss_fn(t):
       if not users_per_world:
         return batch_loss(problem, {**fixed, **t}, batch, contrastive=contrastive)
-      shared = {r: x for r, x in t.items() if r != 'heads'}
-      return batch_loss(problem, {**fixed, **shared}, batch, t['heads'],
-                        picked // users_per_world, contrastive=contrastive)
+      body = {r: x for r, x in t.items() if r != 'heads'}
+      return batch_loss(problem, {**fixed, **body}, batch, t['heads'],
+                        picked // users_per_world, contrastive=contrastive, shared=shared)
 
     loss, grads = jax.value_and_grad(loss_fn)(train)
     updates, opt_state = optimizer.update(grads, opt_state, train)
@@ -240,6 +264,10 @@ class Settings(NamedTuple):
   learning_rate: float = 3e-3
   corpus_worlds: int = 0     # 0: the federation's own world; W: the public corpus
   contrastive: float = 0.0   # weight of the cross-modal InfoNCE term (0: supervised only)
+  # Corpus: one head for every world on the tasks whose targets are physics, the same
+  # function in every world (regression, detection: gaze point, box, codes); classes
+  # stay per world (each world's own prototypes). False: a head per world for all.
+  shared_target_heads: bool = False
 
   def check(self) -> None:
     for name in ('steps', 'public_clients', 'batch_size', 'users_per_batch'):
@@ -254,6 +282,9 @@ class Settings(NamedTuple):
       raise ConfigError(f'learning_rate must be > 0, got {self.learning_rate}')
     if not self.contrastive >= 0:
       raise ConfigError(f'contrastive must be >= 0, got {self.contrastive}')
+    if self.shared_target_heads and not self.corpus_worlds:
+      raise ConfigError('shared target heads are one head across corpus worlds: they need '
+                        '--corpus_worlds > 0')
 
 
 def pretrain(config, settings: Settings, progress: bool = False) -> PretrainResult:
@@ -277,6 +308,9 @@ def pretrain(config, settings: Settings, progress: bool = False) -> PretrainResu
              for w in range(1, len(setup.world_seeds))]
     train['heads'] = jax.tree.map(lambda *h: jnp.stack(h), train['heads'], *extra)
 
+  # Tasks whose one head every corpus world trains: targets that are physics.
+  shared = tuple(t.name for t in setup.spec.task_defs
+                 if corpus and settings.shared_target_heads and t.kind != 'classification')
   pool = make_pool(setup, ids)
   steps = settings.steps
   schedule = optax.warmup_cosine_decay_schedule(
@@ -285,7 +319,7 @@ def pretrain(config, settings: Settings, progress: bool = False) -> PretrainResu
   opt_state = optimizer.init(train)
   step = make_step(setup.problem, optimizer, settings.users_per_batch,
                    settings.batch_size // settings.users_per_batch,
-                   len(ids) if corpus else 0, settings.contrastive)
+                   len(ids) if corpus else 0, settings.contrastive, shared)
   data_key = jax.random.fold_in(seed_key, _PRETRAIN_STREAM)
   losses = []
   train = jax.tree.map(jnp.copy, train)   # donated: keep `params` intact
@@ -296,6 +330,9 @@ def pretrain(config, settings: Settings, progress: bool = False) -> PretrainResu
   final = {**fixed, **train}
   if corpus:   # corpus heads belong to their worlds' classes: not kept
     heads = final.pop('heads')
+    worlds = len(setup.world_seeds)
+    heads = jax.tree.map(lambda *h: jnp.stack(h),
+                         *[world_heads(heads, w, shared) for w in range(worlds)])
   else:
     heads = jax.tree.map(lambda h: h[None], final['heads'])
   accuracy = public_accuracy(setup, final, heads, ids)
@@ -317,9 +354,10 @@ def save(config, output_dir: str, settings: Settings, result: PretrainResult,
       'seed': config.seed,
       'public_first_id': PUBLIC_FIRST_ID,
       'corpus_world_seeds': list(result.world_seeds),
-      # (the contrastive weight only where it is on: supervised checkpoints made before
-      # it existed keep their metadata, and so their directory hash, bit for bit)
-      **{k: v for k, v in settings._asdict().items() if k != 'contrastive' or v},
+      # (the contrastive weight and shared target heads only where they are on:
+      # checkpoints made before they existed keep their metadata bit for bit)
+      **{k: v for k, v in settings._asdict().items()
+         if k not in ('contrastive', 'shared_target_heads') or v},
       'initial_loss': float(result.losses[0]),
       'final_loss': float(np.mean(tail)),   # mean of the last 5% of steps
       'public_accuracy': result.public_accuracy,

@@ -127,6 +127,7 @@ def client_data(world: dict, client_id, split: str, spec: WorldSpec, round_idx=0
       in_axes=(0, 0, 0 if partner_power is not None else None))(
           me['lat'], voice, partner_power)
 
+  targets.update({f'{b}_code': me['codes'][b] for b, _ in P.BLOCKS})   # tasks.CODE_TASKS
   state = synthetic.client_round_state(world, profile, client_id, round_idx, spec)
   example_mask = jnp.arange(size) < num
   dropped = me['draws']['dropout'] < spec.modality_dropout

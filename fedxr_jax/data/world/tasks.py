@@ -9,6 +9,7 @@ cannot hold the task.
 """
 from fedxr_jax.data import catalog
 from fedxr_jax.data.task_kinds import KINDS, LATENCY_MS, TaskDef   # re-exported
+from fedxr_jax.data.world import primitives as P
 
 
 def _v1(name, carriers, output):
@@ -56,3 +57,15 @@ TASKS = {t.name: t for t in (
     TaskDef('object_box', 'detection', 4, ('vision', 'depth', 'thermal'), 'low',
             'the main object\'s box [cx, cy, w, h] in image coordinates [0, 1]'),
 )}
+
+# The class-bearing code of each block (primitives.BLOCKS) as a regression target. Every
+# world's classes of a block are nearest prototypes of its code, and the physics from code
+# to signal is every world's: what a public corpus's ground truth can teach a base about
+# a world it never saw (`fedxr-pretrain`'s corpus tasks). Correct within 0.5 of a code
+# unit (codes spread ~2.2 a dimension: class_spread 2 around prototypes, 1 within).
+CODE_TASKS = tuple(
+    TaskDef(f'{b}_code', 'regression', d, TASKS[b].carriers, TASKS[b].latency_class,
+            f'the {d}-dim {b} code its classes are read from (primitives.BLOCKS)',
+            pck_threshold=0.5)
+    for b, d in P.BLOCKS)
+TASKS.update({t.name: t for t in CODE_TASKS})
