@@ -371,3 +371,8 @@ def test_world_heads_give_a_shared_task_slot_zeros_head_in_every_world():
     np.testing.assert_array_equal(picked['heads']['gaze_point']['kernel'], [0.0, 0.0])
   np.testing.assert_array_equal(
       pretrain.world_heads(stacked, 2)['heads']['gaze_point']['kernel'], [2.0, 2.0])
+  # The MLP names its heads heads_TASK.
+  flat = {f'heads_{t}': v for t, v in stacked['heads'].items()}
+  picked = pretrain.world_heads(flat, 2, shared=('gaze_point',))
+  np.testing.assert_array_equal(picked['heads_gesture']['kernel'], [2.0, 2.0])
+  np.testing.assert_array_equal(picked['heads_gaze_point']['kernel'], [0.0, 0.0])

@@ -178,9 +178,15 @@ def cross_modal_nce(a, b, valid, temperature: float = 0.1):
 
 def world_heads(heads, w, shared: tuple = ()):
   """World w's heads from heads stacked [W, ...]; a task in `shared` takes slot 0, the
-  one head every world trains (`Settings.shared_target_heads`)."""
-  return {'heads': {t: jax.tree.map(lambda h, t=t: h[0] if t in shared else h[w], sub)
-                    for t, sub in heads['heads'].items()}}
+  one head every world trains (`Settings.shared_target_heads`). A task's head is the
+  subtree under a key named for it (M3T: heads/TASK; the MLP: heads_TASK)."""
+  if not shared:
+    return jax.tree.map(lambda h: h[w], heads)
+  owners = set(shared) | {f'heads_{t}' for t in shared}
+
+  def pick(path, h):
+    return h[0] if any(getattr(k, 'key', None) in owners for k in path) else h[w]
+  return jax.tree_util.tree_map_with_path(pick, heads)
 
 
 def batch_loss(problem, params: dict, batch: dict, heads=None, world_of=None,
