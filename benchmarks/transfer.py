@@ -3,6 +3,10 @@ r"""Does a base pretrained on the public corpus transfer to a world it never saw
   python benchmarks/transfer.py                                # 3 held-out worlds
   python benchmarks/transfer.py --corpus=builtin:m3t-tiny      # the shipped checkpoint
   python benchmarks/transfer.py --seeds=0 --rounds=20 --pretrain_steps=200   # quick look
+  python benchmarks/transfer.py --rounds=30 --pretrain_steps=12000 \
+      --corpus=builtin:m3t-tiny-codes --pretrain_tasks=gesture,intent,emotion,gaze_point,\
+object_box,gesture_code,activity_code,intent_code,emotion_code,keyword_code,scene_code,\
+object_code                       # the code-target checkpoint, own world pretrained alike
 
 The pretrain table of `benchmarks/pretrain.py` again, on the primitives world
 (data.source=world) and on held-out worlds: for each federation seed (each
