@@ -41,6 +41,8 @@ def test_what_does_not_combine_is_refused_in_one_line(config, changes, message):
   assert '\n' not in str(e.value)
 
 
+# Two builds (8 s); the synchronous round's seeds: tests/test_seeds.py, by default.
+@pytest.mark.slow
 def test_two_seeds_lower_to_the_same_server_step(config):
   texts = []
   for seed in (0, 1):

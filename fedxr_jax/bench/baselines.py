@@ -106,8 +106,16 @@ FEDAVG_ADAM = tuple(Baseline(t, 'fedavg_adam', ('client_optimizer.name=adam',
                                                 'client_optimizer.learning_rate=0.01'))
                     for t in CPU_TRACKS)
 
+# Then FedRep (personal heads) and bottleneck adapters in place of LoRA on every other CPU
+# track: Table 4's personalised and adapter strategies across the grid.
+FEDREP = tuple(Baseline(t, 'fedrep', ('algorithm.name=fedrep', 'plan.heads=personal'))
+               for t in CPU_TRACKS if t != 'xr-default')
+ADAPTERS = tuple(Baseline(t, 'adapters', ('model.m3t.lora_rank=0', 'model.m3t.adapter_dim=8',
+                                          'plan.adapters=shared'))
+                 for t in CPU_TRACKS if t != 'xr-default')
+
 BASELINES = (FEDAVG + DEFENCES + SOLUTIONS + METHODS + FEDADAM + FEDPROX + DITTO + SCAFFOLD
-             + FFA_LORA + FEDAVG_ADAM)
+             + FFA_LORA + FEDAVG_ADAM + FEDREP + ADAPTERS)
 
 
 def overrides(b: Baseline) -> dict:
