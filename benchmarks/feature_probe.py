@@ -73,14 +73,12 @@ def probe_accuracies(train, test, num_classes: int, steps: int) -> dict:
   optimizer = optax.adam(0.05)
   state = optimizer.init(params)
 
-  @jax.jit
-  def step(params, state):
-    grads = jax.grad(loss)(params)
-    updates, state = optimizer.update(grads, state)
+  def step(_, carry):
+    params, state = carry
+    updates, state = optimizer.update(jax.grad(loss)(params), state)
     return optax.apply_updates(params, updates), state
 
-  for _ in range(steps):
-    params, state = step(params, state)
+  params, _ = jax.jit(lambda p, s: jax.lax.fori_loop(0, steps, step, (p, s)))(params, state)
   linear = float(np.mean(np.argmax(b @ np.asarray(params['w']) + np.asarray(params['b']), -1)
                          == y_test))
   return {'ncm': ncm, 'linear': linear}

@@ -91,19 +91,6 @@ def test_layout_and_dtypes(gen):
       assert 0 <= ex['y'][..., i].min() and ex['y'][..., i].max() < world.TASKS[name].size
 
 
-def test_a_code_target_is_the_code_its_class_is_the_nearest_prototype_of(gen):
-  # tasks.CODE_TASKS: each block's label is the world's nearest prototype of the block's
-  # code target, for every example (no roles here: intent's prototypes are the world's).
-  w, data = gen
-  ex = data(np.arange(8))['examples']
-  for block, dims in primitives.BLOCKS:
-    code = ex['targets'][f'{block}_code']
-    assert code.shape == (8, SPEC.max_examples, dims)
-    protos = np.asarray(w['prototypes'][block])
-    nearest = np.argmin(((code[..., None, :] - protos) ** 2).sum(-1), -1)
-    np.testing.assert_array_equal(nearest, ex['y'][..., SPEC.tasks.index(block)])
-
-
 def test_sensors_follow_table1_devices(gen):
   w, data = gen
   d = data(np.arange(64))
@@ -158,11 +145,14 @@ def _latents(spec, seed=0, client=0):
 def test_labels_are_the_nearest_prototype_of_the_codes(gen):
   w, data = gen
   me = _programs(SPEC)[0](w, 2)
-  y = data(np.arange(8))['examples']['y'][2]
+  examples = data(np.arange(8))['examples']
+  y = examples['y'][2]
   for block, _ in primitives.BLOCKS:
     codes, protos = np.asarray(me['codes'][block]), np.asarray(w['prototypes'][block])
     nearest = np.argmin(((codes[:, None] - protos[None]) ** 2).sum(-1), -1)
     np.testing.assert_array_equal(me['labels'][block], nearest)
+    # tasks.CODE_TASKS: the block's code target is the code itself.
+    np.testing.assert_array_equal(examples['targets'][f'{block}_code'][2], codes)
     if block in SPEC.tasks:
       np.testing.assert_array_equal(y[:, SPEC.tasks.index(block)], nearest)
 

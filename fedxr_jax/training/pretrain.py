@@ -336,9 +336,8 @@ def pretrain(config, settings: Settings, progress: bool = False) -> PretrainResu
   final = {**fixed, **train}
   if corpus:   # corpus heads belong to their worlds' classes: not kept
     heads = final.pop('heads')
-    worlds = len(setup.world_seeds)
-    heads = jax.tree.map(lambda *h: jnp.stack(h),
-                         *[world_heads(heads, w, shared) for w in range(worlds)])
+    heads = jax.vmap(lambda w: world_heads(heads, w, shared))(
+        jnp.arange(len(setup.world_seeds)))
   else:
     heads = jax.tree.map(lambda h: h[None], final['heads'])
   accuracy = public_accuracy(setup, final, heads, ids)
