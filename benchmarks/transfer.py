@@ -7,6 +7,7 @@ r"""Does a base pretrained on the public corpus transfer to a world it never saw
       --corpus=builtin:m3t-tiny-codes --pretrain_tasks=gesture,intent,emotion,gaze_point,\
 object_box,gesture_code,activity_code,intent_code,emotion_code,keyword_code,scene_code,\
 object_code                       # the code-target checkpoint, own world pretrained alike
+  python benchmarks/transfer.py ... --federation=warm_start.heads=ridge   # closed-form heads
 
 The pretrain table of `benchmarks/pretrain.py` again, on the primitives world
 (data.source=world) and on held-out worlds: for each federation seed (each
@@ -200,7 +201,8 @@ def main(argv):
     for variant, checkpoint in zip(VARIANTS, ('', own, corpus)):
       config = federation_config(seed)
       config.model.pretrained = checkpoint
-      results[variant] = train(config, os.path.join(_OUT.value, f'{variant}_{seed}'))
+      # Federations apart from the pretrained bases (own_SEED is one).
+      results[variant] = train(config, os.path.join(_OUT.value, 'runs', f'{variant}_{seed}'))
       print(json.dumps({'seed': seed, 'variant': variant,
                         **{k: v for k, v in results[variant].items() if k != 'curve'}}),
             flush=True)

@@ -22,6 +22,7 @@ import jax
 from fedxr_jax.aggregators import registry as aggregator_registry
 from fedxr_jax.algorithms import lora_feature
 from fedxr_jax.algorithms import resource_aware
+from fedxr_jax.algorithms import warm_start
 from fedxr_jax.attacks import feature as attack_feature
 from fedxr_jax.core import contribution as contribution_lib
 from fedxr_jax.core.contribution import Capabilities
@@ -36,7 +37,9 @@ FEATURES = (('data.robustness', robustness.contribute),
             ('privacy', privacy_feature.contribute), ('attack', attack_feature.contribute),
             ('compression', transform_registry.contribute), ('lora', lora_feature.contribute),
             # Each example's inference path from its device's state (issue 23, S2).
-            ('resource_aware', resource_aware.contribute))
+            ('resource_aware', resource_aware.contribute),
+            # Closed-form heads from the first cohort's features, before round 1.
+            ('warm_start', warm_start.contribute))
 
 
 class RunContext(NamedTuple):
@@ -103,6 +106,10 @@ def feature_info(contributed, feature: str):
 
 def private_grads(contributed):
   return next((c.private_grads for c in contributed if c.private_grads is not None), None)
+
+
+def warm_start_fn(contributed):
+  return next((c.warm_start for c in contributed if c.warm_start is not None), None)
 
 
 def host_metrics(contributed, rounds_done: int) -> dict:

@@ -3,6 +3,7 @@ from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+from flax import traverse_util
 
 from fedxr_jax.core import trees
 from fedxr_jax.core.problem import FederatedProblem
@@ -181,11 +182,37 @@ def make_xr_problem(spec: synthetic.XRSpec, model: ModelDef, *,
     return {'outputs': outputs, 'features': jnp.mean(features, axis=-2),
             'routing': {b: p for b, (_, p) in routing.items()}}
 
+  def head_statistics(params, data):
+    """{task: {'gram', 'cross'}} over the client's labelled examples (`FederatedProblem`)."""
+    ex = data['examples']
+    x = model.head_inputs(client_params(params, data), inputs(ex), ex['modality_mask'])
+    x = jnp.concatenate([x.astype(jnp.float32), jnp.ones(x.shape[:-1] + (1,))], -1)
+    mask = label_mask(ex, data['task_mask']).astype(jnp.float32)
+    out = {}
+    for t, td in enumerate(task_defs):
+      xm = x * mask[:, t:t + 1]
+      target = objectives.raw_target(td, ex['y'][:, t], ex.get('targets', {}).get(td.name))
+      out[td.name] = {'gram': xm.T @ x, 'cross': xm.T @ target}
+    return out
+
+  def map_heads(params, fn):
+    flat = {role: traverse_util.flatten_dict(tree) for role, tree in params.items()}
+    for name in tasks:
+      kernel, bias = model.head_path(name) + ('kernel',), model.head_path(name) + ('bias',)
+      role = flat[model.role_of(kernel)]
+      w = fn(name, jnp.concatenate([role[kernel], role[bias][None]], 0))
+      role[kernel], role[bias] = w[:-1].astype(role[kernel].dtype), w[-1].astype(
+          role[bias].dtype)
+    return {role: traverse_util.unflatten_dict(f) for role, f in flat.items()}
+
+  readout = model.head_inputs is not None and model.head_path is not None
   return FederatedProblem(
       init_params=init_params, loss=loss, client_data=client_data,
       module_weights=module_weights, eval_stats=eval_stats, predict=predict,
       client_position=client_position_fn, client_device=client_device_fn,
-      area_m=float(spec.area_m), represent=represent)
+      area_m=float(spec.area_m), represent=represent,
+      head_statistics=head_statistics if readout else None,
+      map_heads=map_heads if readout else None)
 
 
 def _balance_loss(routed, probs, valid):

@@ -79,6 +79,9 @@ def get_config():
   # Each example's inference path (early exit) from its device's battery and compute.
   config.resource_aware = Config(
       blocks.dataclass_block('fedxr_jax.algorithms.resource_aware', 'Settings'))
+  # Closed-form task heads from the first cohort's features before round 1 (Fed3R).
+  config.warm_start = Config(blocks.dataclass_block('fedxr_jax.algorithms.warm_start',
+                                                    'Settings'))
 
   # The model (models/registry.py): its name, dtype, a pretrained directory, and
   # each model's settings block (model.m3t.size = tiny | small | base, ...).

@@ -48,6 +48,9 @@ class Contribution(NamedTuple):
   private_grads: Optional[Callable] = None
   # rounds done -> {metric: value} known on the host (the accountant's epsilon).
   host_metrics: Optional[Callable] = None
+  # (problem, params {role: tree}, source, seed key) -> params: round 0's trees from
+  # the clients' data (closed-form heads, `algorithms.warm_start`).
+  warm_start: Optional[Callable] = None
   info: Any = None            # the feature's own facts (DP: its `Privacy`)
 
 

@@ -57,6 +57,15 @@ class FederatedProblem(NamedTuple):
   # [B, width] the pooled representation, 'routing': {block: gate probs [B, E]}}:
   # what module-level distillation compares (LwF).
   represent: Optional[Callable] = None
+  # Optional (params, client data) -> {task: {'gram': [d+1, d+1], 'cross': [d+1, K]}}
+  # sums over the client's labelled examples, added over clients: what the heads read
+  # (with a constant 1 for the bias) against itself and against each task's target
+  # (a class's one-hot, a target vector, a box's logits); closed-form heads
+  # (`algorithms.warm_start`). None: the model's heads read no one feature vector.
+  head_statistics: Optional[Callable] = None
+  # Optional (params, fn(task, W [d+1, K]) -> W) -> params with each task's head W (its
+  # kernel, then its bias as the last row) replaced by fn's.
+  map_heads: Optional[Callable] = None
 
 
 def client_meta(data: dict) -> dict:

@@ -92,6 +92,9 @@ class RoundSetup(NamedTuple):
   schedule_by_budget: bool = True
   # The client optimizer's injected hyperparameters at round 0 (`server.hyperparams`).
   client_hyperparams: Optional[dict] = None
+  # (problem, params, source, seed key) -> round 0's params from the clients' data
+  # (`Contribution.warm_start`); None: the initial params as drawn.
+  warm_start: Optional[Callable] = None
 
   def initial_params(self, seed_key):
     return self.stage.problem.init_params(rng.stream(seed_key, rng.INIT_STREAM))
@@ -109,7 +112,8 @@ def build_federation(problem: FederatedProblem, plan: dict, *, population_size: 
                      costs: device_costs.DeviceCosts = device_costs.DeviceCosts(),
                      schedule_by_budget: bool = True, source=None,
                      memory_budget_gb: float = 0.0,
-                     private_grads: Optional[Callable] = None) -> Federation:
+                     private_grads: Optional[Callable] = None,
+                     warm_start: Optional[Callable] = None) -> Federation:
   """Builds the pure init / round / evaluate functions of a federation.
 
   `topology` from `fedxr_jax.topology.make`; `algorithm` defaults to FedAvg,
@@ -118,6 +122,7 @@ def build_federation(problem: FederatedProblem, plan: dict, *, population_size: 
   chunk_size='auto' is measured on `source` (the data, or its shapes) within
   `memory_budget_gb` (0: half the device's memory; `core.chunking`).
   `private_grads`: example-level DP-SGD in local training (`core.local`).
+  `warm_start`: round 0's params from the clients' data (`RoundSetup.warm_start`).
   """
   check_sizes(population_size=population_size, cohort_size=cohort_size,
               local_steps=local_steps, batch_size=batch_size)
@@ -142,7 +147,7 @@ def build_federation(problem: FederatedProblem, plan: dict, *, population_size: 
       personal_roles=plan_lib.roles_with(plan, plan_lib.PERSONAL), local_steps=local_steps,
       batch_size=batch_size, costs=costs, streams=topology.streams(aggregator))
   setup = RoundSetup(stage, topology, server_optimizer, plan, population_size, cohort_size, chunk_size, mesh, schedule_by_budget,
-                     local_lib.hyperparams_of(client_optimizer))
+                     local_lib.hyperparams_of(client_optimizer), warm_start)
   if chunk_size == chunking.AUTO:
     setup = _measured_chunk(setup, source, memory_budget_gb)
     chunk_size = setup.chunk_size
@@ -175,6 +180,8 @@ def init(setup: RoundSetup, source, key):
   stage, population = setup.stage, setup.population_size
   problem, algorithm, transforms = stage.problem, stage.algorithm, stage.transforms
   params = setup.initial_params(rng.run_key(key))
+  if setup.warm_start is not None:
+    params = setup.warm_start(problem, params, source, rng.run_key(key))
   shared = {r: params[r] for r in stage.shared_roles}
   # {role: prefix tree of weights}: the module structure of `shared`.
   template = jax.eval_shape(lambda: problem.module_weights(

@@ -45,3 +45,9 @@ class ModelDef(NamedTuple):
   # Optional (params, x, modality_mask) -> (apply's outputs, routing, features'
   # [B, L, width]) from one pass; None: a caller runs apply and features.
   apply_features: Optional[Callable] = None
+  # Optional (params, x, modality_mask) -> [B, width]: what every task head reads, each
+  # head a dense layer (outputs = inputs @ kernel + bias); None: the heads read no one
+  # feature vector (closed-form heads, `algorithms.warm_start`, are refused).
+  head_inputs: Optional[Callable] = None
+  # Optional task -> the path of its head's {'kernel', 'bias'} in the params.
+  head_path: Optional[Callable] = None

@@ -445,7 +445,11 @@ def make(spec, *, lora_residual: bool, dtype: str, size: str = 'tiny', width: in
       + modality_tokens,
       width=width, depth=depth, num_heads=num_heads, dtype=dtype, moe_balance=moe_balance,
       signature=(lambda examples: signature_lib.trace_statistics(
-          examples, tuple(spec.modalities))) if signature_tokens else None)
+          examples, tuple(spec.modalities))) if signature_tokens else None,
+      # The heads read the CLS token's final features (a library composes them first).
+      head_inputs=None if library_size else lambda params, x, mask: module.apply(
+          {'params': params}, x, mask, features_only=True)[..., 0, :],
+      head_path=lambda task: ('heads', task))
 
 
 def _check(width, depth, num_heads, mlp_width, lora_rank, lora_alpha, num_experts,

@@ -16,9 +16,9 @@ their registries:
   client_optimizer   name    compose/optimizers.py OPTIMIZERS[('client', name)]
   server_optimizer   name    compose/optimizers.py OPTIMIZERS[('server', name)]
 
-and two blocks used only for some selections: `topology.d2d` (the kinds in
-topology/registry.py USES_D2D) and `attack.backdoor` (attack.data =
-'backdoor'). Names are read from the registry modules' source (the way
+and blocks used only for some selections: `topology.d2d` (the kinds in
+topology/registry.py USES_D2D), `attack.backdoor` (attack.data =
+'backdoor') and `warm_start` (warm_start.heads other than 'none'). Names are read from the registry modules' source (the way
 configs/blocks.py reads defaults), so nothing here imports jax.
 """
 import ast
@@ -84,7 +84,11 @@ def literal(module: str, name: str):
 def _conditionals() -> tuple:
   return (Conditional('topology.d2d', 'topology.kind',
                       tuple(literal('fedxr_jax.topology.registry', 'USES_D2D'))),
-          Conditional('attack.backdoor', 'attack.data', ('backdoor',)))
+          Conditional('attack.backdoor', 'attack.data', ('backdoor',)),
+          # A feature block whose selector is inside it: off, the whole block is dormant
+          # (so adding the feature changed no track's frozen part).
+          Conditional('warm_start', 'warm_start.heads', tuple(
+              m for m in literal('fedxr_jax.algorithms.warm_start', 'MODES') if m != 'none')))
 
 
 def conditionals() -> tuple:

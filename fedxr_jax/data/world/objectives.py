@@ -30,6 +30,17 @@ def decode(task: TaskDef, raw):
   return raw
 
 
+def raw_target(task: TaskDef, label, target):
+  """[N, size]: the raw head output each example asks for (what `decode` maps to its
+  label): a class's one-hot, the target vector, a box's logits (clipped off 0 and 1)."""
+  if task.kind == 'classification':
+    return jax.nn.one_hot(label, task.size)
+  if task.kind == 'regression':
+    return target
+  box = jnp.clip(target, 1e-3, 1.0 - 1e-3)
+  return jnp.log(box) - jnp.log1p(-box)
+
+
 def example_losses(task: TaskDef, raw, label, target):
   """Per-example loss [N]. label: int [N] (classification); target: [N, size]."""
   if task.kind == 'classification':
