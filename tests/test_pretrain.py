@@ -303,12 +303,18 @@ def test_the_contrastive_term_adds_to_the_supervised_loss(result):
   setup = pretrain.make_setup(config)
   pool = pretrain.make_pool(setup, pretrain.public_client_ids(config, 4))
   batch, _ = pretrain.sample_batch(pool, jax.random.key(7), users=4, examples_per_user=8)
-  plain = pretrain.batch_loss(setup.problem, result.params, batch)
-  both = pretrain.batch_loss(setup.problem, result.params, batch, contrastive=1.0)
-  # Weight 0 (the default): the mean over users of the federated loss, as computed here.
-  meta = jax.vmap(lambda d: pretrain.problem_lib.client_meta(d))(batch)
-  by_hand = jax.numpy.mean(jax.vmap(lambda ex, m: setup.problem.loss(
-      result.params, ex, m)[0])(batch['examples'], meta))
+
+  @jax.jit   # one program (eagerly, each op dispatches alone: 7 s)
+  def losses(params, batch):
+    plain = pretrain.batch_loss(setup.problem, params, batch)
+    both = pretrain.batch_loss(setup.problem, params, batch, contrastive=1.0)
+    # Weight 0 (the default): the mean over users of the federated loss, as computed here.
+    meta = jax.vmap(lambda d: pretrain.problem_lib.client_meta(d))(batch)
+    by_hand = jax.numpy.mean(jax.vmap(lambda ex, m: setup.problem.loss(
+        params, ex, m)[0])(batch['examples'], meta))
+    return plain, both, by_hand
+
+  plain, both, by_hand = losses(result.params, batch)
   assert float(plain) == float(by_hand)
   assert float(both) > float(plain)   # InfoNCE over 32 examples is > 0
 
