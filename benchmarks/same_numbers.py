@@ -31,8 +31,10 @@ import time
 from absl import app
 from absl import flags
 
+from fedxr_jax.training import metrics_log
+
 # Wall-clock keys: different on every run, never part of the math.
-MACHINE_KEYS = ('time/*', 'latency/measured_*')
+MACHINE_KEYS = metrics_log.MACHINE_KEYS
 
 _OUT = flags.DEFINE_string('out', 'runs/same_numbers', 'record: output folder.')
 _VARIANTS = flags.DEFINE_list('variants', [], 'record: variants to run (default: all).')

@@ -73,8 +73,10 @@ def test_a_missing_file_misses_every_round_up_to_the_checkpoint(tmp_path):
 
 def test_spans_and_comparable():
   assert metrics_log.spans([9, 1, 2, 3, 5, 10]) == '1-3, 5, 9-10'
-  assert metrics_log.comparable({'round': 1, 'time/round_s': 0.1, 'train/loss': 2.0}) == {
-      'round': 1, 'train/loss': 2.0}
+  assert metrics_log.comparable({'round': 1, 'time/round_s': 0.1, 'train/loss': 2.0,
+                                 'latency/measured_example_ms': 0.3,
+                                 'latency/violation_rate': 0.0}) == {
+      'round': 1, 'train/loss': 2.0, 'latency/violation_rate': 0.0}
 
 
 def test_same_numbers_skips_wall_times_unless_told(tmp_path):

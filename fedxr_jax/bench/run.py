@@ -31,10 +31,11 @@ from fedxr_jax.bench.errors import TrackError
 from fedxr_jax.bench.tracks import common
 from fedxr_jax.bench.tracks import v1 as v1_tracks
 from fedxr_jax.errors import FedXRError
+from fedxr_jax.training import metrics_log
 
 # Curve keys that depend on the machine, not on the run: never compared. The virtual
 # clock (`time/virtual_s`, the cost model's seconds) is the run's: it stays.
-MACHINE_KEYS = ('time/*', 'latency/measured_*')
+MACHINE_KEYS = metrics_log.MACHINE_KEYS
 RUN_KEYS = ('time/virtual_s',)
 # Run totals reported beside the final evaluation (sums over every round).
 TOTALS = ('comm/uplink_bits', 'comm/downlink_bits', 'comm/d2d_bits', 'comm/backhaul_bits',
@@ -101,7 +102,6 @@ def final_metrics(rows, summary: Mapping) -> dict:
 
 
 def _rows(workdir: str) -> list:
-  from fedxr_jax.training import metrics_log   # pylint: disable=g-import-not-at-top
   return metrics_log.read_rows(os.path.join(workdir, 'metrics.jsonl'))
 
 

@@ -12,19 +12,25 @@ once every row is back, so it never loses a readable row on the way. Rows
 past `resume_round` were never checkpointed: the resumed run recomputes
 them.
 """
+import fnmatch
 import json
 import math
 import os
 from typing import Optional
 
 NONFINITE = 'nonfinite'
-# Keys whose values depend on the machine (wall times), not on the run's math.
-TIME_PREFIX = 'time/'
+# Keys whose values depend on the machine, not on the run's math (fnmatch patterns):
+# wall times, and the forward timed on the host (eval.measure_latency).
+MACHINE_KEYS = ('time/*', 'latency/measured_*')
+
+
+def is_machine_key(key: str) -> bool:
+  return any(fnmatch.fnmatch(key, p) for p in MACHINE_KEYS)
 
 
 def comparable(row: dict) -> dict:
   """A row without its machine-dependent keys: what a rerun reproduces bit for bit."""
-  return {k: v for k, v in row.items() if not k.startswith(TIME_PREFIX)}
+  return {k: v for k, v in row.items() if not is_machine_key(k)}
 
 
 def _clean(value, key, bad: set):
