@@ -8,7 +8,6 @@ from fedxr_jax.bench import run as run_lib
 from fedxr_jax.bench import tracks
 from fedxr_jax.bench.tracks import common
 from fedxr_jax.bench.tracks import definitions
-from fedxr_jax.errors import ConfigError
 
 pytestmark = pytest.mark.slow
 
@@ -21,6 +20,7 @@ STRATEGIES = {
     'lora + prompts': {},
     'full tuning': {'plan.base': 'shared'},
     'adapters': {'adapter_dim': 8},
+    'experts': {'num_experts': 4},
     'user prompts': {'num_user_prompts': 4},
 }
 
@@ -32,13 +32,3 @@ def test_each_table_4_strategy_fits_the_xr_default_budget(name):
   track.check_overrides(overrides)                       # open...
   facts = model_facts.facts(run_lib.track_config(track, overrides))
   assert track.budget.problems(facts, None) == [], name  # ...and within the budget
-
-
-def test_experts_are_open_but_the_dense_checkpoint_refuses_them_in_one_line():
-  # Not supported yet: experts started from the checkpoint's dense MLP (sparse upcycling);
-  # MoE entries run where the base is random (hapt-30).
-  track = tracks.get('xr-default')
-  overrides = {_prefix() + 'num_experts': 4}
-  track.check_overrides(overrides)
-  with pytest.raises(ConfigError, match='model.m3t.num_experts=0 there, 4 here'):
-    model_facts.facts(run_lib.track_config(track, overrides))

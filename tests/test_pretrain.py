@@ -17,6 +17,7 @@ from fedxr_jax.errors import CheckpointError, ConfigError
 from fedxr_jax.compose import experiment
 from fedxr_jax.training import pretrain
 from fedxr_jax.compose import pretrained
+from fedxr_jax.core import trees
 from helpers import assert_trees_equal
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -114,6 +115,32 @@ def test_a_different_model_is_refused(saved, change, message):
   directory, _ = saved
   with pytest.raises(ConfigError, match=message):
     experiment.build(_config(directory, **change))
+
+
+def test_a_dense_base_upcycles_into_experts_that_compute_the_dense_model(saved):
+  # Sparse upcycling: each expert a copy of its block's MLP; top-k weights sum to 1, so
+  # the mixture computes the dense model (the other trees taken from the dense run).
+  directory, _ = saved
+  dense = experiment.build(_config(directory))
+  moe = experiment.build(_config(directory, m3t=dict(num_experts=3, expert_top_k=2)))
+  key = jax.random.key(0)
+  d, m = dense.problem.init_params(key), moe.problem.init_params(key)
+  disk = _on_disk(directory, 'base')['backbone']
+  for block in (b for b in disk if b.startswith('block_')):
+    for e in range(3):
+      np.testing.assert_array_equal(m['experts']['backbone'][block]['moe']['w_out'][e],
+                                    disk[block]['mlp_out']['dense']['kernel'])
+  ex = jax.jit(dense.problem.client_data, static_argnums=2)(dense.world, 1, 'train', 0)
+  ex = ex['examples']
+  merged = lambda p: trees.merge_roles(*p.values())
+  out_d, _ = jax.jit(dense.model.apply)(merged(d), ex['x'], ex['modality_mask'])
+  m_params = {**m, **{r: d[r] for r in d if r != 'base'}}
+  out_m, _ = jax.jit(moe.model.apply)(merged(m_params), ex['x'], ex['modality_mask'])
+  for task in out_d:
+    np.testing.assert_allclose(out_m[task], out_d[task], rtol=1e-5, atol=1e-5)
+  # Another architecture besides the experts still does not fit.
+  with pytest.raises(ConfigError, match='model.m3t.width=16 there, 32 here'):
+    experiment.build(_config(directory, m3t=dict(num_experts=3, width=32)))
 
 
 @pytest.mark.slow   # test_pretraining_lowers_the_loss_on_a_fixed_batch is default

@@ -186,7 +186,8 @@ def build(config) -> Experiment:
   validate(config)
   spec, world, model, problem, costs = make_problem(config)
   # model.pretrained: frozen base (and encoders...) from fedxr-pretrain.
-  problem = pretrained.with_pretrained(problem, config, spec.model_modalities())
+  problem = pretrained.with_pretrained(problem, config, spec.model_modalities(),
+                                       upcycle=model.upcycle)
   plan = present_plan(make_plan(config, model.lora_rank), problem)
   mesh = vectorize.client_mesh() if jax.device_count() > 1 else None
   if mesh is not None and config.eval_unseen_clients % mesh.size:

@@ -16,10 +16,11 @@ byte on disk is refused in one line naming the role and array, not trained
 on. An imported role may be partial (`encoders` of one modality): its arrays
 replace those of the run's tree, the rest start from the seed.
 """
+import copy
 import hashlib
 import json
 import os
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import jax
 import ml_collections
@@ -419,20 +420,78 @@ def verify(directory: str, role: str, arrays: Mapping, saved: Mapping) -> None:
 
 
 def load(directory: str, config, abstract_params: Mapping, roles: Sequence[str],
-         modalities: Optional[Mapping] = None) -> dict:
+         modalities: Optional[Mapping] = None, upcycle: Optional[Callable] = None) -> dict:
   """{role: tree of numpy arrays} for `roles`, checked against this model and each
-  array's digest (a partial role's tree holds only its saved arrays)."""
+  array's digest (a partial role's tree holds only its saved arrays). `upcycle`
+  (`ModelDef.upcycle`): a base saved without experts starts this model's base and
+  experts (sparse upcycling), where it is this model's architecture but for them."""
   directory = os.path.abspath(resolve(directory))
   metadata = read_metadata(directory)
-  targets = {r: check_compatible(metadata, config, r, abstract_params[r], directory,
-                                 modalities) for r in roles}
+  upcycled = (upcycle is not None and 'base' in roles
+              and _dense_twin(metadata, config, directory))
+  # Upcycled, the other trees are checked as the dense model's (experts change none).
+  others = _dense_config(config, metadata['roles']['base']['architecture']) if upcycled \
+      else config
+  targets = {r: (_saved_structs(metadata, r, directory) if upcycled and r == 'base'
+                 else check_compatible(metadata, others, r, abstract_params[r], directory,
+                                       modalities)) for r in roles}
   restored = _restore(directory, targets)
   for r in roles:
     if tree_signature(_unflat(restored[r])) != tree_signature(_unflat(targets[r])):
       raise CheckpointError(f'pretrained checkpoint {directory} is corrupt: its {r} '
                             'arrays do not match its metadata')
     verify(directory, r, restored[r], metadata['roles'][r]['arrays'])
-  return {r: _unflat(restored[r]) for r in roles}
+  loaded = {r: _unflat(restored[r]) for r in roles}
+  if upcycled:
+    loaded.update(upcycle(loaded['base']))
+    _check_upcycled(loaded, abstract_params, directory)
+  return loaded
+
+
+def _moe_keys(config) -> tuple:
+  name = config.model.name
+  return f'model.{name}.num_experts', f'model.{name}.expert_top_k'
+
+
+def _dense_twin(metadata: dict, config, where: str) -> bool:
+  """Whether the saved base is this run's architecture with no experts (and this run
+  has experts)."""
+  saved = _saved_role(metadata, 'base', where).get('architecture', {})
+  arch = role_architecture(config, 'base')
+  experts, top_k = _moe_keys(config)
+  return (saved.get(experts) == 0 and (arch.get(experts) or 0) > 0
+          and {**arch, experts: 0, top_k: saved.get(top_k)} == saved)
+
+
+def _dense_config(config, saved_arch: Mapping):
+  """`config` with the saved base's expert keys (no experts)."""
+  dense = copy.deepcopy(config)
+  for key in _moe_keys(config):
+    dense.model[config.model.name][key.rsplit('.', 1)[1]] = saved_arch[key]
+  return dense
+
+
+def _saved_structs(metadata: dict, role: str, where: str) -> dict:
+  """The saved role's {path: ShapeDtypeStruct}, checked against its fingerprint."""
+  saved = _saved_role(metadata, role, where)
+  structs = _structs(saved['arrays'], where)
+  if saved.get('fingerprint') != fingerprint(saved.get('architecture', {}),
+                                             tree_signature(_unflat(structs))):
+    raise CheckpointError(f'{where}/{METADATA_FILE} is corrupt (its {role} arrays do not '
+                          'match its fingerprint)')
+  return structs
+
+
+def _check_upcycled(loaded: Mapping, abstract_params: Mapping, where: str) -> None:
+  """The upcycled base is this model's base, every upcycled expert array one of its."""
+  if tree_signature(loaded['base']) != tree_signature(abstract_params['base']):
+    raise ConfigError(f'pretrained base in {where} does not fit this model: its tree '
+                      'without the MLPs is not this mixture-of-experts base')
+  have = tree_signature(abstract_params['experts'])
+  for path, sig in tree_signature(loaded['experts']).items():
+    if have.get(path) != sig:
+      raise ConfigError(f'pretrained base in {where} does not fit this model: experts/'
+                        f'{path} would be {sig}, is {have.get(path)} here')
 
 
 def _unflat(flat: Mapping) -> dict:
@@ -465,12 +524,13 @@ def validate_roles(roles, model_roles) -> tuple:
 
 
 def with_pretrained(problem: FederatedProblem, config,
-                    modalities: Optional[Mapping] = None) -> FederatedProblem:
+                    modalities: Optional[Mapping] = None,
+                    upcycle: Optional[Callable] = None) -> FederatedProblem:
   """`problem` whose init_params takes config.model.pretrained_roles from disk.
 
   Unchanged when config.model.pretrained is '' (or absent). `modalities`: the
   run's {name: (input shape, token shape[, stride])}, to say a mismatched
-  imported patch grid in words.
+  imported patch grid in words. `upcycle`: the model's sparse upcycling (`load`).
   """
   directory = config.model.pretrained
   if not directory:
@@ -478,7 +538,7 @@ def with_pretrained(problem: FederatedProblem, config,
   abstract = jax.eval_shape(lambda: problem.init_params(jax.random.key(0)))
   roles = validate_roles(config.model.pretrained_roles,
                          abstract.keys())
-  loaded = load(directory, config, abstract, roles, modalities)
+  loaded = load(directory, config, abstract, roles, modalities, upcycle)
 
   def init_params(key):
     # Loaded arrays enter the jitted init as constants (small trees).

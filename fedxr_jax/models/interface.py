@@ -51,3 +51,7 @@ class ModelDef(NamedTuple):
   head_inputs: Optional[Callable] = None
   # Optional task -> the path of its head's {'kernel', 'bias'} in the params.
   head_path: Optional[Callable] = None
+  # Optional dense base tree -> {'base': tree, 'experts': tree}: a checkpoint of this
+  # model without experts as this one (sparse upcycling: every expert a copy of the
+  # dense MLP); None: a dense checkpoint does not fit (no experts, or no exact copy).
+  upcycle: Optional[Callable] = None

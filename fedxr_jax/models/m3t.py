@@ -449,7 +449,34 @@ def make(spec, *, lora_residual: bool, dtype: str, size: str = 'tiny', width: in
       # The heads read the CLS token's final features (a library composes them first).
       head_inputs=None if library_size else lambda params, x, mask: module.apply(
           {'params': params}, x, mask, features_only=True)[..., 0, :],
-      head_path=lambda task: ('heads', task))
+      head_path=lambda task: ('heads', task),
+      # MoEMLP's gelu is the tanh one: an exact-gelu MLP has no exact copy among experts.
+      upcycle=(lambda base: upcycle(base, num_experts)) if num_experts and not exact_gelu
+      else None)
+
+
+def upcycle(dense_base: dict, num_experts: int) -> dict:
+  """Sparse upcycling (Komatsuzaki et al. 2023): a dense base tree's MLPs as experts.
+
+  {'base': the tree without its MLPs (MoE replaces them), 'experts': every expert
+  a copy of its block's MLP}. The gate is not in it (it stays as drawn): with
+  identical experts and top-k weights that sum to 1, the MoE model computes the
+  dense one whatever the gate, and training makes the experts differ.
+  """
+  base = {k: v for k, v in dense_base.items() if k != 'backbone'}
+  base['backbone'], experts = {}, {}
+  for block, layers in dense_base['backbone'].items():
+    if not block.startswith('block_'):
+      base['backbone'][block] = layers
+      continue
+    base['backbone'][block] = {k: v for k, v in layers.items()
+                               if k not in ('mlp_in', 'mlp_out')}
+    tile = lambda x: np.broadcast_to(np.asarray(x), (num_experts,) + np.shape(x)).copy()
+    dense_in, dense_out = layers['mlp_in']['dense'], layers['mlp_out']['dense']
+    experts[block] = {'moe': {'w_in': tile(dense_in['kernel']), 'b_in': tile(dense_in['bias']),
+                              'w_out': tile(dense_out['kernel']),
+                              'b_out': tile(dense_out['bias'])}}
+  return {'base': base, 'experts': {'backbone': experts}}
 
 
 def _check(width, depth, num_heads, mlp_width, lora_rank, lora_alpha, num_experts,
