@@ -185,6 +185,13 @@ def test_a_dormant_setting_changes_no_hash_and_an_active_one_does():
   same = frozen(_edited(base, topology__hierarchical__k2=7, aggregator__krum__num_byzantine=9))
   assert same == frozen(base)
   assert frozen(_edited(base, topology__semi__gamma=3)) != frozen(base)
+  # A feature block off (warm_start.heads=none) is dormant whole, its selector too: the
+  # feature's arrival froze nothing. Its settings are an entry's choice (open).
+  closed = lambda b: common.frozen_part(b, {})   # nothing open: only dormancy leaves a key out
+  assert not any(k.startswith('warm_start.') for k in closed(base))
+  assert closed(_edited(base, warm_start__ridge=0.5)) == closed(base)
+  assert closed(_edited(base, warm_start__heads='ridge'))['warm_start.ridge'] == 0.01
+  assert open_['warm_start.heads'].values == ('none', 'ridge')
 
 
 def _with_dummies(monkeypatch):

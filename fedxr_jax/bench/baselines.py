@@ -66,6 +66,9 @@ SOLUTIONS = (
                                    'algorithm.tap.compare_examples=16')),
 )
 
+# Four experts, one per token, replacing each block's MLP (Table 4's MoE).
+MOE = ('model.m3t.num_experts=4', 'model.m3t.expert_top_k=1', 'plan.experts=shared')
+
 # The other methods of issue 21 on the default track.
 METHODS = (
     Baseline('xr-default', 'fedadam', ('algorithm.name=fedadam',)),
@@ -76,11 +79,9 @@ METHODS = (
     Baseline('xr-default', 'ffa_lora', ('lora.rule=ffa',)),
     Baseline('xr-default', 'adapters', ('model.m3t.lora_rank=0', 'model.m3t.adapter_dim=8',
                                         'plan.adapters=shared')),
-    # Experts replace the body's dense MLPs, which the shipped checkpoint holds: a MoE
-    # entry runs where the base is random (sparse upcycling of the checkpoint's MLPs
-    # into experts is not supported yet).
-    Baseline('hapt-30', 'moe', ('model.m3t.num_experts=4', 'model.m3t.expert_top_k=1',
-                                'plan.experts=shared')),
+    # From a random base (hapt-30); on the world tracks below, the experts are upcycled
+    # from the checkpoint's MLPs.
+    Baseline('hapt-30', 'moe', MOE),
 )
 
 # A second reference on every other CPU track: FedAdam (the FedOpt preset).
@@ -114,8 +115,17 @@ ADAPTERS = tuple(Baseline(t, 'adapters', ('model.m3t.lora_rank=0', 'model.m3t.ad
                                           'plan.adapters=shared'))
                  for t in CPU_TRACKS if t != 'xr-default')
 
+# FedAvg from closed-form heads (Fed3R's ridge readout of round 1's cohort, issue 20),
+# where the statistics may leave a device unprotected: not under DP or attack.
+RIDGE_HEADS = tuple(Baseline(t, 'fedavg_ridge_heads', ('warm_start.heads=ridge',))
+                    for t in CPU_TRACKS if t not in ('private', 'robust'))
+
+# MoE on every other CPU track: sparse upcycling of the checkpoint's MLPs
+# (`models.m3t.upcycle`).
+MOE_UPCYCLED = tuple(Baseline(t, 'moe', MOE) for t in CPU_TRACKS if t != 'hapt-30')
+
 BASELINES = (FEDAVG + DEFENCES + SOLUTIONS + METHODS + FEDADAM + FEDPROX + DITTO + SCAFFOLD
-             + FFA_LORA + FEDAVG_ADAM + FEDREP + ADAPTERS)
+             + FFA_LORA + FEDAVG_ADAM + FEDREP + ADAPTERS + RIDGE_HEADS + MOE_UPCYCLED)
 
 
 def overrides(b: Baseline) -> dict:

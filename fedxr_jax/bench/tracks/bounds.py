@@ -101,6 +101,11 @@ ARCHITECTURE = {
     'resource_aware.latency_slack': Between(0.1, 10.0),
     # local steps of a compute-tier-1.0 device, within the Budget's compute seconds
     'local_steps': Between(1, 64, integer=True),
+    # Closed-form heads before round 1 (algorithms/warm_start.py): one upload of
+    # (d+1)(d+1+K) floats per task, far below a round's upload budget.
+    'warm_start.heads': OneOf(('none', 'ridge')),
+    'warm_start.ridge': Between(1e-6, 10.0),
+    'warm_start.classifier_scale': Between(0.01, 100.0),
 }
 
 
