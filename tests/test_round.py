@@ -18,7 +18,7 @@ REASSOCIATION = dict(rtol=1e-5, atol=1e-6)
 def test_round_traces_once(config):
   exp = experiment.build(config)
   fed = exp.federation
-  server, clients, frozen = fed.init(exp.world, exp.key)
+  server, clients, frozen = jax.jit(fed.init)(exp.world, exp.key)   # the runner's path
   plan, _ = exp.plan(0)
   round_fn = jax.jit(chex.assert_max_traces(fed.round, n=1))
   for _ in range(3):
@@ -43,7 +43,7 @@ def _full_batch_config(config):
 def test_fedavg_of_one_full_batch_step_is_a_centralized_gradient_step(config):
   exp = experiment.build(_full_batch_config(config))
   fed = exp.federation
-  server, clients, frozen = fed.init(exp.world, exp.key)
+  server, clients, frozen = jax.jit(fed.init)(exp.world, exp.key)   # the runner's path
   plan, _ = exp.plan(0)
   new_server, _, _ = jax.jit(fed.round)(server, clients, frozen, exp.world, plan)
 
@@ -68,7 +68,7 @@ def test_module_no_client_holds_keeps_its_value(config):
   config.data.devices = ('ray_ban_meta',)
   exp = experiment.build(config)
   fed = exp.federation
-  server, clients, frozen = fed.init(exp.world, exp.key)
+  server, clients, frozen = jax.jit(fed.init)(exp.world, exp.key)   # the runner's path
   plan, _ = exp.plan(0)
   before = server.shared['encoders']['encoders']
   after = jax.jit(fed.round)(server, clients, frozen, exp.world, plan)[0]
@@ -87,7 +87,7 @@ def test_head_of_task_without_labels_keeps_its_value(config):
   config.data.tasks = ('gesture', 'keyword')
   exp = experiment.build(config)
   fed = exp.federation
-  server, clients, frozen = fed.init(exp.world, exp.key)
+  server, clients, frozen = jax.jit(fed.init)(exp.world, exp.key)   # the runner's path
   plan, _ = exp.plan(0)
   after = jax.jit(fed.round)(server, clients, frozen, exp.world, plan)[0]
   assert_trees_equal(server.shared['heads']['heads']['keyword'],
@@ -129,7 +129,7 @@ def test_personal_trees_stay_with_their_clients(config):
   config.cohort_size = 4
   exp = experiment.build(config)
   fed = exp.federation
-  server, clients, frozen = fed.init(exp.world, exp.key)
+  server, clients, frozen = jax.jit(fed.init)(exp.world, exp.key)   # the runner's path
   plan, _ = exp.plan(0)
   assert 'heads' not in server.shared
   new_server, new_clients, _ = jax.jit(fed.round)(server, clients, frozen, exp.world, plan)
