@@ -11,8 +11,9 @@ which secure aggregation can hide) and solves one ridge regression per task,
 with a class's one-hot, a target vector or a box's logits as the target
 (`objectives.raw_target`). A ridge readout's class scores lie near [0, 1], a
 nearly flat softmax: classification heads are scaled by `classifier_scale`.
-The clients are round 1's cohort with round 0's training examples; a task
-no client labels keeps its drawn head.
+The clients are round 1's cohort with round 0's training examples, read at
+full depth (an early-exit path, `resource_aware`, reads earlier features); a
+task no client labels keeps its drawn head.
 
 Each client uploads (d+1)(d+1+K) float32 per task, once: the first row
 reports it (`warm_start/upload_bytes_per_client`, `warm_start/clients`).
