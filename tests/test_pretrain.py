@@ -124,7 +124,7 @@ def test_a_dense_base_upcycles_into_experts_that_compute_the_dense_model(saved):
   dense = experiment.build(_config(directory))
   moe = experiment.build(_config(directory, m3t=dict(num_experts=3, expert_top_k=2)))
   key = jax.random.key(0)
-  d, m = dense.problem.init_params(key), moe.problem.init_params(key)
+  d, m = jax.jit(dense.problem.init_params)(key), jax.jit(moe.problem.init_params)(key)
   disk = _on_disk(directory, 'base')['backbone']
   for block in (b for b in disk if b.startswith('block_')):
     for e in range(3):

@@ -38,7 +38,7 @@ def test_round_zero_heads_are_the_ridge_readout_of_the_first_cohorts_features(co
   config.warm_start.classifier_scale = 3.0
   exp = experiment.build(config)
   server, _, _ = jax.jit(exp.federation.init)(exp.world, exp.key)
-  params = exp.federation.setup.initial_params(rng.run_key(exp.key))
+  params = jax.jit(lambda k: exp.federation.setup.initial_params(rng.run_key(k)))(exp.key)
   merged = trees.merge_roles(*params.values())
   features = jax.jit(exp.model.features)
   client_data = jax.jit(exp.problem.client_data, static_argnums=2)
