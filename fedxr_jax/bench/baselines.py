@@ -116,9 +116,10 @@ ADAPTERS = tuple(Baseline(t, 'adapters', ('model.m3t.lora_rank=0', 'model.m3t.ad
                  for t in CPU_TRACKS if t != 'xr-default')
 
 # FedAvg from closed-form heads (Fed3R's ridge readout of round 1's cohort, issue 20),
-# where the statistics may leave a device unprotected: not under DP or attack.
+# where the statistics may leave a device unprotected (not under DP or attack) and a
+# server sees every upload (not d2d's semi-decentralized clusters).
 RIDGE_HEADS = tuple(Baseline(t, 'fedavg_ridge_heads', ('warm_start.heads=ridge',))
-                    for t in CPU_TRACKS if t not in ('private', 'robust'))
+                    for t in CPU_TRACKS if t not in ('private', 'robust', 'd2d'))
 
 # MoE on every other CPU track: sparse upcycling of the checkpoint's MLPs
 # (`models.m3t.upcycle`).
