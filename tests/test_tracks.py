@@ -333,6 +333,24 @@ def test_every_v2_baseline_fits_its_tracks_open_part():
     tracks.get('role-specific', 2).check_overrides({'model.m3t.library_size': 99})
 
 
+def test_a_shipped_entrys_model_facts_are_recomputed_from_its_recorded_config():
+  # What `verify` re-computes: a recorded config (chunk_size the string 'auto') builds,
+  # and an entry made before a default-off feature block existed reruns with it off.
+  from fedxr_jax.bench import model_facts   # pylint: disable=g-import-not-at-top
+  from fedxr_jax.bench import run   # pylint: disable=g-import-not-at-top
+  from fedxr_jax.bench import verification   # pylint: disable=g-import-not-at-top
+  path = next(p for p in SUBMISSIONS if os.path.basename(p).startswith('xr-default-v2__fedavg__'))
+  with open(path) as f:
+    doc = json.load(f)
+  doc['config'].pop('warm_start', None)
+  config = run.rerun_config(doc)
+  assert config.chunk_size == 'auto' and config.warm_start.heads == 'none'
+  assert verification.compare_facts(doc['model_facts'], model_facts.facts(config), 0) == []
+  doc['config'].pop('aggregator')   # not a feature that is off by default: one line
+  with pytest.raises(TrackError, match="no 'aggregator'.*cannot be re-run"):
+    run.rerun_config(doc)
+
+
 @pytest.mark.slow
 def test_model_facts_of_an_asynchronous_track_and_of_a_personal_method():
   # Two more model builds (10 s); the default suite checks personal_training on facts

@@ -29,6 +29,7 @@ from fedxr_jax.bench import validate
 from fedxr_jax.bench import tracks as tracks_lib
 from fedxr_jax.bench.errors import TrackError
 from fedxr_jax.bench.tracks import common
+from fedxr_jax.bench.tracks import resolve
 from fedxr_jax.bench.tracks import v1 as v1_tracks
 from fedxr_jax.errors import FedXRError
 from fedxr_jax.training import metrics_log
@@ -198,9 +199,27 @@ def rerun_config(doc: Mapping) -> ml_collections.ConfigDict:
   recorded = doc['config']
   if doc['track']['version'] == 1:
     recorded = v1_tracks.translate(recorded, default.get_config().to_dict())
-  config = _retuple(ml_collections.ConfigDict(recorded), like)
+  config = _retuple(ml_collections.ConfigDict(_with_added_blocks(recorded, like)), like)
   config.plot = False
   return config
+
+
+def _with_added_blocks(recorded: Mapping, like) -> dict:
+  """`recorded` with the feature blocks it predates: a top-level block today's config
+  has and the entry lacks, off by default (every key dormant, `tracks.resolve`), ran as
+  off. A block missing otherwise is one line: today's code cannot rerun the entry."""
+  today = like.to_dict()
+  dormant = resolve.dormant_keys(common.flatten(today))
+  out = dict(recorded)
+  for block, value in today.items():
+    if block in recorded:
+      continue
+    keys = common.flatten({block: value}) if isinstance(value, dict) else {block: value}
+    if not set(keys) <= dormant:
+      raise TrackError(f'the recorded config has no {block!r}, which today\'s code needs '
+                       'and does not take as off: this entry cannot be re-run')
+    out[block] = copy.deepcopy(value)
+  return out
 
 
 def rerun(doc: Mapping, seeds, rounds: int, workdir: Optional[str] = None) -> dict:
