@@ -316,10 +316,7 @@ def _check_partial(saved: dict, config, role: str, abstract_tree, where: str,
     raise ConfigError(f'pretrained {role} in {where} does not fit this model: '
                       f"model.name={arch.get('model.name')!r} there, {config.model.name!r} here")
   have = {'/'.join(map(str, p)): x for p, x in traverse_util.flatten_dict(abstract_tree).items()}
-  structs = _structs(saved['arrays'], where)
-  if saved.get('fingerprint') != fingerprint(arch, tree_signature(_unflat(structs))):
-    raise CheckpointError(f'{where}/{METADATA_FILE} is corrupt (its {role} arrays do not '
-                          'match its fingerprint)')
+  structs = _fingerprinted_structs(saved, role, where)
   for modality, info in saved.get('inputs', {}).items():
     position = f'encoders/{modality}/position'
     if position not in have:
@@ -432,7 +429,8 @@ def load(directory: str, config, abstract_params: Mapping, roles: Sequence[str],
   # Upcycled, the other trees are checked as the dense model's (experts change none).
   others = _dense_config(config, metadata['roles']['base']['architecture']) if upcycled \
       else config
-  targets = {r: (_saved_structs(metadata, r, directory) if upcycled and r == 'base'
+  targets = {r: (_fingerprinted_structs(_saved_role(metadata, r, directory), r, directory)
+                 if upcycled and r == 'base'
                  else check_compatible(metadata, others, r, abstract_params[r], directory,
                                        modalities)) for r in roles}
   restored = _restore(directory, targets)
@@ -471,9 +469,8 @@ def _dense_config(config, saved_arch: Mapping):
   return dense
 
 
-def _saved_structs(metadata: dict, role: str, where: str) -> dict:
-  """The saved role's {path: ShapeDtypeStruct}, checked against its fingerprint."""
-  saved = _saved_role(metadata, role, where)
+def _fingerprinted_structs(saved: Mapping, role: str, where: str) -> dict:
+  """A saved role's {path: ShapeDtypeStruct}, checked against its fingerprint."""
   structs = _structs(saved['arrays'], where)
   if saved.get('fingerprint') != fingerprint(saved.get('architecture', {}),
                                              tree_signature(_unflat(structs))):
