@@ -59,8 +59,7 @@ def facts(config) -> dict:
   # No chunk measurement: the facts count one step and one example, not how a cohort
   # is split into calls (measuring 'auto' traces a client chunk: seconds a build).
   config = copy.deepcopy(config)
-  with config.ignore_type():   # a recorded config holds chunk_size as the string 'auto'
-    config.chunk_size = 0
+  config.chunk_size = 0
   exp = experiment.build(config)
   shapes = jax.eval_shape(lambda: exp.problem.init_params(jax.random.key(0)))
   sizes = {role: sum(math.prod(x.shape) for x in jax.tree.leaves(tree))

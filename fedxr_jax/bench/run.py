@@ -199,9 +199,20 @@ def rerun_config(doc: Mapping) -> ml_collections.ConfigDict:
   recorded = doc['config']
   if doc['track']['version'] == 1:
     recorded = v1_tracks.translate(recorded, default.get_config().to_dict())
-  config = _retuple(ml_collections.ConfigDict(_with_added_blocks(recorded, like)), like)
+  config = _retuple(ml_collections.ConfigDict(
+      _references_like(_with_added_blocks(recorded, like), like)), like)
   config.plot = False
   return config
+
+
+def _references_like(recorded: Mapping, like) -> dict:
+  """`recorded` with today's untyped references given back (JSON kept the value only):
+  chunk_size holds 'auto' or an int, so a rerun may set either."""
+  def untyped(key):
+    return (key in like and not isinstance(like[key], ml_collections.ConfigDict)
+            and like.get_ref(key).get_type() is object)
+  return {k: ml_collections.FieldReference(v, field_type=object) if untyped(k) else v
+          for k, v in recorded.items()}
 
 
 def _with_added_blocks(recorded: Mapping, like) -> dict:
