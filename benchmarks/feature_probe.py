@@ -47,11 +47,11 @@ def cls_features(model, params, data):
   ex = data['examples']
   n, e = ex['modality_mask'].shape[:2]
   flat = lambda a: a.reshape((n * e,) + a.shape[2:])
-  features = jax.jit(model.features)(trees.merge_roles(*params.values()),
-                                     jax.tree.map(flat, ex['x']), flat(ex['modality_mask']))
+  features = jax.jit(model.head_inputs)(trees.merge_roles(*params.values()),
+                                        jax.tree.map(flat, ex['x']), flat(ex['modality_mask']))
   keep = flat(ex['example_mask'])
   mask = flat(ex['label_mask'] & data['task_mask'][:, None, :])
-  return np.asarray(features[:, 0, :])[keep], flat(ex['y'])[keep], mask[keep]
+  return np.asarray(features)[keep], flat(ex['y'])[keep], mask[keep]
 
 
 def probe_accuracies(train, test, num_classes: int, steps: int) -> dict:
