@@ -39,9 +39,14 @@ def test_optimizer_blocks_equal_the_factories_of_their_role():
   from fedxr_jax.compose import optimizers
   for role in ('client', 'server'):
     block = blocks.optimizer_block(role, 'sgd', 0.1)
-    assert [k for k in block if k not in ('name', 'learning_rate')] == list(optimizers.names(role))
+    assert [k for k in block if k not in ('name', 'learning_rate', 'schedule')] == list(
+        optimizers.names(role))
     for name in optimizers.names(role):
       assert block[name] == registry.settings(optimizers.OPTIMIZERS[role, name]), (role, name)
+  # The client rate's schedule: the Schedule's fields and defaults (core/lr_schedule.py).
+  from fedxr_jax.core import lr_schedule   # pylint: disable=g-import-not-at-top
+  assert blocks.optimizer_block('client', 'sgd', 0.1)['schedule'] == lr_schedule.Schedule()._asdict()
+  assert 'schedule' not in blocks.optimizer_block('server', 'sgd', 1.0)
   # FedAdagrad is its own entry, with momentum (Reddi et al.'s b1); a client's adagrad has none.
   assert optimizers.OPTIMIZERS['server', 'adagrad'] is optimizers.fed_adagrad
   assert 'b1' not in blocks.optimizer_block('client', 'sgd', 0.1)['adagrad']

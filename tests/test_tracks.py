@@ -192,6 +192,12 @@ def test_a_dormant_setting_changes_no_hash_and_an_active_one_does():
   assert closed(_edited(base, warm_start__ridge=0.5)) == closed(base)
   assert closed(_edited(base, warm_start__heads='ridge'))['warm_start.ridge'] == 0.01
   assert open_['warm_start.heads'].values == ('none', 'ridge')
+  # So is a block inside a section: the client rate's schedule, constant by default.
+  assert not any(k.startswith('client_optimizer.schedule.') for k in closed(base))
+  assert closed(_edited(base, client_optimizer__schedule__final_fraction=0.5)) == closed(base)
+  decayed = closed(_edited(base, client_optimizer__schedule__kind='cosine'))
+  assert decayed['client_optimizer.schedule.final_fraction'] == 0.0
+  assert open_['client_optimizer.schedule.kind'].values == ('constant', 'cosine', 'linear')
 
 
 def _with_dummies(monkeypatch):
@@ -343,8 +349,10 @@ def test_a_shipped_entrys_model_facts_are_recomputed_from_its_recorded_config():
   with open(path) as f:
     doc = json.load(f)
   doc['config'].pop('warm_start', None)
+  doc['config']['client_optimizer'].pop('schedule', None)   # a block inside a section
   config = run.rerun_config(doc)
   assert config.chunk_size == 'auto' and config.warm_start.heads == 'none'
+  assert config.client_optimizer.schedule.kind == 'constant'
   assert verification.compare_facts(doc['model_facts'], model_facts.facts(config), 0) == []
   doc['config'].pop('aggregator')   # not a feature that is off by default: one line
   with pytest.raises(TrackError, match="no 'aggregator'.*cannot be re-run"):

@@ -216,20 +216,26 @@ def _references_like(recorded: Mapping, like) -> dict:
 
 
 def _with_added_blocks(recorded: Mapping, like) -> dict:
-  """`recorded` with the feature blocks it predates: a top-level block today's config
-  has and the entry lacks, off by default (every key dormant, `tracks.resolve`), ran as
-  off. A block missing otherwise is one line: today's code cannot rerun the entry."""
-  today = like.to_dict()
-  dormant = resolve.dormant_keys(common.flatten(today))
-  out = dict(recorded)
-  for block, value in today.items():
-    if block in recorded:
-      continue
-    keys = common.flatten({block: value}) if isinstance(value, dict) else {block: value}
-    if not set(keys) <= dormant:
-      raise TrackError(f'the recorded config has no {block!r}, which today\'s code needs '
-                       'and does not take as off: this entry cannot be re-run')
-    out[block] = copy.deepcopy(value)
+  """`recorded` with the settings it predates: keys today's config has and the entry
+  lacks (a feature block, or a block inside one such as client_optimizer.schedule),
+  each dormant when off (`tracks.resolve`), ran as off. Another missing key is one
+  line: today's code cannot rerun the entry."""
+  today = common.flatten(like.to_dict())
+  have = common.flatten(recorded)
+  missing = sorted(k for k in today if k not in have)
+  needed = sorted(set(missing) - resolve.dormant_keys(today))
+  if needed:
+    top = needed[0].split('.')[0]
+    name = top if top not in recorded else needed[0]
+    raise TrackError(f'the recorded config has no {name!r}, which today\'s code needs '
+                     'and does not take as off: this entry cannot be re-run')
+  out = copy.deepcopy(dict(recorded))
+  for key in missing:
+    *path, leaf = key.split('.')
+    node = out
+    for part in path:
+      node = node.setdefault(part, {})
+    node[leaf] = copy.deepcopy(today[key])
   return out
 
 

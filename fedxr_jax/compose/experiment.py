@@ -213,7 +213,8 @@ def build(config) -> Experiment:
       costs=costs, schedule_by_budget=config.schedule_by_budget, source=world,
       memory_budget_gb=config.memory_budget_gb,
       private_grads=pipeline.private_grads(features),
-      warm_start=pipeline.warm_start_fn(features))
+      warm_start=pipeline.warm_start_fn(features),
+      lr_schedule=optimizers.schedule(config))
   if asynchrony.enabled(config):   # server steps on a virtual clock (issue 22)
     federation = asynchrony.make(config, federation, problem, spec,
                                  pipeline.feature_info(features, 'privacy'))

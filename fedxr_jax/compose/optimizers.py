@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fedxr_jax.core import lr_schedule
 from fedxr_jax.core import registry
 from fedxr_jax.errors import ConfigError
 
@@ -102,3 +103,11 @@ def make(block, where: str) -> optax.GradientTransformation:
     raise ConfigError(f'{where}.{block.name} has no setting(s) {unknown}')
   return optax.inject_hyperparams(lambda learning_rate: factory(learning_rate, **own),
                                   hyperparam_dtype=jnp.float32)(learning_rate=lr)
+
+
+def schedule(config) -> lr_schedule.Schedule:
+  """The client learning rate's schedule (`client_optimizer.schedule`; rounds 0: the
+  run's num_rounds)."""
+  block = config.client_optimizer.schedule
+  return lr_schedule.make(block.kind, block.rounds or config.num_rounds,
+                          block.final_fraction, 'client_optimizer.schedule')

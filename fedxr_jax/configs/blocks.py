@@ -159,8 +159,11 @@ def registry_block(module: str, table: str) -> dict:
 def optimizer_block(role: str, name: str, learning_rate: float) -> dict:
   """A `<role>_optimizer` block: the chosen name and rate, and every entry's settings."""
   table = registry_block('fedxr_jax.compose.optimizers', 'OPTIMIZERS')
-  return {'name': name, 'learning_rate': learning_rate,
-          **{n: settings for (r, n), settings in table.items() if r == role}}
+  block = {'name': name, 'learning_rate': learning_rate,
+           **{n: settings for (r, n), settings in table.items() if r == role}}
+  if role == 'client':   # the rate over the rounds (core/lr_schedule.py; rounds 0: num_rounds)
+    block['schedule'] = dataclass_block('fedxr_jax.core.lr_schedule', 'Schedule')
+  return block
 
 
 def describe(config_module: str = 'fedxr_jax.configs.default') -> dict:

@@ -37,6 +37,7 @@ from fedxr_jax.core import client as client_lib
 from fedxr_jax.core import device_costs
 from fedxr_jax.core import evaluate as evaluate_lib
 from fedxr_jax.core import local as local_lib
+from fedxr_jax.core import lr_schedule as lr_schedule_lib
 from fedxr_jax.core import plan as plan_lib
 from fedxr_jax.core import rng
 from fedxr_jax.core import round_metrics
@@ -95,6 +96,8 @@ class RoundSetup(NamedTuple):
   # (problem, params, source, seed key) -> round 0's params from the clients' data
   # (`Contribution.warm_start`); None: the initial params as drawn.
   warm_start: Optional[Callable] = None
+  # The client learning rate over the rounds (`core.lr_schedule`; constant: none).
+  lr_schedule: lr_schedule_lib.Schedule = lr_schedule_lib.Schedule()
 
   def initial_params(self, seed_key):
     return self.stage.problem.init_params(rng.stream(seed_key, rng.INIT_STREAM))
@@ -113,7 +116,9 @@ def build_federation(problem: FederatedProblem, plan: dict, *, population_size: 
                      schedule_by_budget: bool = True, source=None,
                      memory_budget_gb: float = 0.0,
                      private_grads: Optional[Callable] = None,
-                     warm_start: Optional[Callable] = None) -> Federation:
+                     warm_start: Optional[Callable] = None,
+                     lr_schedule: lr_schedule_lib.Schedule = lr_schedule_lib.Schedule()
+                     ) -> Federation:
   """Builds the pure init / round / evaluate functions of a federation.
 
   `topology` from `fedxr_jax.topology.make`; `algorithm` defaults to FedAvg,
@@ -123,6 +128,7 @@ def build_federation(problem: FederatedProblem, plan: dict, *, population_size: 
   `memory_budget_gb` (0: half the device's memory; `core.chunking`).
   `private_grads`: example-level DP-SGD in local training (`core.local`).
   `warm_start`: round 0's params from the clients' data (`RoundSetup.warm_start`).
+  `lr_schedule`: the client learning rate over the rounds (`core.lr_schedule`).
   """
   check_sizes(population_size=population_size, cohort_size=cohort_size,
               local_steps=local_steps, batch_size=batch_size)
@@ -147,7 +153,7 @@ def build_federation(problem: FederatedProblem, plan: dict, *, population_size: 
       personal_roles=plan_lib.roles_with(plan, plan_lib.PERSONAL), local_steps=local_steps,
       batch_size=batch_size, costs=costs, streams=topology.streams(aggregator))
   setup = RoundSetup(stage, topology, server_optimizer, plan, population_size, cohort_size, chunk_size, mesh, schedule_by_budget,
-                     local_lib.hyperparams_of(client_optimizer), warm_start)
+                     local_lib.hyperparams_of(client_optimizer), warm_start, lr_schedule)
   if chunk_size == chunking.AUTO:
     setup = _measured_chunk(setup, source, memory_budget_gb)
     chunk_size = setup.chunk_size
@@ -214,6 +220,10 @@ def local(setup: RoundSetup, server, clients, frozen, source, round_plan):
           server_lib.gather(clients.algorithm, cohort),
           server_lib.gather(clients.transforms, cohort))
   args = args + (() if start is None else (start,))
+  if setup.lr_schedule.active:   # this round's rate; the base stays in the state
+    server = server.replace(hyperparams={**server.hyperparams, 'client_optimizer': (
+        lr_schedule_lib.scaled(server.hyperparams['client_optimizer'], setup.lr_schedule,
+                               server.round))})
   client_fn = client_lib.make_client_fn(setup.stage, server, frozen, source)
   order = schedule.cohort_order(setup.stage, source, cohort, server.round,
                                 chunk_size=setup.chunk_size, enabled=setup.schedule_by_budget)

@@ -10,6 +10,7 @@ author adds a limit). Keys are the full dotted config keys.
 import itertools
 
 from fedxr_jax.bench.track import Between, OneOf
+from fedxr_jax.bench.tracks import resolve
 
 _RATE = Between(1e-5, 10.0)
 _BETA = Between(0.0, 0.999)
@@ -43,6 +44,11 @@ COMPONENTS = {
        for name in ('adam', 'yogi')},
     **{f'{role}_optimizer.{name}.eps': Between(1e-9, 1.0) for role in ('client', 'server')
        for name in ('adam', 'yogi', 'adagrad')},
+    # the client rate over the rounds (core/lr_schedule.py)
+    'client_optimizer.schedule.kind': OneOf(tuple(resolve.literal('fedxr_jax.core.lr_schedule',
+                                                                 'KINDS'))),
+    'client_optimizer.schedule.rounds': Between(0, 100_000, integer=True),
+    'client_optimizer.schedule.final_fraction': Between(0.0, 1.0),
     # aggregators
     'aggregator.trimmed_mean.beta': Between(0.0, 0.49),
     'aggregator.krum.num_byzantine': Between(0, 64, integer=True),

@@ -88,7 +88,9 @@ def _conditionals() -> tuple:
           # A feature block whose selector is inside it: off, the whole block is dormant
           # (so adding the feature changed no track's frozen part).
           Conditional('warm_start', 'warm_start.heads', tuple(
-              m for m in literal('fedxr_jax.algorithms.warm_start', 'MODES') if m != 'none')))
+              m for m in literal('fedxr_jax.algorithms.warm_start', 'MODES') if m != 'none')),
+          Conditional('client_optimizer.schedule', 'client_optimizer.schedule.kind', tuple(
+              k for k in literal('fedxr_jax.core.lr_schedule', 'KINDS') if k != 'constant')))
 
 
 def conditionals() -> tuple:

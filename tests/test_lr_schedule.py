@@ -1,0 +1,75 @@
+"""The client learning rate over the rounds (core/lr_schedule.py)."""
+import math
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from fedxr_jax.compose import experiment
+from fedxr_jax.compose import xr_problem
+from fedxr_jax.core import lr_schedule
+from fedxr_jax.errors import ConfigError
+from helpers import assert_trees_close
+
+
+@pytest.mark.parametrize('kind,round_idx,expected', [
+    ('constant', 7, 1.0),
+    ('cosine', 0, 1.0),
+    ('cosine', 5, 0.2 + 0.8 * 0.5),            # halfway: the mean of the ends
+    ('cosine', 10, 0.2), ('cosine', 30, 0.2),  # from the horizon on: the final fraction
+    ('cosine', 2, 0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi * 0.2))),
+    ('linear', 0, 1.0), ('linear', 4, 0.2 + 0.8 * 0.6), ('linear', 12, 0.2),
+])
+def test_factor_at_hand_computed_rounds(kind, round_idx, expected):
+  schedule = lr_schedule.make(kind, 10, 0.2)
+  assert float(lr_schedule.factor(schedule, round_idx)) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize('kind,rounds,final,match', [
+    ('exponential', 10, 0.0, 'kind must be one of'),
+    ('cosine', 0, 0.0, 'rounds must be >= 1'),
+    ('linear', 10, 1.5, r'final_fraction must be in \[0, 1\]'),
+])
+def test_a_bad_schedule_is_one_line(kind, rounds, final, match):
+  with pytest.raises(ConfigError, match=match):
+    lr_schedule.make(kind, rounds, final)
+
+
+def test_a_decayed_round_is_a_gradient_step_at_the_decayed_rate(config):
+  # One full-batch local step of every client: FedAvg is a centralized gradient step
+  # (test_round), here at round index 2 of a cosine over 4 rounds to 0.2 of the rate:
+  # 0.5 x (0.2 + 0.8 (1 + cos(pi / 2)) / 2) = 0.3. The base rate stays in the state.
+  config.data.devices = ('apple_vision_pro',)
+  config.data.modality_dropout = 0.0
+  config.data.min_examples = config.data.max_examples = 8
+  config.batch_size, config.local_steps, config.shuffle = 8, 1, False
+  config.population_size = config.cohort_size = 4
+  config.client_optimizer.learning_rate = 0.5
+  config.client_optimizer.schedule.update(kind='cosine', rounds=4, final_fraction=0.2)
+  exp = experiment.build(config)
+  fed = exp.federation
+  server, clients, frozen = jax.jit(fed.init)(exp.world, exp.key)
+  server = server.replace(round=jnp.int32(2))
+  plan, _ = exp.plan(2)
+  new_server, _, _ = jax.jit(fed.round)(server, clients, frozen, exp.world, plan)
+
+  problem = xr_problem.make_xr_problem(exp.spec, exp.model)
+  data = jax.jit(jax.vmap(lambda c: problem.client_data(exp.world, c, 'train', 2)))(
+      jnp.arange(4))
+  union = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), data['examples'])
+  meta = {'task_mask': data['task_mask'][0]}
+  grads = jax.jit(jax.grad(lambda p: problem.loss({**frozen, **p}, union, meta)[0]))(
+      server.shared)
+  expected = jax.tree.map(lambda w, g: w - 0.3 * g, server.shared, grads)
+  assert_trees_close(new_server.shared, expected, rtol=1e-5, atol=1e-6)
+  assert float(new_server.hyperparams['client_optimizer']['learning_rate']) == 0.5
+
+
+def test_the_default_config_builds_no_schedule(config):
+  from fedxr_jax.compose import optimizers   # pylint: disable=g-import-not-at-top
+  assert not optimizers.schedule(config).active
+  config.client_optimizer.schedule.kind = 'linear'
+  assert optimizers.schedule(config).rounds == config.num_rounds   # rounds 0: the run's
+  config.client_optimizer.schedule.kind = 'step'
+  with pytest.raises(ConfigError, match='client_optimizer.schedule.kind must be one of'):
+    optimizers.schedule(config)
