@@ -20,6 +20,14 @@ on the mean curve over the seeds, computed from the saved curve:
 Results merge into --json (benchmarks/results/track_rounds.json) and its
 markdown. With --from_runs the FedAvg entries' runs are continued: their
 first rounds are the entries' own.
+
+  python benchmarks/track_rounds.py --version=3 --stretch --tracks=xr-default \
+      --entries=leaderboard/submissions --json=benchmarks/results/track_rounds_v3.json
+
+A version 3 track decays its rate over the run, so its rounds are sized by
+the stretch rule (`plateau.stretched`): the track's FedAvg entry (its final
+panel accuracy, seed by seed) against the same config with the schedule
+stretched over `factor` x the rounds, run here.
 """
 import copy
 import json
@@ -46,6 +54,11 @@ _FROM_RUNS = flags.DEFINE_string(
 _JSON = flags.DEFINE_string('json', 'benchmarks/results/track_rounds.json', 'Results file.')
 _TABLE = flags.DEFINE_bool('table', False, 'Only rewrite the markdown from --json.')
 _NOTE = flags.DEFINE_string('note', '', 'A line for the markdown (e.g. the machine load).')
+_VERSION = flags.DEFINE_integer('version', 2, 'The tracks\' version.')
+_STRETCH = flags.DEFINE_bool('stretch', False, 'The stretch rule (version 3): run the '
+                             'schedule over factor x the rounds, against the FedAvg entry.')
+_ENTRIES = flags.DEFINE_string('entries', 'leaderboard/submissions',
+                               'Where the FedAvg entries are (--stretch).')
 
 METRIC = 'eval/accuracy'
 
@@ -81,6 +94,56 @@ def size(track_id: str, factor: int, seeds: list, workdir: str, from_runs: str) 
   return {'track': track_id, 'rounds': rounds, 'longest': factor * rounds, 'seeds': seeds,
           'eval_every': base.eval_every, 'curve': points,
           'wall_s': time.time() - start}
+
+
+def stretch(track_id: str, factor: int, workdir: str, entries: str) -> dict:
+  """The stretch rule on a track: its FedAvg entry against factor x the rounds."""
+  import glob
+  from fedxr_jax.bench import plateau
+  from fedxr_jax.bench import tracks
+  from fedxr_jax.training import loop
+  track = tracks.get(track_id, _VERSION.value)
+  paths = glob.glob(os.path.join(entries, f'{track_id}-v{track.version}__fedavg__*.json'))
+  if len(paths) != 1:
+    raise SystemExit(f'track_rounds: want one FedAvg entry of {track.name} in {entries}, '
+                     f'found {len(paths)}')
+  with open(paths[0]) as f:
+    doc = json.load(f)
+  seeds = [r['seed'] for r in doc['runs']]
+  finals = [r['final'][track.primary_metric] for r in doc['runs']]
+  base = tracks.base_config(track)
+  rounds = base.num_rounds
+  configs, dirs = [], []
+  for seed in seeds:
+    config = copy.deepcopy(base)
+    config.num_rounds, config.seed = factor * rounds, seed   # the schedule's horizon too
+    configs.append(config)
+    dirs.append(os.path.join(workdir, f'{track.name}-stretch{factor}', f'seed{seed}'))
+  start = time.time()
+  results = loop.run_lanes(configs, dirs, progress=False, vmap=False)
+  longer = [[row for row in r.rows if track.primary_metric in row][-1][track.primary_metric]
+            for r in results]
+  verdict = plateau.stretched(finals, longer, rounds, factor * rounds)
+  return {'track': track_id, 'version': track.version, 'seeds': seeds, 'rounds': rounds,
+          'stretched_rounds': factor * rounds, 'finals': finals, 'stretched': longer,
+          'verdict': verdict.describe(), 'reached': verdict.reached,
+          'entry': os.path.basename(paths[0]), 'wall_s': time.time() - start}
+
+
+def write_stretch_table(results: dict, path: str) -> None:
+  lines = ['# Rounds of each version 3 track by the stretch rule', '',
+           f"{results['machine']}. The track's FedAvg entry (final panel accuracy per seed) "
+           'against its config with the cosine schedule stretched over more rounds '
+           '(`fedxr_jax.bench.plateau.stretched`: enough when the mean relative gain over '
+           'the seeds is < 2%).', '',
+           '| track | seeds | rounds | final (entry) | stretched rounds | final (stretched) '
+           '| verdict | wall s |', '|---|---|---|---|---|---|---|---|']
+  for r in sorted(results['tracks'].values(), key=lambda r: r['track']):
+    fmt = lambda xs: ' / '.join(f'{x:.3f}' for x in xs)
+    lines.append(f"| {r['track']} | {','.join(map(str, r['seeds']))} | {r['rounds']} | "
+                 f"{fmt(r['finals'])} | {r['stretched_rounds']} | {fmt(r['stretched'])} | "
+                 f"{r['verdict']} | {r['wall_s']:.0f} |")
+  harness.write_markdown(path, lines, results.get('note'))
 
 
 def write_table(results: dict, path: str) -> None:
@@ -120,20 +183,24 @@ def main(argv):
   del argv
   md = os.path.splitext(_JSON.value)[0] + '.md'
   if _TABLE.value:
-    harness.retable(_JSON.value, _NOTE.value, write_table)
+    harness.retable(_JSON.value, _NOTE.value,
+                    write_stretch_table if _STRETCH.value else write_table)
     return
   results = harness.load_results(_JSON.value, {'tracks': {}})
   seeds = [int(s) for s in _SEEDS.value]
+  table = write_stretch_table if _STRETCH.value else write_table
   for track_id in _TRACKS.value:
+    measured = (stretch(track_id, _FACTOR.value, _WORKDIR.value, _ENTRIES.value)
+                if _STRETCH.value else
+                size(track_id, _FACTOR.value, seeds, _WORKDIR.value, _FROM_RUNS.value))
     results['tracks'][track_id] = {
-        **size(track_id, _FACTOR.value, seeds, _WORKDIR.value, _FROM_RUNS.value),
-        'command': 'python benchmarks/track_rounds.py ' + ' '.join(sys.argv[1:])}
+        **measured, 'command': 'python benchmarks/track_rounds.py ' + ' '.join(sys.argv[1:])}
     results.update(
         machine=f'{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})',
         note=_NOTE.value)
     with open(_JSON.value, 'w') as f:   # after each track: a kill keeps the finished ones
       json.dump(results, f, indent=2, sort_keys=True)
-    write_table(results, md)
+    table(results, md)
   print(open(md).read())
 
 

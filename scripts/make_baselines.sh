@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The baseline submissions of version 2 (fedxr_jax/bench/baselines.py lists them), their
+# The baseline submissions of version 2 or 3 (fedxr_jax/bench/baselines.py lists them), their
 # FedAvg verifications, and the leaderboard site.
 #
 #   scripts/make_baselines.sh [TRACK ...]     # default: every CPU track
+#   VERSION=3 scripts/make_baselines.sh [TRACK ...]   # version 3's entries
 #
-# Writes leaderboard/submissions/<track>-v2__<method>__<hash12>.json (each with its
+# Writes leaderboard/submissions/<track>-v<version>__<method>__<hash12>.json (each with its
 # per-seed runs under leaderboard/runs/; the name carries the content hash, so no entry
 # replaces another), verifies each track's FedAvg entry in full (every round of one
 # seed drawn by the verifier; the record goes into leaderboard/verified/, the only
@@ -16,16 +17,19 @@ cd "$(dirname "$0")/.."
 OUT=leaderboard/submissions
 RUNS=leaderboard/runs
 VERIFIED=leaderboard/verified
+VERSION=${VERSION:-2}
+LIST=()
+[[ "$VERSION" == 3 ]] && LIST=(--version=3)
 mkdir -p "$OUT" "$VERIFIED"
 
 have() {   # have TRACK NAME: the entry's file, if one was made
-  compgen -G "$OUT/${1}-v2__${2}__*.json" | head -n 1 || true
+  compgen -G "$OUT/${1}-v${VERSION}__${2}__*.json" | head -n 1 || true
 }
 
-python -m fedxr_jax.bench.baselines "$@" | while read -r track name overrides; do
+python -m fedxr_jax.bench.baselines "${LIST[@]}" "$@" | while read -r track name overrides; do
   if [[ -n "$(have "$track" "$name")" ]]; then echo "have $track $name"; continue; fi
   # shellcheck disable=SC2086  # the overrides are separate words
-  file=$(fedxr-bench run --track="$track" --version=2 --output_dir="$RUNS" \
+  file=$(fedxr-bench run --track="$track" --version="$VERSION" --output_dir="$RUNS" \
            --method="$name" $overrides | sed -n 's/^fedxr-bench: wrote //p')
   mv -n "$file" "$OUT/"
   if [[ "$name" == fedavg ]]; then

@@ -27,7 +27,7 @@ STRATEGIES = {
 
 @pytest.mark.parametrize('name', sorted(STRATEGIES))
 def test_each_table_4_strategy_fits_the_xr_default_budget(name):
-  track = tracks.get('xr-default')
+  track = tracks.get('xr-default', 2)
   overrides = {(k if '.' in k else _prefix() + k): v for k, v in STRATEGIES[name].items()}
   track.check_overrides(overrides)                       # open...
   facts = model_facts.facts(run_lib.track_config(track, overrides))

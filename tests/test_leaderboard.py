@@ -257,6 +257,21 @@ def test_plateau_rule_on_synthetic_curves():
   assert plateau.window_gain([(10, 0.5)], 10) is None       # no window before
 
 
+def test_stretch_rule_reads_the_gain_seed_by_seed():
+  # Seeds at 0.40, 0.50 after N rounds; stretched over 2N: 0.404 (+1%), 0.52 (+4%).
+  verdict = plateau.stretched([0.40, 0.50], [0.404, 0.52], 100, 200)
+  assert verdict.gains == pytest.approx((0.01, 0.04))
+  assert verdict.gain == pytest.approx(0.025) and verdict.reached is False
+  assert '100 rounds not enough' in verdict.describe() and '+1.0%, +4.0%' in verdict.describe()
+  assert plateau.stretched([0.40, 0.50], [0.404, 0.505], 100, 200).reached is True
+  # A seed that loses counts against the others' gains, not as zero.
+  assert plateau.stretched([0.5, 0.5], [0.55, 0.48], 100, 200).gain == pytest.approx(0.03)
+  with pytest.raises(ValueError, match='one final value per seed'):
+    plateau.stretched([0.4], [0.4, 0.5], 100, 200)
+  with pytest.raises(ValueError, match='must be longer'):
+    plateau.stretched([0.4], [0.4], 100, 100)
+
+
 def test_track_pages_show_targets_budgets_curves_and_units(site, tmp_path):
   root, _, board = site
   page = (root / 'site' / 'track-xr-accuracy-v1.html').read_text()

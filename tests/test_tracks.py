@@ -112,8 +112,9 @@ def test_v1_takes_no_new_runs_and_names_v2():
     tracks.runnable(tracks.get('xr-default', 1))
   assert str(info.value) == ('xr-default v1 takes no new runs (archived: validated and ranked '
                              'from the snapshot of 01066a6; takes no new entries (run the v2 '
-                             'track)); run xr-default v2')
-  assert tracks.get('xr-default').version == 2
+                             'track)); run xr-default v3')
+  assert tracks.get('xr-default').version == 3   # the newest
+  assert tracks.get('hapt-30').version == 2      # version 3 has the world tracks only
 
 
 def test_v1_configs_translate_to_todays_keys():
@@ -147,13 +148,13 @@ def test_targets_are_90_percent_of_each_v1_fedavg_entry_rounded_down():
 
 
 def test_only_the_selected_blocks_enter_the_frozen_part():
-  robust = tracks.get('robust')
-  d2d = tracks.get('d2d')
+  robust = tracks.get('robust', 2)
+  d2d = tracks.get('d2d', 2)
   assert robust.version == 2 and robust.resolved and len(robust.seeds) >= 3
   # d2d freezes its topology: the selected kind's block only, and the radio graph.
   assert d2d.frozen['topology.kind'] == 'semi' and 'topology.semi.gamma' in d2d.frozen
   assert 'topology.d2d.range_m' in d2d.frozen and 'topology.hierarchical.k2' not in d2d.frozen
-  for t in (robust, d2d, tracks.get('xr-default')):
+  for t in (robust, d2d, tracks.get('xr-default', 2)):
     assert not [k for k in t.frozen if k.startswith(('aggregator.krum', 'compression.topk',
                                                      'attack.alie', 'algorithm.ditto',
                                                      'server_optimizer.adam'))], t.name
@@ -161,7 +162,7 @@ def test_only_the_selected_blocks_enter_the_frozen_part():
   assert robust.frozen['attack.ipm.epsilon'] == 4.0
   assert 'attack.sign_flip.scale' not in robust.frozen
   # Where the topology is open, the radio graph stays frozen (the scenario's physics).
-  xr = tracks.get('xr-default')
+  xr = tracks.get('xr-default', 2)
   assert 'topology.kind' in xr.open and 'topology.d2d.range_m' in xr.frozen
 
 
@@ -216,7 +217,8 @@ def test_registering_a_dummy_aggregator_and_compressor_changes_no_track_hash(mon
   before = {t.key: t.frozen_sha256 for t in tracks.all_tracks()}
   _with_dummies(monkeypatch)
   assert default.get_config().aggregator.dummy.strength == 0.5          # the config has it
-  rebuilt = {t.key: t for t, _ in definitions.v2()} | {t.key: t for t in v1.tracks()}
+  rebuilt = ({t.key: t for t, _ in definitions.v2() + definitions.v3()}
+             | {t.key: t for t in v1.tracks()})
   assert {k: t.frozen_sha256 for k, t in rebuilt.items()} == before
   # ...and it is open at once where its section is: the name, its settings at default.
   robust = rebuilt[('robust', 2)]
@@ -227,7 +229,7 @@ def test_registering_a_dummy_aggregator_and_compressor_changes_no_track_hash(mon
 
 
 def test_open_lists_come_from_the_registries():
-  xr = tracks.get('xr-default')
+  xr = tracks.get('xr-default', 2)
   algorithms = blocks.registry_names('fedxr_jax.algorithms.registry', 'ALGORITHMS')
   presets = blocks.registry_names('fedxr_jax.algorithms.registry', 'PRESETS')
   assert xr.open['algorithm.name'].values == algorithms + presets
@@ -246,15 +248,15 @@ def test_world_tracks_start_from_the_shipped_checkpoint_they_name():
   from fedxr_jax.bench import model_facts
   assert model_facts.checkpoint(definitions.CHECKPOINT)['sha256'] == \
       definitions.CHECKPOINT_SHA256
-  xr = tracks.get('xr-default')
+  xr = tracks.get('xr-default', 2)
   assert xr.pretrained == {'path': 'builtin:m3t-tiny', 'sha256': definitions.CHECKPOINT_SHA256}
   assert xr.frozen['model.pretrained'] == 'builtin:m3t-tiny'
   assert xr.frozen['data.source'] == 'world'
-  assert tracks.get('hapt-30').pretrained is None     # real data: a random base
+  assert tracks.get('hapt-30', 2).pretrained is None     # real data: a random base
 
 
 def test_a_gpu_tier_track_is_refused_off_an_accelerator():
-  gpu = tracks.get('gpu-scale')
+  gpu = tracks.get('gpu-scale', 2)
   assert gpu.tier == 'gpu' and gpu.requires == ('gpu', 'tpu')
   base = definitions.BASES[gpu.key]()
   assert base.cohort_size >= 1000
@@ -267,7 +269,7 @@ def _v2_doc(edit=None):
   """An xr-default v2 submission on its base config (hand-made curves), edited."""
   from bench_helpers import FACTS, HARDWARE, VERSIONS
   from fedxr_jax.bench import submission
-  t = tracks.get('xr-default')
+  t = tracks.get('xr-default', 2)
   config = definitions.BASES[t.key]().to_dict()
   if edit:
     edit(config)

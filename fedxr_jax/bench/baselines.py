@@ -2,8 +2,10 @@
 
   python -m fedxr_jax.bench.baselines [TRACK ...]   # one line per entry, in run order:
                                                     # TRACK NAME [--config.KEY=VALUE ...]
+  python -m fedxr_jax.bench.baselines --version=3 [TRACK ...]   # version 3's entries
   python -m fedxr_jax.bench.baselines --table leaderboard/submissions leaderboard/verified
                                                     # the entries' markdown table
+                                                    # (--table3: version 3's)
 
 `scripts/make_baselines.sh` runs the lines it prints; tests/test_tracks.py checks
 every entry against its track's open part. The order is the run order: FedAvg on
@@ -128,6 +130,11 @@ MOE_UPCYCLED = tuple(Baseline(t, 'moe', MOE) for t in CPU_TRACKS if t != 'hapt-3
 BASELINES = (FEDAVG + DEFENCES + SOLUTIONS + METHODS + FEDADAM + FEDPROX + DITTO + SCAFFOLD
              + FFA_LORA + FEDAVG_ADAM + FEDREP + ADAPTERS + RIDGE_HEADS + MOE_UPCYCLED)
 
+# Version 3 (the world tracks with the decayed client rate): FedAvg first, each track's
+# reference curve and the stretch rule's subject.
+WORLD_TRACKS = tuple(t for t in CPU_TRACKS if t != 'hapt-30')
+BASELINES_V3 = tuple(Baseline(t, 'fedavg') for t in WORLD_TRACKS)
+
 
 def overrides(b: Baseline) -> dict:
   """{'key': value} of an entry, values read as `fedxr-bench run` reads them."""
@@ -146,7 +153,7 @@ def table(board, keys) -> list:
   """Markdown lines: the entries of `board` (a leaderboard.Board) on the tracks `keys`
   ((id, version), in order), by rank: ranked, ranked apart, unranked."""
   import statistics   # pylint: disable=g-import-not-at-top
-  lines = ['| track | rank | method | accuracy (mean ± std over seeds) | '
+  lines = ['| track | rank | method | ranked accuracy (mean ± std over seeds) | '
            + ' | '.join(c[0] for c in COLUMNS) + ' | verified | wall (s) |',
            '|---' * (6 + len(COLUMNS)) + '|']
   for key in keys:
@@ -157,7 +164,7 @@ def table(board, keys) -> list:
     for rank, e in rows:
       runs = e.submission.doc['runs']
       finals = lambda k: [r['final'][k] for r in runs if r['final'].get(k) is not None]
-      acc = finals('eval/accuracy')
+      acc = finals(board.tracks[key].primary_metric)
       cells = []
       for _, k, scale, digits in COLUMNS:
         values = finals(k)
@@ -175,14 +182,18 @@ def table(board, keys) -> list:
 
 
 def main(argv) -> None:
-  if argv[1:2] == ['--table']:   # --table SUBMISSIONS VERIFIED_DIR [TRACK ...]
+  if argv[1:2] in (['--table'], ['--table3']):   # --table SUBMISSIONS VERIFIED_DIR [TRACK ...]
     from fedxr_jax.bench import leaderboard   # pylint: disable=g-import-not-at-top
     from fedxr_jax.bench import tracks   # pylint: disable=g-import-not-at-top
     board = leaderboard.collect(argv[2], tracks.all_tracks(), argv[3])
-    print('\n'.join(table(board, [(t, 2) for t in argv[4:] or CPU_TRACKS])))
+    version, default = (3, WORLD_TRACKS) if argv[1] == '--table3' else (2, CPU_TRACKS)
+    print('\n'.join(table(board, [(t, version) for t in argv[4:] or default])))
     return
+  entries = BASELINES
+  if argv[1:2] == ['--version=3']:
+    entries, argv = BASELINES_V3, argv[1:]
   wanted = set(argv[1:])
-  for b in BASELINES:
+  for b in entries:
     if not wanted or b.track in wanted:
       print(b.line())
 

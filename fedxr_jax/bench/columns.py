@@ -24,6 +24,7 @@ class Column(NamedTuple):
 
 _KNOWN = {
     'eval/accuracy': ('accuracy', 'fraction'),
+    'panel/accuracy': ('accuracy, fixed panel', 'fraction'),
     'eval_unseen/accuracy': ('unseen users', 'accuracy, fraction'),
     'total/comm/uplink_bits': ('uplink, all rounds', 'Mbit', 1e-6),
     'total/comm/downlink_bits': ('downlink, all rounds', 'Mbit', 1e-6),
@@ -34,7 +35,7 @@ _KNOWN = {
     'comm/uplink_bits': ('uplink', 'Mbit', 1e-6),
     'energy/joules': ('energy', 'J'),
 }
-_TASK = re.compile(r'^eval/([^/]+)/accuracy$')
+_TASK = re.compile(r'^(?:eval|panel)/([^/]+)/accuracy$')
 
 
 def column(key: str) -> Column:
@@ -47,10 +48,10 @@ def column(key: str) -> Column:
   return Column(key, key, found[1].unit if found else '')
 
 
-def task_columns(keys: Sequence[str]) -> list:
-  """Per-task accuracy columns (eval/<task>/accuracy), then unseen users, of the
-  keys any entry reports."""
-  tasks = sorted(k for k in set(keys) if _TASK.match(k))
+def task_columns(keys: Sequence[str], group: str = 'eval') -> list:
+  """Per-task accuracy columns (<group>/<task>/accuracy: the ranked metric's group,
+  eval or panel), then unseen users, of the keys any entry reports."""
+  tasks = sorted(k for k in set(keys) if _TASK.match(k) and k.startswith(group + '/'))
   unseen = ['eval_unseen/accuracy'] if 'eval_unseen/accuracy' in keys else []
   return [column(k) for k in tasks + unseen]
 

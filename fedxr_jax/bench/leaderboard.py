@@ -71,8 +71,10 @@ class Board:
                               self.tracks[key].primary_metric)
 
   def plateau(self, key) -> Optional[plateau.Plateau]:
+    """The window rule on the reference curve; None without a reference entry or on a
+    track sized by the stretch rule (a decayed rate anneals: its windows always gain)."""
     points = self.reference_curve(key)
-    if not points:
+    if not points or self.tracks[key].sizing != 'window':
       return None
     ref = self.reference(key)
     return plateau.check(points, verification.final_round(ref.submission.doc))

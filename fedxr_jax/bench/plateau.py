@@ -9,12 +9,20 @@ its evaluations in the last `tail` (20%) of the rounds is less than
 Window means, not two single evaluations: one low point (a curve's noise,
 or a dip) no longer passes for a plateau. Undetermined when the final round
 was not evaluated or a window holds no evaluation (evaluate more often).
+
+Under a learning rate that decays over the run (version 3) the last rounds
+anneal, so their window always gains: there the rule is `stretched`. N
+rounds are enough when the same run with its schedule stretched over 2N
+rounds ends less than `max_gain` (relative: 2%) above it, the gain taken
+seed by seed (the same worlds) and averaged.
 """
 import math
+import statistics
 from typing import NamedTuple, Optional, Sequence
 
 TAIL = 0.2
 MAX_GAIN = 0.005
+STRETCH_GAIN = 0.02
 RULE = (f'rule: the mean over the last {100 * TAIL:.0f}% of rounds < {100 * MAX_GAIN:.1f}% '
         f'above the mean over the {100 * TAIL:.0f}% before')
 
@@ -92,3 +100,32 @@ def first_plateau(points: Sequence[tuple], tail: float = TAIL,
     if check([p for p in points if p[0] <= end], end, tail, max_gain).reached:
       return end
   return None
+
+
+class Stretched(NamedTuple):
+  reached: bool
+  gain: float                 # mean over seeds of (stretched - final) / final
+  gains: tuple                # per seed
+  rounds: int                 # N
+  stretched_rounds: int       # the longer schedule's rounds
+
+  def describe(self) -> str:
+    verdict = 'enough' if self.reached else 'not enough'
+    per_seed = ', '.join(f'{100 * g:+.1f}%' for g in self.gains)
+    return (f'{self.rounds} rounds {verdict}: the schedule stretched over '
+            f'{self.stretched_rounds} rounds ends {100 * self.gain:+.1f}% higher (seeds: '
+            f'{per_seed}; rule: < {100 * STRETCH_GAIN:.0f}%)')
+
+
+def stretched(finals: Sequence[float], longer: Sequence[float], rounds: int,
+              stretched_rounds: int, max_gain: float = STRETCH_GAIN) -> Stretched:
+  """The stretch rule: `finals` and `longer` are the final values of the same seeds
+  (in one order) after `rounds` and after the schedule stretched over `stretched_rounds`."""
+  if len(finals) != len(longer) or not finals:
+    raise ValueError(f'one final value per seed in both runs, got {len(finals)} and '
+                     f'{len(longer)}')
+  if stretched_rounds <= rounds:
+    raise ValueError(f'the stretched run must be longer: {stretched_rounds} <= {rounds}')
+  gains = tuple((b - a) / abs(a) for a, b in zip(finals, longer))
+  gain = statistics.fmean(gains)
+  return Stretched(gain < max_gain, gain, gains, rounds, stretched_rounds)

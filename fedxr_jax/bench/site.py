@@ -143,7 +143,7 @@ def _stat_cell(s, col: columns.Column, css: str) -> str:
 def board_columns(t: track_lib.Track, entries: list, full: bool) -> tuple:
   """(task columns, cost columns) shown for a track's entries."""
   keys = {k for e in entries for k in e.submission.doc['summary']}
-  tasks = columns.task_columns(keys) if full else []
+  tasks = columns.task_columns(keys, t.primary_metric.split('/')[0]) if full else []
   return tasks, [columns.column(c) for c in t.cost_metrics]
 
 
@@ -252,9 +252,14 @@ def _budget_table(t: track_lib.Track) -> str:
 def _rules(board, key) -> str:
   t = board.tracks[key]
   verdict = board.plateau(key)
-  plateau_line = (f'Reference ({_e(t.reference)}) curve: '
-                  f'{_e(verdict.describe())}.' if verdict else
-                  f'No {_e(t.reference)} entry yet to check the plateau rule on.')
+  if t.sizing == 'stretch':
+    plateau_line = (f'The reference ({_e(t.reference)}) curve is drawn on the curves page; '
+                    'the window rule does not apply to a rate decayed over the run (its '
+                    'last rounds anneal).')
+  elif verdict:
+    plateau_line = f'Reference ({_e(t.reference)}) curve: {_e(verdict.describe())}.'
+  else:
+    plateau_line = f'No {_e(t.reference)} entry yet to check the plateau rule on.'
   items = [f'Seeds: {_e(", ".join(map(str, t.seeds)))} (an entry runs all of them).',
            f'Tier: {_e(t.tier)}' + (' (refused in one line off an accelerator)'
                                      if t.tier == 'gpu' else ' (sized for 2 CPU cores)') + '.',
@@ -354,7 +359,8 @@ def render_entry(board, key, entry, figure: Optional[str]) -> str:
   t, s = board.tracks[key], entry.submission
   d = s.doc
   keys = sorted({k for r in d['runs'] for k in r['final']})
-  cols = [columns.column(t.primary_metric)] + columns.task_columns(keys)
+  cols = [columns.column(t.primary_metric)] + columns.task_columns(
+      keys, t.primary_metric.split('/')[0])
   head = ''.join(f'<th>{_e(c.heading)}</th>' for c in cols)
   rows = ''.join(
       f'<tr><td class="num">{r["seed"]}</td>' + ''.join(

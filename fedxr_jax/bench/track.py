@@ -28,6 +28,7 @@ METRIC_PATTERN = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_./:-]{0,127}$')
 PLATFORMS = ('cpu', 'gpu', 'tpu')   # `requires` entries the hardware record can check
 ACCELERATORS = ('gpu', 'tpu')
 STATUSES = ('published', 'provisional', 'archived')
+SIZINGS = ('window', 'stretch')
 TIERS = ('cpu', 'gpu')
 # OGB and FedScale rank over 10 and 5 seeds; from version 2 on a track runs at least 3.
 MIN_SEEDS_FROM_V2 = 3
@@ -154,6 +155,10 @@ class Track:
   reference: str = 'fedavg'        # the method whose curve each page shows beside the entries
   resolved: bool = False           # frozen part over the resolved config (dormant blocks out)
   rounds_rule: str = ''            # how num_rounds was sized (e.g. the plateau rule's result)
+  # The rule the rounds were sized by (bench/plateau.py): 'window' on the reference
+  # entry's curve (checked on every page), or 'stretch' for a rate decayed over the
+  # run (its last rounds anneal: the window always gains; rounds_rule gives the result).
+  sizing: str = 'window'
   pretrained: Optional[Mapping] = None   # {'path', 'sha256'}: the checkpoint entries start from
   note: str = ''                   # why provisional or archived; what to run instead
   # Entries with parameters trained on the device outside what the track's guarantee
@@ -198,6 +203,8 @@ class Track:
   def _check_rules(self, name: str) -> None:
     if self.status not in STATUSES:
       raise TrackError(f'{name}: status must be one of {STATUSES}, got {self.status!r}')
+    if self.sizing not in SIZINGS:
+      raise TrackError(f'{name}: sizing must be one of {SIZINGS}, got {self.sizing!r}')
     if self.tier not in TIERS:
       raise TrackError(f'{name}: tier must be one of {TIERS}, got {self.tier!r}')
     if self.tier == 'gpu' and not self.requires:
