@@ -263,8 +263,9 @@ def _budget(params_total: int, forward_flops: float, fedavg_compute_s: float,
                 compute_s=_up(compute_factor * fedavg_compute_s))
 
 
-def _track(id_, base, description, budget, sections=('topology', 'compression'), extra=None,
-        tier='cpu', pretrained=True, rounds_rule=ROUNDS_RULE, rank_apart='', version=2):
+def _track(id_, base, description, budget, sections=('topology', 'compression'),
+           extra=None, tier='cpu', pretrained=True, rounds_rule=ROUNDS_RULE, rank_apart='',
+           version=2):
   if version == 3:
     base, rounds_rule, description = _decayed(base), ROUNDS_RULE_V3, description + V3_LINE
   open_ = _open(base, *sections, extra=extra)
@@ -295,75 +296,81 @@ PRIMARY = {2: 'eval/accuracy', 3: V3_METRIC}
 NOTES = {2: PROVISIONAL, 3: PROVISIONAL_V3}
 
 
-def v2(version: int = 2) -> list:
-  """[(Track, base)] of version 2, built from today's configs and registries; with
-  version=3 the world tracks of version 3 (`_decayed` bases; the same scenarios)."""
+def _tracks(version: int) -> list:
+  """[(Track, base)] of version 2's scenarios as `version` defines them, built from
+  today's configs and registries."""
   count = V3_ROUNDS if version == 3 else ROUNDS
   rounds = f'{count} rounds'
-  _v2 = functools.partial(_track, version=version)
+  track = functools.partial(_track, version=version)
   return [
-      _v2('xr-default', xr_default, 'The default federation (500 users on six Table 1 '
+      track('xr-default', xr_default, 'The default federation (500 users on six Table 1 '
           'devices, 32 a round) on a held-out primitives world, from the shipped m3t-tiny: '
           'gesture, intent, emotion, gaze point and object box from camera, microphone, IMU '
           f'and eye tracker; {rounds}.', _WORLD),
-      _v2('role-specific', preset('role_specific'), 'Table 8 role-specific benchmark: users '
+      track('role-specific', preset('role_specific'), 'Table 8 role-specific benchmark: users '
           f'with roles conditioning intent (data.world.preset=role_specific); {rounds}.',
           _WORLD),
-      _v2('social', preset('social'), 'Table 8 social / collaborative XR: co-located pairs '
+      track('social', preset('social'), 'Table 8 social / collaborative XR: co-located pairs '
           'and a shared-grounding task whose label depends on both users; '
           f'{rounds}.', _WORLD),
-      _v2('cognitive-load', preset('cognitive_load'), 'Table 8 cognitive-load-aware: gaze '
+      track('cognitive-load', preset('cognitive_load'), 'Table 8 cognitive-load-aware: gaze '
           'micro-pauses and physiology give the load level (regression); from the '
           'checkpoint\'s body (it has no physio encoder: the encoders start fresh); '
           f'{rounds}.', _WORLD),
-      _v2('continual', continual, 'Table 8 longitudinal logs: behaviour drift over rounds '
+      track('continual', continual, 'Table 8 longitudinal logs: behaviour drift over rounds '
           '(SHIFT I/T), drift events with ground truth; from the checkpoint\'s body (it '
           f'has no physio encoder: the encoders start fresh); {rounds}.', _WORLD),
-      _v2('task-arrival', task_arrival, 'SHIFT T: tasks arrive during the run. Emotion and '
+      track('task-arrival', task_arrival, 'SHIFT T: tasks arrive during the run. Emotion and '
           f'the object box first have labels at round {ARRIVAL}, on a model trained on '
           'gesture, intent and gaze point; eval/TASK/forgetting says what the old tasks '
           'lost. Its budget admits a backbone pass per task (5.5x the default\'s FLOPs per '
           f'example and local compute), so task-isolated update paths fit; {rounds}.',
           _TASK_PATHS),
-      _v2('d2d', d2d, 'Semi-decentralized: 4 position clusters with gamma = 2 D2D consensus '
+      track('d2d', d2d, 'Semi-decentralized: 4 position clusters with gamma = 2 D2D consensus '
           f'steps and one uplink each, the default radio; {rounds}.', _WORLD,
           sections=('compression',)),
-      _v2('hetero-hardware', hetero_hardware, 'SHIFT H: the model deployed at m3t-small\'s '
+      track('hetero-hardware', hetero_hardware, 'SHIFT H: the model deployed at m3t-small\'s '
           'cost (data.hardware.model_scale = 300), so Table 2 latency budgets bind on the '
           'glasses (29 ms on Ray-Ban Meta, 58 ms on Vuzix Blade 2); a 3 s compute deadline, '
           f'20% stragglers (4x slower), availability from battery and time of day; {rounds}.',
           _HETERO),
-      _v2('async-hetero', async_hetero, 'hetero-hardware without waiting for the slowest: '
+      track('async-hetero', async_hetero, 'hetero-hardware without waiting for the slowest: '
           'FedBuff with 64 clients in flight and a server step per 8 arrivals '
-          f'(asynchrony block frozen); {4 * count} server steps ({32 * count:,} client updates, as '
-          f'{count} synchronous rounds of 32); time-to-accuracy on the virtual clock.',
+          f'(asynchrony block frozen); {4 * count} server steps ({32 * count:,} client '
+          f'updates, as {count} synchronous rounds of 32); time-to-accuracy on the virtual '
+          'clock.',
           _HETERO),
-      _v2('private', private, 'Client-level DP-FedAvg at delta = 1e-5, epsilon <= 4 '
+      track('private', private, 'Client-level DP-FedAvg at delta = 1e-5, epsilon <= 4 '
           '(dp-accounting: fixed cohorts with RDP, Poisson cohorts with RDP or PLD, or '
           'DP-FTRL; the rows name the accountant). Epsilon covers what leaves a device; '
           'privacy/mia_auc attacks the model each user is evaluated with (a personal one '
           f'where the entry has it); {rounds}.', _WORLD, extra=PRIVACY,
           rank_apart=PERSONAL_APART),
-      _v2('robust', robust, '20% of the population send inner-product-manipulation '
+      track('robust', robust, '20% of the population send inner-product-manipulation '
           'updates (Xie et al. 2020: -4 x the mean of the honest updates, which cancels it '
           'in expectation and costs undefended FedAvg about 20 points on seed 0); the entry '
           'picks the server aggregator; '
           f'{rounds}.', _WORLD,
           sections=('topology', 'compression', 'aggregator')),
-      _v2('hapt-30', hapt_30, 'UCI HAPT smartphone IMU: 25 real users train, 5 unseen; 12 '
+      track('hapt-30', hapt_30, 'UCI HAPT smartphone IMU: 25 real users train, 5 unseen; 12 '
           'activities; 30 rounds from a random base.', _budget(22_124, 590_889, 0.00036),
           pretrained=False, rounds_rule='30 rounds, as in v1 (not re-sized)'),
-      _v2('gpu-scale', gpu_scale, 'The gpu tier: 1,024 clients a round of 100,000, m3t-small '
+      track('gpu-scale', gpu_scale, 'The gpu tier: 1,024 clients a round of 100,000, m3t-small '
           '(7.2M parameters) from a random base; refused in one line off an accelerator.',
           _budget(7_205_012, 303_584_576, 1.957434), tier='gpu', pretrained=False,
           rounds_rule=f'{ROUNDS} rounds, not measured (no GPU was lent to size it)'),
   ]
 
 
+def v2() -> list:
+  """[(Track, base)] of version 2."""
+  return _tracks(2)
+
+
 def v3() -> list:
   """[(Track, base)] of version 3: version 2's world tracks of the cpu tier with the
   client rate decayed over the run, ranked on the fixed panel."""
-  return [(t, base) for t, base in v2(3) if t.tier == 'cpu' and t.pretrained]
+  return [(t, base) for t, base in _tracks(3) if t.tier == 'cpu' and t.pretrained]
 
 
 _V2 = v2() + v3()
