@@ -118,7 +118,8 @@ def stretch(track_id: str, factor: int, workdir: str, entries: str) -> dict:
     config = copy.deepcopy(base)
     config.num_rounds, config.seed = factor * rounds, seed   # the schedule's horizon too
     configs.append(config)
-    dirs.append(os.path.join(workdir, f'{track.name}-stretch{factor}', f'seed{seed}'))
+    dirs.append(os.path.join(workdir, f'{track_id}-v{track.version}-stretch{factor}',
+                             f'seed{seed}'))
   start = time.time()
   results = loop.run_lanes(configs, dirs, progress=False, vmap=False)
   longer = [[row for row in r.rows if track.primary_metric in row][-1][track.primary_metric]

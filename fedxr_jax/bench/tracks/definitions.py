@@ -59,7 +59,8 @@ ROUNDS_RULE = ('100 rounds on every world track, sized on xr-default\'s FedAvg s
 # issue 21): at a constant rate the federated iterate moves round to round, and
 # eval/accuracy evaluates each round's cohort, other users every time. With the rate
 # decayed by a cosine, the panel's accuracy (the same users at every evaluation,
-# `evaluation/protocol.py`) moves by < 0.5% between the last evaluations on xr-default.
+# `evaluation/protocol.py`) moves by at most 0.007 between the last four evaluations of
+# xr-default's v3 FedAvg entry (each seed), eval/accuracy by up to 0.029.
 V3_METRIC = 'panel/accuracy'
 V3_ROUNDS = 200   # version 2's rounds x 2 (async-hetero's server steps alike)
 # Client Adam, its rate swept on xr-default with the cosine over 100 rounds (3 seeds, the
@@ -290,8 +291,8 @@ _HETERO = _budget(25_012, 968_502 * MODEL_SCALE, 0.009902 * MODEL_SCALE)   # dep
 _PATHS = len(ARRIVALS) + 0.5
 _TASK_PATHS = _budget(25_012, 968_502, 0.006777, flops_factor=_PATHS, compute_factor=_PATHS)
 # Time-to-accuracy thresholds: 90% of xr-default's FedAvg final accuracy, rounded down
-# to 0.01 (v2: seed 0's eval/accuracy 0.331; v3: the 3-seed panel/accuracy, 0.345).
-TARGETS = {2: {'xr-default': 0.29}, 3: {'xr-default': 0.31}}
+# to 0.01 (v2: seed 0's eval/accuracy 0.331; v3: the entry's 3-seed panel/accuracy 0.412).
+TARGETS = {2: {'xr-default': 0.29}, 3: {'xr-default': 0.37}}
 PRIMARY = {2: 'eval/accuracy', 3: V3_METRIC}
 NOTES = {2: PROVISIONAL, 3: PROVISIONAL_V3}
 
