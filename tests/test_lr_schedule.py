@@ -3,13 +3,17 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 import pytest
 
 from fedxr_jax.compose import experiment
 from fedxr_jax.compose import xr_problem
 from fedxr_jax.core import lr_schedule
+from fedxr_jax.core import round_plan
 from fedxr_jax.errors import ConfigError
-from helpers import assert_trees_close
+from helpers import assert_trees_close, assert_trees_equal
+import tiny
 
 
 @pytest.mark.parametrize('kind,round_idx,expected', [
@@ -73,3 +77,31 @@ def test_the_default_config_builds_no_schedule(config):
   config.client_optimizer.schedule.kind = 'step'
   with pytest.raises(ConfigError, match='client_optimizer.schedule.kind must be one of'):
     optimizers.schedule(config)
+
+
+def test_scanned_rounds_take_each_rounds_rate_as_single_calls_do():
+  # Three rounds in one lax.scan call equal three calls, under a linear decay to 0 over 3
+  # rounds (factors 1, 2/3, 1/3), and differ from the constant rate's.
+  injected = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+  made = lambda schedule: tiny.setup(population=12, cohort=4, client_optimizer=injected,
+                                     lr_schedule=schedule)
+  setup = made(lr_schedule.make('linear', 3, 0.0))
+  fed = setup.federation
+  server, clients, frozen = jax.jit(fed.init)(setup.world, setup.key)
+  plans = [setup.plan(r)[0] for r in range(3)]
+  s, c = server, clients
+  for p in plans:
+    s, c, _ = jax.jit(fed.round)(s, c, frozen, setup.world, p)
+  scanned, _, _ = jax.jit(fed.rounds)(server, clients, frozen, setup.world,
+                                      round_plan.stack(plans))
+  assert_trees_equal(s.shared, scanned.shared)
+  constant = made(None).federation
+  k, kc = server, clients
+  for p in plans:
+    k, kc, _ = jax.jit(constant.round)(k, kc, frozen, setup.world, p)
+  assert not np.allclose(jax.tree.leaves(k.shared)[0], jax.tree.leaves(s.shared)[0])
+
+
+def test_a_schedule_without_a_rate_in_the_optimizer_state_is_refused():
+  with pytest.raises(ConfigError, match='keeps its rate in its state'):
+    tiny.setup(lr_schedule=lr_schedule.make('cosine', 10, 0.0))   # plain optax.sgd

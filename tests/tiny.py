@@ -119,7 +119,7 @@ def setup(*, population: int = 8, cohort: int = 8, local_steps: int = 3,
           transforms=None, aggregator=None, seed: int = 0, unseen: int = 4,
           walk_m_per_round: float = 0.0, budgets=None, private_grads=None,
           client_optimizer=None, malicious: float = 0.0, attack_seed: int = 0,
-          facts=None, problem_fn=None) -> Setup:
+          facts=None, problem_fn=None, lr_schedule=None) -> Setup:
   """A federation of the tiny problem; `topology`: the kind's own settings;
   `budgets`: every client's step budget (cycled), instead of random ones;
   `private_grads`: DP-SGD in local training (`privacy.dpsgd.local_grads`);
@@ -151,6 +151,7 @@ def setup(*, population: int = 8, cohort: int = 8, local_steps: int = 3,
       server_optimizer=server_optimizer or optax.sgd(1.0), topology=topo,
       chunk_size=chunk_size, mesh=mesh,
       algorithm=algorithms.make(algorithm, algorithm_settings or {}, facts),
-      transforms=transforms, aggregator=aggregator, private_grads=private_grads)
+      transforms=transforms, aggregator=aggregator, private_grads=private_grads,
+      **({} if lr_schedule is None else {'lr_schedule': lr_schedule}))
   return Setup(fed, world, prob, round_plan.cohort_sampler(seed, population, cohort),
                rng.key_data(seed))

@@ -152,8 +152,12 @@ def build_federation(problem: FederatedProblem, plan: dict, *, population_size: 
       shared_roles=plan_lib.roles_with(plan, plan_lib.SHARED),
       personal_roles=plan_lib.roles_with(plan, plan_lib.PERSONAL), local_steps=local_steps,
       batch_size=batch_size, costs=costs, streams=topology.streams(aggregator))
+  client_hyperparams = local_lib.hyperparams_of(client_optimizer)
+  if lr_schedule.active and 'learning_rate' not in client_hyperparams:
+    raise ConfigError(f'a {lr_schedule.kind} learning-rate schedule needs a client optimizer '
+                      'that keeps its rate in its state (optax.inject_hyperparams)')
   setup = RoundSetup(stage, topology, server_optimizer, plan, population_size, cohort_size, chunk_size, mesh, schedule_by_budget,
-                     local_lib.hyperparams_of(client_optimizer), warm_start, lr_schedule)
+                     client_hyperparams, warm_start, lr_schedule)
   if chunk_size == chunking.AUTO:
     setup = _measured_chunk(setup, source, memory_budget_gb)
     chunk_size = setup.chunk_size
