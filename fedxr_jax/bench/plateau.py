@@ -108,13 +108,14 @@ class Stretched(NamedTuple):
   gains: tuple                # per seed
   rounds: int                 # N
   stretched_rounds: int       # the longer schedule's rounds
+  max_gain: float = STRETCH_GAIN
 
   def describe(self) -> str:
     verdict = 'enough' if self.reached else 'not enough'
     per_seed = ', '.join(f'{100 * g:+.1f}%' for g in self.gains)
     return (f'{self.rounds} rounds {verdict}: the schedule stretched over '
             f'{self.stretched_rounds} rounds ends {100 * self.gain:+.1f}% higher (seeds: '
-            f'{per_seed}; rule: < {100 * STRETCH_GAIN:.0f}%)')
+            f'{per_seed}; rule: < {100 * self.max_gain:g}%)')
 
 
 def stretched(finals: Sequence[float], longer: Sequence[float], rounds: int,
@@ -128,4 +129,4 @@ def stretched(finals: Sequence[float], longer: Sequence[float], rounds: int,
     raise ValueError(f'the stretched run must be longer: {stretched_rounds} <= {rounds}')
   gains = tuple((b - a) / abs(a) for a, b in zip(finals, longer))
   gain = statistics.fmean(gains)
-  return Stretched(gain < max_gain, gain, gains, rounds, stretched_rounds)
+  return Stretched(gain < max_gain, gain, gains, rounds, stretched_rounds, max_gain)
