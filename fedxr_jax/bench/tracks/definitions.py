@@ -1,4 +1,4 @@
-"""The benchmark tracks: version 1 (archived, from data) and version 2.
+"""The benchmark tracks: version 1 (archived, from data), version 2 and version 3.
 
 Version 1 (`tracks/v1.py`): the 12 tracks the 48 landed entries were made
 for, validated from a snapshot of 01066a6; no new entries.
@@ -13,6 +13,12 @@ so on every v2 page): rounds are sized by the plateau rule (bench/plateau.py)
 on xr-default's FedAvg curve and applied to every world track, not measured
 per track, and the v2 baselines are partly run. What a final definition
 provides: bench/tracks/__init__.py.
+
+Version 3 (PROVISIONAL too) is version 2's eleven world tracks with the reference
+trained at a client rate decayed over the run (`_decayed`: client Adam 0.03, a
+cosine over 200 rounds), ranked on panel/accuracy (the same users at every
+evaluation) and sized by the stretch rule (bench/plateau.stretched); its
+scenario keys, so its frozen hashes, are version 2's.
 
 Budgets (per device, frozen; `_budget`): from the track's default
 architecture as measured on 2026-12-07 (bench/model_facts.py; one FedAvg
@@ -70,10 +76,16 @@ V3_ROUNDS = 200   # version 2's rounds x 2 (async-hetero's server steps alike)
 V3_OPTIMIZER = ('adam', 0.03)
 V3_LINE = (' Version 3: the reference trains with client Adam (0.03) decayed by a cosine '
            'to 0 over the run, and entries are ranked on the fixed panel of 32 users.')
-PROVISIONAL_V3 = ('the rounds are sized on xr-default (the stretch rule) and applied to '
-                  'every world track; the v3 baselines are partly run (BUILD_NOTES, issue 21)')
-ROUNDS_RULE_V3 = ('200 rounds (twice version 2\'s); the stretch rule (bench/plateau.py) '
-                  'not yet measured at 200')
+PROVISIONAL_V3 = ('the reference does not converge within a cpu tier\'s rounds by the '
+                  'stretch rule (measured on xr-default to 800 rounds), and the v3 baselines '
+                  'are partly run (BUILD_NOTES, issue 21)')
+# benchmarks/track_rounds.py --version=3 --stretch on xr-default's FedAvg entry, 2026-12-07
+# (benchmarks/results/track_rounds_v3.md).
+ROUNDS_RULE_V3 = ('200 rounds (twice version 2\'s). The stretch rule (bench/plateau.py: the '
+                  'schedule stretched over twice the rounds ends < 2% higher, seed by seed) '
+                  'is not met on xr-default: 100 -> 200 rounds +5.5%, 200 -> 400 +3.1%, '
+                  '400 -> 800 +5.6%; the panel accuracy gains about 0.02 per doubling '
+                  '(0.391, 0.412, 0.425, 0.449)')
 
 
 def _decayed(base):
