@@ -68,6 +68,23 @@ def test_a_calibrated_dp_run_cannot_be_extended(config, tmp_path):
                                     loop.immutable_keys(longer))
 
 
+def test_a_run_whose_rate_schedule_spans_num_rounds_cannot_be_extended(config, tmp_path):
+  # The schedule's horizon is num_rounds: a longer run had a higher rate in its first
+  # rounds. A horizon of its own (schedule.rounds) leaves num_rounds free.
+  (tmp_path / 'metrics.jsonl').write_text('{"round": 1}\n')
+  config.client_optimizer.schedule.kind = 'cosine'
+  (tmp_path / 'config.json').write_text(config.to_json())
+  longer = config.copy_and_resolve_references()
+  longer.num_rounds = 8
+  with pytest.raises(CheckpointError, match=r"different \['num_rounds'\].*schedule spans"):
+    checkpoint_lib.check_run_config(str(tmp_path), json.loads(longer.to_json()),
+                                    loop.immutable_keys(longer))
+  config.client_optimizer.schedule.rounds = longer.client_optimizer.schedule.rounds = 20
+  (tmp_path / 'config.json').write_text(config.to_json())
+  checkpoint_lib.check_run_config(str(tmp_path), json.loads(longer.to_json()),
+                                  loop.immutable_keys(longer))
+
+
 @pytest.mark.slow   # default suite: test_resume.py::test_kill_9_mid_run_resumes_to_the_same_rows
 def test_interrupted_and_resumed_equals_uninterrupted(config, tmp_path):
   full = loop.run(config, str(tmp_path / 'full'), progress=False)

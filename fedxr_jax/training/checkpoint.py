@@ -174,7 +174,7 @@ def check_run_config(workdir: str, new: dict, immutable_keys) -> Optional[dict]:
         f'workdir {workdir} holds a run with different {changed}; use a new '
         '--workdir (only num_rounds, the eval/checkpoint cadence and the guards '
         'may change on resume; num_rounds not where privacy.target_epsilon '
-        'calibrates the noise for it)')
+        'calibrates the noise for it or the client rate\'s schedule spans it)')
   return old
 
 

@@ -82,11 +82,13 @@ class LaneResult(NamedTuple):
 def immutable_keys(config) -> list:
   """Config keys a resumed run must keep: all but RESUMABLE_KEYS.
 
-  And num_rounds where privacy.target_epsilon calibrates the noise for it: a
-  longer run is another run, whose first rounds had less noise.
+  And num_rounds where privacy.target_epsilon calibrates the noise for it, or
+  where the client rate's schedule spans it (schedule.rounds 0): a longer run
+  is another run, whose first rounds had less noise or a higher rate.
   """
   keys = [k for k in config.keys() if k not in RESUMABLE_KEYS]
-  if config.privacy.target_epsilon > 0:
+  schedule = config.client_optimizer.schedule
+  if config.privacy.target_epsilon > 0 or (schedule.kind != 'constant' and not schedule.rounds):
     keys.append('num_rounds')
   return keys
 
