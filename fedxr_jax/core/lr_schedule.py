@@ -13,7 +13,8 @@ adaptation (local fine-tuning, TAP's stage 2) keeps the base rate.
 
 Why: a constant rate leaves the federated iterate moving round to round (on
 the world tracks a 3-seed mean moved by 2-7% between evaluations 10 rounds
-apart); a decayed one ends where a longer run's average would be.
+apart); a decayed one ends steady (xr-default's fixed panel: within 0.005
+over the last four evaluations of each seed; BUILD_NOTES, issue 21).
 """
 from typing import NamedTuple
 
