@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
+from fedxr_jax.core import local
 from fedxr_jax.errors import ConfigError
 
 KINDS = ('constant', 'cosine', 'linear')
@@ -46,6 +47,16 @@ def make(kind: str, rounds: int, final_fraction: float, where: str = 'schedule')
   return Schedule(kind, int(rounds), float(final_fraction))
 
 
+def rate_holder(schedule: Schedule, client_optimizer) -> dict:
+  """The client optimizer's injected hyperparameters (`local.hyperparams_of`); a
+  schedule on one that keeps no rate in its state would do nothing: ConfigError."""
+  hyperparams = local.hyperparams_of(client_optimizer)
+  if schedule.active and 'learning_rate' not in hyperparams:
+    raise ConfigError(f'a {schedule.kind} learning-rate schedule needs a client optimizer '
+                      'that keeps its rate in its state (optax.inject_hyperparams)')
+  return hyperparams
+
+
 def factor(schedule: Schedule, round_idx):
   """The rate's factor at a 0-based round index (float32; traceable)."""
   if not schedule.active:
@@ -56,8 +67,7 @@ def factor(schedule: Schedule, round_idx):
 
 
 def scaled(hyperparams: dict, schedule: Schedule, round_idx) -> dict:
-  """`hyperparams` (an inject_hyperparams dict) with its learning rate at the round."""
-  if not schedule.active or 'learning_rate' not in hyperparams:
-    return hyperparams
+  """`hyperparams` (an inject_hyperparams dict, `rate_holder`'s) with its learning rate
+  at the round."""
   rate = jnp.asarray(hyperparams['learning_rate'], jnp.float32)
   return {**hyperparams, 'learning_rate': rate * factor(schedule, round_idx)}

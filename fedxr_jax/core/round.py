@@ -139,8 +139,31 @@ def build_federation(problem: FederatedProblem, plan: dict, *, population_size: 
     raise ConfigError("chunk_size='auto' needs build_federation(source=...) to measure")
   roles = jax.eval_shape(lambda: problem.init_params(jax.random.key(0))).keys()
   plan = plan_lib.validate_plan(plan, roles)
+  stage = _local_stage(problem, plan, topology, client_optimizer, local_steps=local_steps,
+                       batch_size=batch_size, shuffle=shuffle, algorithm=algorithm,
+                       transforms=transforms, aggregator=aggregator, costs=costs,
+                       private_grads=private_grads)
+  setup = RoundSetup(stage, topology, server_optimizer, plan, population_size, cohort_size,
+                     chunk_size, mesh, schedule_by_budget,
+                     lr_schedule_lib.rate_holder(lr_schedule, client_optimizer),
+                     warm_start, lr_schedule)
+  if chunk_size == chunking.AUTO:
+    setup = _measured_chunk(setup, source, memory_budget_gb)
+    chunk_size = setup.chunk_size
+  evaluate = evaluate_lib.make_evaluate(stage, initial_params=setup.initial_params,
+                                        own_models=topology.own_models,
+                                        chunk_size=chunk_size, mesh=mesh)
+  return Federation(init=_bound(init, setup), round=_bound(round_step, setup),
+                    rounds=_bound(rounds, setup), evaluate=evaluate, plan=plan,
+                    topology=topology, chunk_size=chunk_size, setup=setup)
+
+
+def _local_stage(problem, plan, topology, client_optimizer, *, local_steps, batch_size, shuffle,
+                 algorithm, transforms, aggregator, costs, private_grads):
+  """The clients' stage of every round (defaults: FedAvg, no transforms, the streamed
+  example-weighted mean)."""
   aggregator = aggregator or aggregation.weighted_mean()
-  stage = client_lib.LocalStage(
+  return client_lib.LocalStage(
       problem=problem,
       local_update=local_lib.make_local_update(problem.loss, client_optimizer,
                                                local_steps=local_steps,
@@ -152,21 +175,6 @@ def build_federation(problem: FederatedProblem, plan: dict, *, population_size: 
       shared_roles=plan_lib.roles_with(plan, plan_lib.SHARED),
       personal_roles=plan_lib.roles_with(plan, plan_lib.PERSONAL), local_steps=local_steps,
       batch_size=batch_size, costs=costs, streams=topology.streams(aggregator))
-  client_hyperparams = local_lib.hyperparams_of(client_optimizer)
-  if lr_schedule.active and 'learning_rate' not in client_hyperparams:
-    raise ConfigError(f'a {lr_schedule.kind} learning-rate schedule needs a client optimizer '
-                      'that keeps its rate in its state (optax.inject_hyperparams)')
-  setup = RoundSetup(stage, topology, server_optimizer, plan, population_size, cohort_size, chunk_size, mesh, schedule_by_budget,
-                     client_hyperparams, warm_start, lr_schedule)
-  if chunk_size == chunking.AUTO:
-    setup = _measured_chunk(setup, source, memory_budget_gb)
-    chunk_size = setup.chunk_size
-  evaluate = evaluate_lib.make_evaluate(stage, initial_params=setup.initial_params,
-                                        own_models=topology.own_models,
-                                        chunk_size=chunk_size, mesh=mesh)
-  return Federation(init=_bound(init, setup), round=_bound(round_step, setup),
-                    rounds=_bound(rounds, setup), evaluate=evaluate, plan=plan,
-                    topology=topology, chunk_size=chunk_size, setup=setup)
 
 
 def _measured_chunk(setup: RoundSetup, source, memory_budget_gb: float) -> RoundSetup:
