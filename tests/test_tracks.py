@@ -315,7 +315,7 @@ def test_a_v2_submission_is_checked_on_the_blocks_it_uses(name, edit, message, t
     assert message in str(info.value), name
 
 
-def test_every_v2_baseline_fits_its_tracks_open_part():
+def test_every_baseline_fits_its_tracks_open_part():
   # The open parts admit every baseline: the Table 4 strategies and one method per
   # research direction (Solutions 1-5 and TAP), each on its track.
   from fedxr_jax.bench import baselines   # pylint: disable=g-import-not-at-top
@@ -327,6 +327,8 @@ def test_every_v2_baseline_fits_its_tracks_open_part():
   assert len(names) == 11 and {'task_isolation', 'tap'} <= names
   for b in baselines.BASELINES:
     tracks.get(b.track, 2).check_overrides(baselines.overrides(b))
+  for b in baselines.BASELINES_V3:
+    tracks.get(b.track, 3).check_overrides(baselines.overrides(b))
   # task_isolation's paths (a forward per task) are over a world track's FLOPs budget,
   # inside task-arrival's.
   (isolation,) = [b for b in baselines.SOLUTIONS if b.name == 'task_isolation']

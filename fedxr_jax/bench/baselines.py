@@ -131,9 +131,14 @@ BASELINES = (FEDAVG + DEFENCES + SOLUTIONS + METHODS + FEDADAM + FEDPROX + DITTO
              + FFA_LORA + FEDAVG_ADAM + FEDREP + ADAPTERS + RIDGE_HEADS + MOE_UPCYCLED)
 
 # Version 3 (the world tracks with the decayed client rate): FedAvg first, each track's
-# reference curve and the stretch rule's subject.
+# reference curve and the stretch rule's subject; then the methods of issue 21 on
+# xr-default, and the defences of the private and robust tracks. Each method keeps its own
+# settings of version 2 and trains with the track's client optimizer and schedule.
 WORLD_TRACKS = tuple(t for t in CPU_TRACKS if t != 'hapt-30')
-BASELINES_V3 = tuple(Baseline(t, 'fedavg') for t in WORLD_TRACKS)
+BASELINES_V3 = (tuple(Baseline(t, 'fedavg') for t in WORLD_TRACKS)
+                + tuple(b for b in METHODS if b.track == 'xr-default')
+                + (Baseline('xr-default', 'moe', MOE),)
+                + tuple(b for b in DEFENCES if b.track in ('private', 'robust')))
 
 
 def overrides(b: Baseline) -> dict:
