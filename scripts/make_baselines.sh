@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The baseline submissions of version 2 or 3 (fedxr_jax/bench/baselines.py lists them), their
+# The baseline submissions of version 2, 3 or 4 (fedxr_jax/bench/baselines.py lists them), their
 # FedAvg verifications, and the leaderboard site.
 #
 #   scripts/make_baselines.sh [TRACK ...]     # default: every CPU track
-#   VERSION=3 scripts/make_baselines.sh [TRACK ...]   # version 3's entries
+#   VERSION=4 scripts/make_baselines.sh [TRACK ...]   # version 4's entries (3 alike)
 #
 # Writes leaderboard/submissions/<track>-v<version>__<method>__<hash12>.json (each with its
 # per-seed runs under leaderboard/runs/; the name carries the content hash, so no entry
@@ -19,7 +19,7 @@ RUNS=leaderboard/runs
 VERIFIED=leaderboard/verified
 VERSION=${VERSION:-2}
 LIST=()
-[[ "$VERSION" == 3 ]] && LIST=(--version=3)
+[[ "$VERSION" != 2 ]] && LIST=(--version="$VERSION")
 mkdir -p "$OUT" "$VERIFIED"
 
 have() {   # have TRACK NAME: the entry's file, if one was made

@@ -252,7 +252,7 @@ def test_infrastructure_keys_are_free_and_unknown_keys_are_one_line():
     (['--track=gpu-scale'], 'gpu-scale v2 requires gpu or tpu; this ran on cpu'),
     (['--track=xr-default', '--version=1'],
      'xr-default v1 takes no new runs (archived: validated and ranked from the snapshot of '
-     '01066a6; takes no new entries (run the v2 track)); run xr-default v3'),
+     '01066a6; takes no new entries (run the v2 track)); run xr-default v4'),
 ])
 def test_refused_runs_are_one_line(args, message, tmp_path):
   result = subprocess.run([sys.executable, '-m', 'fedxr_jax.cli.bench', 'run', *args,

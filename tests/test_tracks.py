@@ -112,9 +112,24 @@ def test_v1_takes_no_new_runs_and_names_v2():
     tracks.runnable(tracks.get('xr-default', 1))
   assert str(info.value) == ('xr-default v1 takes no new runs (archived: validated and ranked '
                              'from the snapshot of 01066a6; takes no new entries (run the v2 '
-                             'track)); run xr-default v3')
-  assert tracks.get('xr-default').version == 3   # the newest
-  assert tracks.get('hapt-30').version == 2      # version 3 has the world tracks only
+                             'track)); run xr-default v4')
+  assert tracks.get('xr-default').version == 4   # the newest
+  assert tracks.get('hapt-30').version == 2      # versions 3 and 4 have the world tracks only
+
+
+def test_v4_is_v3_over_four_times_the_rounds():
+  # The stretch rule sized it (bench/plateau.py); nothing else of the scenario moves, and
+  # the curve keeps 40 evaluations (async-hetero: 4x the server steps, evaluated alike).
+  for track_id, rounds, every in (('xr-default', 800, 20), ('async-hetero', 3200, 80)):
+    v3, v4 = tracks.get(track_id, 3), tracks.get(track_id, 4)
+    moved = {k for k in set(v3.frozen) | set(v4.frozen) if v3.frozen.get(k) != v4.frozen.get(k)}
+    assert moved == {'num_rounds', 'eval_every'}, track_id
+    assert (v4.frozen['num_rounds'], v4.frozen['eval_every']) == (rounds, every)
+    assert v3.frozen['num_rounds'] * 4 == rounds and v4.open == v3.open
+    assert v4.sizing == 'stretch' and v4.primary_metric == 'panel/accuracy'
+  assert tracks.get('xr-default', 4).target == 0.40
+  assert {t.id for t in tracks.all_tracks() if t.version == 4} == {
+      t.id for t in tracks.all_tracks() if t.version == 3}
 
 
 def test_v1_configs_translate_to_todays_keys():
@@ -217,7 +232,7 @@ def test_registering_a_dummy_aggregator_and_compressor_changes_no_track_hash(mon
   before = {t.key: t.frozen_sha256 for t in tracks.all_tracks()}
   _with_dummies(monkeypatch)
   assert default.get_config().aggregator.dummy.strength == 0.5          # the config has it
-  rebuilt = ({t.key: t for t, _ in definitions.v2() + definitions.v3()}
+  rebuilt = ({t.key: t for t, _ in definitions.v2() + definitions.v3() + definitions.v4()}
              | {t.key: t for t in v1.tracks()})
   assert {k: t.frozen_sha256 for k, t in rebuilt.items()} == before
   # ...and it is open at once where its section is: the name, its settings at default.
@@ -327,8 +342,9 @@ def test_every_baseline_fits_its_tracks_open_part():
   assert len(names) == 11 and {'task_isolation', 'tap'} <= names
   for b in baselines.BASELINES:
     tracks.get(b.track, 2).check_overrides(baselines.overrides(b))
-  for b in baselines.BASELINES_V3:
-    tracks.get(b.track, 3).check_overrides(baselines.overrides(b))
+  for version in (3, 4):
+    for b in baselines.BY_VERSION[version]:
+      tracks.get(b.track, version).check_overrides(baselines.overrides(b))
   # task_isolation's paths (a forward per task) are over a world track's FLOPs budget,
   # inside task-arrival's.
   (isolation,) = [b for b in baselines.SOLUTIONS if b.name == 'task_isolation']

@@ -2,10 +2,10 @@
 
   python -m fedxr_jax.bench.baselines [TRACK ...]   # one line per entry, in run order:
                                                     # TRACK NAME [--config.KEY=VALUE ...]
-  python -m fedxr_jax.bench.baselines --version=3 [TRACK ...]   # version 3's entries
+  python -m fedxr_jax.bench.baselines --version=N [TRACK ...]   # version N's (3, 4)
   python -m fedxr_jax.bench.baselines --table leaderboard/submissions leaderboard/verified
                                                     # the entries' markdown table
-                                                    # (--table3: version 3's)
+                                                    # (--table3, --table4: version N's)
 
 `scripts/make_baselines.sh` runs the lines it prints; tests/test_tracks.py checks
 every entry against its track's open part. The order is the run order: FedAvg on
@@ -148,6 +148,12 @@ BASELINES_V3 = (tuple(Baseline(t, 'fedavg') for t in WORLD_TRACKS)
                 + tuple(b for b in DEFENCES if b.track in ('private', 'robust')))
 
 
+# Version 4 (version 3 over 800 rounds, where FedAvg's curve on xr-default flattens): the
+# same entries. An entry takes about four times version 3's (13-16 minutes on 2 cores).
+BASELINES_V4 = BASELINES_V3
+BY_VERSION = {2: BASELINES, 3: BASELINES_V3, 4: BASELINES_V4}
+
+
 def overrides(b: Baseline) -> dict:
   """{'key': value} of an entry, values read as `fedxr-bench run` reads them."""
   from fedxr_jax.bench import run   # pylint: disable=g-import-not-at-top
@@ -194,20 +200,28 @@ def table(board, keys) -> list:
 
 
 def main(argv) -> None:
-  if argv[1:2] in (['--table'], ['--table3']):   # --table SUBMISSIONS VERIFIED_DIR [TRACK ...]
+  table_flag = argv[1] if len(argv) > 1 and argv[1].startswith('--table') else None
+  if table_flag:   # --table[N] SUBMISSIONS VERIFIED_DIR [TRACK ...]
     from fedxr_jax.bench import leaderboard   # pylint: disable=g-import-not-at-top
     from fedxr_jax.bench import tracks   # pylint: disable=g-import-not-at-top
+    version = _version(table_flag[len('--table'):] or '2')
     board = leaderboard.collect(argv[2], tracks.all_tracks(), argv[3])
-    version, default = (3, WORLD_TRACKS) if argv[1] == '--table3' else (2, CPU_TRACKS)
+    default = CPU_TRACKS if version == 2 else WORLD_TRACKS
     print('\n'.join(table(board, [(t, version) for t in argv[4:] or default])))
     return
   entries = BASELINES
-  if argv[1:2] == ['--version=3']:
-    entries, argv = BASELINES_V3, argv[1:]
+  if argv[1:2] and argv[1].startswith('--version='):
+    entries, argv = BY_VERSION[_version(argv[1][len('--version='):])], argv[1:]
   wanted = set(argv[1:])
   for b in entries:
     if not wanted or b.track in wanted:
       print(b.line())
+
+
+def _version(text: str) -> int:
+  if not text.isdigit() or int(text) not in BY_VERSION:
+    raise SystemExit(f'baselines: no version {text!r}; versions: {sorted(BY_VERSION)}')
+  return int(text)
 
 
 if __name__ == '__main__':

@@ -414,12 +414,12 @@ SUBMIT_STEPS = (
      'fedxr-bench run --track=xr-default --output_dir=subs --method=my-fedprox '
      '--config.algorithm.name=fedprox --config.algorithm.fedprox.mu=0.01'),
     ('Check the file the run printed (schema, frozen part, limits, budget, seeds, hashes).',
-     'fedxr-bench validate subs/xr-default-v3__my-fedprox__*.json'),
+     'fedxr-bench validate subs/xr-default-v4__my-fedprox__*.json'),
     ('Print and check its content hash (quote it in your pull request).',
-     'fedxr-bench hash subs/xr-default-v3__my-fedprox__*.json'),
+     'fedxr-bench hash subs/xr-default-v4__my-fedprox__*.json'),
     ('Add the file to leaderboard/submissions/ in a pull request; its name carries the '
      'content hash, so it cannot replace another entry.',
-     'cp subs/xr-default-v3__my-fedprox__*.json leaderboard/submissions/'),
+     'cp subs/xr-default-v4__my-fedprox__*.json leaderboard/submissions/'),
     ('Maintainers re-run every round of the seeds the key picks and record the outcome in '
      'their own directory.',
      'FEDXR_VERIFY_KEY=... fedxr-bench verify leaderboard/submissions/FILE.json '

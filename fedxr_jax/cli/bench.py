@@ -4,7 +4,7 @@ r"""fedxr-bench: run a benchmark track, validate submissions, verify one by re-r
   fedxr-bench run --track=xr-default --output_dir=subs --method=my-fedprox \
       [--config.algorithm.name=fedprox --config.algorithm.fedprox.mu=0.01] [--external_data]
   fedxr-bench validate subs/*.json
-  fedxr-bench hash subs/xr-default-v3__my-fedprox__0123456789ab.json
+  fedxr-bench hash subs/xr-default-v4__my-fedprox__0123456789ab.json
   fedxr-bench verify FILE.json --verified_dir=leaderboard/verified [--verify_seeds=N] [--rounds=K]
 
 `run` trains every seed of the track's newest version (--version=N for
