@@ -3,6 +3,7 @@ re-runs the ranked number: the forged submission of issue 21 gets no badge."""
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -117,6 +118,20 @@ def verified(submitted, tmp_path_factory):
     genuine = verify_lib.verify(submitted, verified_dir=str(root / 'records'))
     fake = verify_lib.verify(forged, verified_dir=str(root / 'records'))
   return root, forged, genuine, fake
+
+
+def test_verify_on_another_processor_model_is_refused_in_one_line(submitted, monkeypatch):
+  # The device kind is 'cpu' for every processor; their float32 results differ and a run
+  # diverges (measured: Intel Xeon -> AMD EPYC, BUILD_NOTES). Refused before any re-run.
+  recorded = json.load(open(submitted))['hardware']['cpu_model']
+  real = provenance.hardware
+  monkeypatch.setattr(provenance, 'hardware', lambda: {**real(), 'cpu_model': 'Other CPU'})
+  with tracks.registered(TINY, _base):
+    with pytest.raises(SubmissionError, match=f'recorded on {re.escape(recorded)}, this is '
+                                              'Other CPU: .* pass --any_processor'):
+      verify_lib.verify(submitted)
+  assert verify_lib.other_processor({'hardware': {'device_platform': 'gpu'}},
+                                    {'device_platform': 'gpu', 'cpu_model': 'x'}) is None
 
 
 def test_verify_re_runs_the_final_evaluation_of_the_genuine_entry(submitted, verified):

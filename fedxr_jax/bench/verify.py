@@ -61,13 +61,34 @@ def tolerance(doc: Mapping, hardware: Mapping, versions: Mapping) -> tuple:
                       'recorded (float32 sums may be reassociated)')
 
 
+def other_processor(doc: Mapping, hardware: Mapping) -> Optional[str]:
+  """'recorded on A, this is B' where a cpu entry is re-run on another processor model
+  (the device kind is 'cpu' for all of them); None otherwise."""
+  recorded = doc['hardware']
+  if 'cpu' not in (recorded.get('device_platform'), hardware['device_platform']):
+    return None
+  if recorded.get('cpu_model') == hardware.get('cpu_model'):
+    return None
+  return f'recorded on {recorded.get("cpu_model")}, this is {hardware.get("cpu_model")}'
+
+
 def verify(path: str, *, verified_dir: Optional[str] = None, rounds: Optional[int] = None,
            seeds: Optional[int] = None, secret: Optional[str] = None,
-           today: Optional[str] = None) -> Outcome:
+           today: Optional[str] = None, any_processor: bool = False) -> Outcome:
   """Re-runs `path`'s seeds (all, or the first `seeds` of the key's order) for
-  rounds 1..`rounds` (None: all); writes the record into `verified_dir`."""
+  rounds 1..`rounds` (None: all); writes the record into `verified_dir`. On another
+  processor model than the recorded one it refuses in one line unless `any_processor`."""
   checked = validate.validate_file(path, tracks_lib.all_tracks())
   doc, track = checked.doc, checked.track
+  hardware, versions = provenance.hardware(), provenance.versions()
+  other = other_processor(doc, hardware)
+  if other and not any_processor:
+    # Measured (BUILD_NOTES, issue 21): xr-default v3's FedAvg seed 0 re-run on an AMD EPYC
+    # after an Intel Xeon differs in the 7th digit at round 3 and by 0.23% at round 9.
+    raise SubmissionError(f'{path}: {other}: two processor models round float32 '
+                          'differently and a run diverges over its rounds; verify on the '
+                          'recorded model, or pass --any_processor to re-run anyway (the '
+                          'record says so)')
   last = verification.final_round(doc)
   rounds = last if rounds is None else rounds
   if not 1 <= rounds <= last:
@@ -77,8 +98,9 @@ def verify(path: str, *, verified_dir: Optional[str] = None, rounds: Optional[in
   key = verification.key(secret, today)
   order = verification.seed_order(doc['content_sha256'], doc['seeds'], key)
   chosen = order[:seeds or len(order)]
-  hardware, versions = provenance.hardware(), provenance.versions()
   rtol, why = tolerance(doc, hardware, versions)
+  if other:
+    why += f'; the processor differs ({other}): a long run diverges from the recorded'
   lines = (f'recorded: {software_line(doc["hardware"], doc["versions"])}',
            f'current:  {software_line(hardware, versions)}',
            f'tolerance: {why}',

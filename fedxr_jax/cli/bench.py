@@ -6,6 +6,7 @@ r"""fedxr-bench: run a benchmark track, validate submissions, verify one by re-r
   fedxr-bench validate subs/*.json
   fedxr-bench hash subs/xr-default-v4__my-fedprox__0123456789ab.json
   fedxr-bench verify FILE.json --verified_dir=leaderboard/verified [--verify_seeds=N] [--rounds=K]
+      [--any_processor]
 
 `run` trains every seed of the track's newest version (--version=N for
 another; an archived version is refused in one line naming the one to run),
@@ -23,7 +24,8 @@ order drawn from $FEDXR_VERIFY_KEY, else today's date, over the content hash;
 --rounds=K: rounds 1-K only, shown as "rounds 1-K reproduced", never as
 verified), says the recorded and current software and the tolerance that
 applies, compares bit for bit on the same software and device kind
-(relative 1e-3 otherwise), writes the record into --verified_dir (the only
+(relative 1e-3 otherwise; a cpu entry on another processor model is refused in one
+line unless --any_processor: its run diverges), writes the record into --verified_dir (the only
 place the leaderboard reads records from), and exits 1 naming the first
 differing seed, round and key.
 """
@@ -50,6 +52,9 @@ _ROUNDS = flags.DEFINE_integer('rounds', None, 'verify: re-run rounds 1..K only 
                                'every round; partial records earn no verified badge).')
 _VERIFY_SEEDS = flags.DEFINE_integer('verify_seeds', None, 'verify: re-run the first N seeds '
                                      'of the key\'s order (default: every seed).')
+_ANY_PROCESSOR = flags.DEFINE_bool('any_processor', False, 'verify: re-run a cpu entry on '
+                                   'another processor model than the recorded one (refused '
+                                   'by default: a long run diverges).')
 VERIFIED_DIR_HELP = ("The maintainers' folder of verification records: fedxr-bench verify "
                      'writes its record there (none: no record), fedxr-leaderboard reads '
                      'records only from there.')
@@ -93,7 +98,8 @@ def _verify(paths):
     _fail(f'verify takes one submission file, got {len(paths)}')
   compilation_cache.enable()
   outcome = verify_lib.verify(paths[0], verified_dir=flags.FLAGS.verified_dir,
-                              rounds=_ROUNDS.value, seeds=_VERIFY_SEEDS.value)
+                              rounds=_ROUNDS.value, seeds=_VERIFY_SEEDS.value,
+                              any_processor=_ANY_PROCESSOR.value)
   for line in outcome.lines:
     print(f'{PROG}: {line}')
   where = (f'record {outcome.record_path}' if outcome.record_path else
