@@ -149,7 +149,7 @@ BASELINES_V3 = (tuple(Baseline(t, 'fedavg') for t in WORLD_TRACKS)
 
 
 # Version 4 (version 3 over 800 rounds, where FedAvg's curve on xr-default flattens): the
-# same entries. An entry takes about four times version 3's (13-16 minutes on 2 cores).
+# same entries. An entry takes about 2.5x version 3's (10-11 minutes on 2 cores: FedAvg 630 s).
 BASELINES_V4 = BASELINES_V3
 BY_VERSION = {2: BASELINES, 3: BASELINES_V3, 4: BASELINES_V4}
 
