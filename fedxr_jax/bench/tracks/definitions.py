@@ -95,8 +95,9 @@ ROUNDS_RULE_V3 = ('200 rounds (twice version 2\'s). The stretch rule (bench/plat
 
 # Version 4: version 3 over the rounds the stretch rule found enough on xr-default. Its
 # FedAvg (3 seeds, final panel accuracy) against the schedule stretched over twice the
-# rounds: 200 -> 400 +3.1%, 400 -> 800 +5.6%, 800 -> 1600 -0.0% (seeds +0.2%, -1.2%,
-# +0.9%; benchmarks/results/track_rounds_v3.md). The curve is evaluated every 20 rounds.
+# rounds: 200 -> 400 +3.1%, 400 -> 800 +5.6% (an Intel Xeon), 800 -> 1600 +1.5% (seeds
+# +2.3%, -0.5%, +2.7%; the v4 entry and the 1600-round runs on one AMD EPYC;
+# benchmarks/results/track_rounds_v3.md). The curve is evaluated every 20 rounds.
 V4_ROUNDS = 800
 DECAYED_ROUNDS = {3: V3_ROUNDS, 4: V4_ROUNDS}
 EVAL_SPACING = {3: 1, 4: 2}
@@ -107,9 +108,8 @@ DECAYED_LINE = {
         'on xr-default has flattened.')}
 ROUNDS_RULE_V4 = ('800 rounds (eight times version 2\'s). The stretch rule (bench/plateau.py: '
                   'the schedule stretched over twice the rounds ends < 2% higher, seed by '
-                  'seed) is met on xr-default at 800: 800 -> 1600 rounds -0.0% (seeds '
-                  '+0.2%, -1.2%, +0.9%), where 200 -> 400 gained +3.1% and 400 -> 800 +5.6%; '
-                  'the panel accuracy 0.412, 0.425, 0.449, 0.449 at 200, 400, 800, 1600. '
+                  'seed) is met on xr-default at 800: 800 -> 1600 rounds +1.5% (seeds '
+                  '+2.3%, -0.5%, +2.7%), where 200 -> 400 gained +3.1% and 400 -> 800 +5.6%. '
                   'Sized on xr-default; each track\'s page shows its own reference curve')
 PROVISIONAL_V4 = ('the rounds are sized on xr-default (the stretch rule met at 800 rounds) and '
                   'not yet checked on every track, and the v4 baselines are partly run '
