@@ -117,7 +117,6 @@ def test_a_different_model_is_refused(saved, change, message):
     experiment.build(_config(directory, **change))
 
 
-@pytest.mark.slow   # top-k routing is default in tests/test_model.py; run -m slow before changing models/m3t.upcycle
 def test_a_dense_base_upcycles_into_experts_that_compute_the_dense_model(saved):
   # Sparse upcycling: each expert a copy of its block's MLP; top-k weights sum to 1, so
   # the mixture computes the dense model (the other trees taken from the dense run).

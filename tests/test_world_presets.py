@@ -34,10 +34,6 @@ def test_every_preset_is_a_checked_spec_with_a_card():
   assert world.presets.social(group_size=3).group_size == 3
 
 
-# Each preset generator compiles its own world (10 s): the social and role-specific ones are
-# slow; test_every_preset_is_a_checked_spec_with_a_card, the longitudinal and the
-# cognitive-load generators are default.
-@pytest.mark.slow
 def test_social_label_depends_on_both_users_and_needs_no_communication():
   spec = world.presets.social(**TINY, modalities=('gaze',))
   ids = np.arange(32)
@@ -69,8 +65,8 @@ def test_social_label_depends_on_both_users_and_needs_no_communication():
   np.testing.assert_array_equal(target[::2][shared], target[1::2][shared])
 
 
-# The partner coupling also makes the shared-grounding label
-# (test_social_label_depends_on_both_users_and_needs_no_communication).
+# The partner coupling also makes the shared-grounding label (default:
+# test_social_label_depends_on_both_users_and_needs_no_communication).
 @pytest.mark.slow
 def test_social_users_hear_their_partner():
   spec = world.presets.social(**TINY, modalities=('audio', 'gaze'),
@@ -108,7 +104,6 @@ def test_longitudinal_drift_events_at_their_rounds():
   np.testing.assert_array_equal(np.flatnonzero(flags), events[5, :2][events[5, :2] >= 0])
 
 
-@pytest.mark.slow   # see test_social_label_depends_on_both_users_and_needs_no_communication
 def test_roles_condition_what_an_intent_looks_like():
   spec = world.presets.role_specific(**TINY, modalities=('gaze',))
   ids = np.arange(64)
