@@ -220,7 +220,6 @@ def test_fedbuff_with_k_equal_c_and_no_staleness_discount_is_fedavg():
 # ---------------------------------------------------------------------------
 # Determinism: chunks, resume, one trace.
 
-@pytest.mark.slow   # chunking is tested by default on synchronous rounds (tests/test_scheduling.py)
 def test_the_event_order_does_not_depend_on_the_chunk_size():
   runs = []
   for chunk in (0, 2):

@@ -417,7 +417,6 @@ def _test_config_vit(tmp_path, image=16):
                            patch=8, image=image)
 
 
-@pytest.mark.slow   # the import itself is default (test_hf_vit_matches_the_numpy_vit)
 def test_a_run_starts_from_an_imported_vit(tmp_path):
   path, _, _ = _test_config_vit(tmp_path)
   out = str(tmp_path / 'vit')

@@ -30,10 +30,6 @@ def test_solve_is_ridge_regression_with_an_unregularised_bias():
   np.testing.assert_allclose(w, _ridge(x, y, 0.1), rtol=1e-4, atol=1e-5)
 
 
-# A world problem built and every head solved (25 s): slow. The solve is tested by default
-# (test_solve_is_ridge_regression_with_an_unregularised_bias); run -m slow before changing
-# algorithms/warm_start.py.
-@pytest.mark.slow
 def test_round_zero_heads_are_the_ridge_readout_of_the_first_cohorts_features(config):
   """Every task kind (class one-hot, gaze vector, box logits), from an independent path:
   the model's CLS features (what its heads read) of round 1's cohort pooled in numpy."""

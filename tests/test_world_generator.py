@@ -120,7 +120,6 @@ def test_vision_renders_at_the_resolution_the_model_asks(size, channels):
   assert out['examples']['x']['vision'].shape == (spec.max_examples, size, size, channels)
 
 
-@pytest.mark.slow   # test_vision_renders_at_the_resolution_the_model_asks is default
 def test_the_same_scene_at_two_resolutions():
   """Content does not depend on the resolution: a 64 px frame pooled to 16 px
   is close to the 16 px frame of the same example."""

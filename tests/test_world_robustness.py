@@ -94,7 +94,6 @@ def test_seeded_per_client_and_train_split_only():
   assert robustness.apply(data, key, Robustness(), CLASSES, MODS) is data
 
 
-@pytest.mark.slow   # test_v2_applies_the_protocol_to_its_train_split is default
 def test_works_on_v1_and_real_sources():
   spec = synthetic.XRSpec(modalities=('vision', 'audio'), tasks=('gesture', 'emotion'),
                           devices=('apple_vision_pro',), device_weights=(1.0,),
