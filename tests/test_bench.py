@@ -130,6 +130,11 @@ def test_verify_on_another_processor_model_is_refused_in_one_line(submitted, mon
     with pytest.raises(SubmissionError, match=f'recorded on {re.escape(recorded)}, this is '
                                               'Other CPU: .* pass --any_processor'):
       verify_lib.verify(submitted)
+    # --any_processor re-runs (here one round of one seed) and the record says so.
+    outcome = verify_lib.verify(submitted, rounds=1, seeds=1, any_processor=True)
+  assert outcome.record['tolerance'].endswith(
+      f'; the processor differs (recorded on {recorded}, this is Other CPU): a long run '
+      'diverges from the recorded')
   assert verify_lib.other_processor({'hardware': {'device_platform': 'gpu'}},
                                     {'device_platform': 'gpu', 'cpu_model': 'x'}) is None
 
