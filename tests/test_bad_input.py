@@ -29,9 +29,9 @@ def assert_one_line(result, code, *parts):
 
 @pytest.mark.parametrize('args, message', [
     # row 8 and row 9: ids past int32 (the second one only through its unseen users)
-    (['--config.population_size=3000000000'],
+    (['--config.population_size=3000000000', '--config.eval_unseen_clients=8'],
      'population_size + eval_unseen_clients = 3000000008 client ids do not fit the int32 ids'),
-    (['--config.population_size=2147483645'],
+    (['--config.population_size=2147483645', '--config.eval_unseen_clients=8'],
      'population_size + eval_unseen_clients = 2147483653 client ids do not fit'),
     (['--config.local_steps=3000000000'], 'local_steps=3000000000 does not fit the int32'),
     (['--config.seed=1099511627776'], 'PRNG keys are 32-bit'),

@@ -19,14 +19,14 @@ from fedxr_jax.training import checks
     ('memory_budget_gb', -1.0, 'memory_budget_gb must be >= 0'),
 ])
 def test_ids_and_counters_that_overflow_int32_are_refused(key, value, message):
-  config = test_config.get_config()
+  config = test_config.evaluated()
   config[key] = value
   with pytest.raises(ConfigError, match=message.replace('+', r'\+')):
     checks.config_sizes(config)
 
 
 def test_the_largest_population_that_fits_passes():
-  config = test_config.get_config()
+  config = test_config.evaluated()
   config.population_size = (1 << 31) - config.eval_unseen_clients   # ids 0 .. 2^31 - 1
   checks.config_sizes(config)
 

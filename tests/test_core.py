@@ -55,6 +55,8 @@ def test_cohort_is_a_pure_function_of_seed_and_round():
   assert np.all(np.diff(np.asarray(a)) > 0)
   assert not np.array_equal(a, rng.sample_cohort(key, 6, 100, 10))
   np.testing.assert_array_equal(rng.sample_cohort(key, 0, 7, 7), np.arange(7))
+  # An empty draw (eval.panel_size=0) is an empty cohort, not an out-of-bounds index.
+  assert rng.sample_cohort(key, 0, 7, 0).shape == (0,)
 
 
 def test_cohort_sampling_is_uniform_over_clients():

@@ -28,7 +28,7 @@ HELD_DEVICE, HELD_ENV = 'hololens_2', 'office'
 
 
 def _config(**eval_settings):
-  config = test_config.get_config()
+  config = test_config.evaluated()
   config.eval.holdout_devices = (HELD_DEVICE,)
   config.eval.holdout_environments = (HELD_ENV,)
   config.eval.holdout_clients = 4

@@ -27,6 +27,7 @@ def _run(tree_rounds, rounds, key, stddev=1.0, params=PARAMS):
   return out, state
 
 
+@pytest.mark.fusion_emitters
 def test_per_round_noise_on_a_hand_example():
   # Tree of 4 leaves, then a restart. node(r): the node completed at round r.
   key = jax.random.key(5)
@@ -45,6 +46,7 @@ def test_per_round_noise_on_a_hand_example():
     jax.tree.map(np.testing.assert_array_equal, got, want)
 
 
+@pytest.mark.fusion_emitters
 def test_state_holds_the_nodes_of_the_binary_decomposition():
   key = jax.random.key(2)
   _, state = _run(8, 6, key)     # t = 6 = 110b: levels 1 ([5,6]) and 2 ([1,4])

@@ -190,7 +190,7 @@ def test_missing_or_corrupt_checkpoint_is_a_clear_error(saved, tmp_path):
     _with_pretrained(_config(broken))
 
 
-@pytest.mark.parametrize('get_config', [test_config.get_config,
+@pytest.mark.parametrize('get_config', [test_config.evaluated,
                                         default_config.get_config])
 def test_public_split_is_disjoint_from_population_and_unseen_users(get_config):
   config = get_config()

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fedxr_jax.configs import default as default_config
+from fedxr_jax.configs import test as test_config
 from fedxr_jax.data import catalog
 from fedxr_jax.errors import CheckpointError
 from fedxr_jax.privacy import accounting
@@ -25,7 +26,7 @@ def _math(rows):
 
 
 def test_metrics_rows_hold_round_loss_and_task_accuracy(config, tmp_path):
-  rows = loop.run(config, str(tmp_path), progress=False)
+  rows = loop.run(test_config.evaluated(config), str(tmp_path), progress=False)
   assert [r['round'] for r in rows] == [1, 2, 3, 4]   # costs every round
   assert _rows(tmp_path) == rows
   assert ['eval/accuracy' in r for r in rows] == [False, True, False, True]

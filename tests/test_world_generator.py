@@ -51,6 +51,7 @@ def gen():
   return w, data
 
 
+@pytest.mark.fusion_emitters
 def test_data_is_a_pure_function_of_seed_client_split_and_round(gen):
   w, data = gen
   a = data(np.arange(8))
@@ -142,6 +143,7 @@ def _latents(spec, seed=0, client=0):
   return w, _programs(spec)[0](w, client)
 
 
+@pytest.mark.fusion_emitters
 def test_labels_are_the_nearest_prototype_of_the_codes(gen):
   w, data = gen
   me = _programs(SPEC)[0](w, 2)

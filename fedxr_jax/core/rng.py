@@ -63,6 +63,8 @@ def sample_cohort(seed_key: jax.Array, round_idx, population_size: int,
   """
   if cohort_size == population_size:
     return jnp.arange(population_size, dtype=jnp.int32)
+  if cohort_size == 0:   # an empty panel (eval.panel_size=0): no loop to trace over no draws
+    return jnp.zeros((0,), jnp.int32)
   # Its own stream: never equal to a client's training key.
   key = jax.random.fold_in(stream(seed_key, COHORT_STREAM), round_idx)
   first = population_size - cohort_size
