@@ -35,6 +35,7 @@ runs one step whatever the local steps: this bounds the work per step);
 task-arrival's FLOPs and compute 5.5x (a backbone pass per task and a half:
 task-isolated paths fit).
 """
+import dataclasses
 import functools
 import math
 
@@ -99,13 +100,9 @@ ROUNDS_RULE_V3 = ('200 rounds (twice version 2\'s). The stretch rule (bench/plat
 # +2.3%, -0.5%, +2.7%; the v4 entry and the 1600-round runs on one AMD EPYC;
 # benchmarks/results/track_rounds_v3.md). The curve is evaluated every 20 rounds.
 V4_ROUNDS = 800
-DECAYED_ROUNDS = {3: V3_ROUNDS, 4: V4_ROUNDS}
-EVAL_SPACING = {3: 1, 4: 2}
-DECAYED_LINE = {
-    3: V3_LINE,
-    4: (' Version 4: version 3 (client Adam 0.03 decayed by a cosine to 0, ranked on the '
-        'fixed panel of 32 users) over four times its rounds, where the reference\'s curve '
-        'on xr-default has flattened.')}
+V4_LINE = (' Version 4: version 3 (client Adam 0.03 decayed by a cosine to 0, ranked on the '
+           'fixed panel of 32 users) over four times its rounds, where the reference\'s curve '
+           'on xr-default has flattened.')
 ROUNDS_RULE_V4 = ('800 rounds (eight times version 2\'s). The stretch rule (bench/plateau.py: '
                   'the schedule stretched over twice the rounds ends < 2% higher, seed by '
                   'seed) is met on xr-default at 800: 800 -> 1600 rounds +1.5% (seeds '
@@ -114,20 +111,46 @@ ROUNDS_RULE_V4 = ('800 rounds (eight times version 2\'s). The stretch rule (benc
 PROVISIONAL_V4 = ('the rounds are sized on xr-default (the stretch rule met at 800 rounds) and '
                   'not yet checked on every track, and the v4 baselines are partly run '
                   '(BUILD_NOTES, issue 21)')
-ROUNDS_RULES = {3: ROUNDS_RULE_V3, 4: ROUNDS_RULE_V4}
 
 
-def _decayed(base, version: int):
+@dataclasses.dataclass(frozen=True)
+class Version:
+  """What one version of the world tracks sets, in one place."""
+  rounds: int           # a world track's rounds (async-hetero: four server steps a round)
+  primary: str          # the ranked metric
+  targets: dict         # time-to-accuracy thresholds by track id
+  note: str             # why the version is provisional
+  rounds_rule: str      # how its rounds were sized, and the result
+  sizing: str           # the plateau rule its reference curve is read with
+  decayed: bool = True  # client Adam decayed by a cosine (version 3 on)
+  eval_spacing: int = 1   # evaluations (and checkpoints) this many times version 2's apart
+  line: str = ''        # what each track's description adds
+
+
+# Time-to-accuracy thresholds: 90% of xr-default's FedAvg final accuracy, rounded down
+# to 0.01 (v2: seed 0's eval/accuracy 0.331; v3: the entry's 3-seed panel/accuracy 0.412;
+# v4: the 800-round stretch runs' 3-seed panel/accuracy 0.449).
+VERSIONS = {
+    2: Version(ROUNDS, 'eval/accuracy', {'xr-default': 0.29}, PROVISIONAL, ROUNDS_RULE,
+               'window', decayed=False),
+    3: Version(V3_ROUNDS, V3_METRIC, {'xr-default': 0.37}, PROVISIONAL_V3, ROUNDS_RULE_V3,
+               'stretch', line=V3_LINE),
+    4: Version(V4_ROUNDS, V3_METRIC, {'xr-default': 0.40}, PROVISIONAL_V4, ROUNDS_RULE_V4,
+               'stretch', eval_spacing=2, line=V4_LINE),
+}
+
+
+def _decayed(base, version: Version):
   """`base` with version 3's client optimizer, its rate decayed over num_rounds, and
-  `version`'s rounds (evaluated EVAL_SPACING[version] x as far apart)."""
+  `version`'s rounds (evaluated version.eval_spacing x as far apart)."""
   @functools.wraps(base)
   def made():
     config = base()
     config.client_optimizer.name, config.client_optimizer.learning_rate = V3_OPTIMIZER
     config.client_optimizer.schedule.kind = 'cosine'
-    config.num_rounds = config.num_rounds * DECAYED_ROUNDS[version] // ROUNDS
-    config.eval_every *= EVAL_SPACING[version]
-    config.checkpoint_every *= EVAL_SPACING[version]
+    config.num_rounds = config.num_rounds * version.rounds // ROUNDS
+    config.eval_every *= version.eval_spacing
+    config.checkpoint_every *= version.eval_spacing
     return config
   return made
 
@@ -311,18 +334,18 @@ def _budget(params_total: int, forward_flops: float, fedavg_compute_s: float,
 def _track(id_, base, description, budget, sections=('topology', 'compression'),
            extra=None, tier='cpu', pretrained=True, rounds_rule=ROUNDS_RULE, rank_apart='',
            version=2):
-  if version >= 3:
-    base, rounds_rule = _decayed(base, version), ROUNDS_RULES[version]
-    description += DECAYED_LINE[version]
+  v = VERSIONS[version]
+  if v.decayed:
+    base, rounds_rule = _decayed(base, v), v.rounds_rule
   open_ = _open(base, *sections, extra=extra)
-  return Track(id=id_, version=version, description=description,
+  return Track(id=id_, version=version, description=description + v.line,
                frozen=common.frozen_part(base, open_), open=open_, seeds=SEEDS,
-               primary_metric=PRIMARY[version], higher_is_better=True,
+               primary_metric=v.primary, higher_is_better=True,
                cost_metrics=common.COSTS, status='provisional', tier=tier, budget=budget,
-               target=TARGETS[version].get(id_), resolved=True, rounds_rule=rounds_rule,
+               target=v.targets.get(id_), resolved=True, rounds_rule=rounds_rule,
                pretrained=({'path': CHECKPOINT, 'sha256': CHECKPOINT_SHA256} if pretrained
-                           else None), note=NOTES[version], rank_apart=rank_apart,
-               sizing='stretch' if version >= 3 else 'window'), base
+                           else None), note=v.note, rank_apart=rank_apart,
+               sizing=v.sizing), base
 
 
 # Measured on the primitives world's default model (25,012 parameters; role_specific,
@@ -335,18 +358,12 @@ _HETERO = _budget(25_012, 968_502 * MODEL_SCALE, 0.009902 * MODEL_SCALE)   # dep
 # its compute tier) up to 5.5x the default's (its five tasks and a half).
 _PATHS = len(ARRIVALS) + 0.5
 _TASK_PATHS = _budget(25_012, 968_502, 0.006777, flops_factor=_PATHS, compute_factor=_PATHS)
-# Time-to-accuracy thresholds: 90% of xr-default's FedAvg final accuracy, rounded down
-# to 0.01 (v2: seed 0's eval/accuracy 0.331; v3: the entry's 3-seed panel/accuracy 0.412;
-# v4: the 800-round stretch runs' 3-seed panel/accuracy 0.449).
-TARGETS = {2: {'xr-default': 0.29}, 3: {'xr-default': 0.37}, 4: {'xr-default': 0.40}}
-PRIMARY = {2: 'eval/accuracy', 3: V3_METRIC, 4: V3_METRIC}
-NOTES = {2: PROVISIONAL, 3: PROVISIONAL_V3, 4: PROVISIONAL_V4}
 
 
 def _tracks(version: int) -> list:
   """[(Track, base)] of version 2's scenarios as `version` defines them, built from
   today's configs and registries."""
-  count = DECAYED_ROUNDS.get(version, ROUNDS)
+  count = VERSIONS[version].rounds
   rounds = f'{count} rounds'
   track = functools.partial(_track, version=version)
   return [
