@@ -22,8 +22,9 @@ def get_config():
   config.data.min_examples = 8
   config.data.test_examples = 8
   config.eval_every = 2
-  # No unseen users and no panel: each is one more evaluation program to compile (3 s of a
-  # run's 7 s of compile). Tests of the evaluation turn them on (evaluated() below).
+  # No unseen users, panel or held-out clients: two of a run's three evaluation programs
+  # (about a quarter of a one-round run's compile). Tests that read their metrics turn them
+  # on (evaluated() below).
   config.eval_unseen_clients = 0
   config.eval.panel_size = 0
   config.eval.holdout_clients = 0
