@@ -32,7 +32,7 @@ TEST_CONFIG = os.path.join(cli_harness.REPO, 'fedxr_jax', 'configs', 'test.py')
 # (two more compiled evaluations each, no new multi-process code path); the
 # fixed panel stays: its per-client stats are sharded across the processes.
 CONFIG = (f'--config={TEST_CONFIG}', '--config.eval_unseen_clients=0',
-          '--config.eval.holdout_clients=0')
+          '--config.eval.holdout_clients=0', '--config.eval.panel_size=8')
 DEADLINE_S = 600   # per launch of every process; a cold 2-process run: ~3 min on 2 busy cores
 REL, ABS = 1e-6, 1e-7
 

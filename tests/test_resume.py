@@ -79,8 +79,9 @@ def test_a_damaged_row_in_the_middle_is_recomputed(cli, trained, copy):
   _damage_line(copy, 5)
   result = cli.train(*BASE, f'--workdir={copy}', '--config.num_rounds=10')
   assert result.rc == 0 and 'Traceback' not in result.stderr, result
-  assert result.lines == ['fedxr-train: warning: metrics.jsonl: the rows of rounds 5 are '
-                          'damaged or missing; recomputing them from the checkpoints']
+  assert result.lines == [f'fedxr-train: warning: {copy / "metrics.jsonl"}: the rows of '
+                          'rounds 5 are damaged or missing; recomputing them from the '
+                          'checkpoints']
   rows = rows_of(copy)
   assert [r['round'] for r in rows] == list(range(1, 11))
   assert math_of(rows[:8]) == math_of(trained[1])          # row 5 as it was
@@ -193,14 +194,15 @@ def test_read_only_workdirs(cli, trained, tmp_path):
 
 # tests/test_guards.py::test_a_nan_round_is_flagged_and_skip_round_keeps_the_old_state is default.
 @pytest.mark.slow
-def test_lr_nan_stops_at_round_1_in_one_line_with_valid_json(cli, tmp_path):
-  # row 1: it trained to the end on NaN before, writing bare NaN tokens
+def test_lr_inf_stops_at_round_1_in_one_line_with_valid_json(cli, tmp_path):
+  # row 1: it trained to the end on NaN before, writing bare NaN tokens. A NaN rate is now
+  # refused before anything is built; an infinite one trains NaN.
   result = cli.train(f'--config={TEST_CONFIG}', f'--workdir={tmp_path}',
-                     '--config.client_optimizer.learning_rate=nan')
+                     '--config.client_optimizer.learning_rate=inf')
   assert result.rc == 3 and len(result.lines) == 1 and 'Traceback' not in result.stderr, result
   assert result.lines[0].startswith(
       'fedxr-train: error: training diverged at round 1: its training loss is not finite; '
-      'likely cause: client_optimizer.learning_rate=nan is not finite. Stopped; no '
+      'likely cause: client_optimizer.learning_rate=inf is not finite. Stopped; no '
       'checkpoint was saved')
   (row,) = rows_of(tmp_path)
   assert row['train/loss'] is None and 'train/loss' in row['nonfinite']
@@ -240,7 +242,7 @@ def test_divergence_keeps_the_last_good_checkpoint_and_resumes(cli, trained, tmp
 @pytest.mark.slow
 def test_skip_round_discards_every_nan_round_and_finishes(cli, tmp_path):
   result = cli.train(f'--config={TEST_CONFIG}', f'--workdir={tmp_path}',
-                     '--config.client_optimizer.learning_rate=nan',
+                     '--config.client_optimizer.learning_rate=inf',
                      '--config.on_divergence=skip_round')
   assert result.rc == 0, result
   assert len(result.lines) == 4 and all('its aggregate was discarded' in l for l in result.lines)
