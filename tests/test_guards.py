@@ -68,6 +68,21 @@ def test_a_loss_above_factor_times_the_first_loss_diverges():
     assert float(m['guard/diverged']) == flagged, (factor, reference)
 
 
+def test_no_first_loss_yet_is_minus_inf_on_the_device_and_read_as_unknown():
+  # A NaN put on every process's devices fails jax's equal-values check (NaN != NaN):
+  # every fresh multi-process run stopped there. -inf reads alike in the round.
+  config = default_config.get_config()
+  config.divergence_factor = 0.5
+  guard = guards.make(config, [])
+  assert np.isneginf(guard.reference)
+  assert guards.make(config, [{'train/loss': None}, {'train/loss': 2.0}]).reference == 2.0
+  setup = tiny.setup(population=12, cohort=4)
+  _, (_, _, m) = _one_round(setup, guard)
+  assert float(m['guard/diverged']) == 0.0   # no limit while there is no first loss
+  loss = round_metrics.next_guard(guard, {'train/loss': jnp.float32(3.0)}).reference
+  assert float(loss) == 3.0                   # the first finite loss becomes the reference
+
+
 def test_k_rounds_carry_the_first_loss_as_the_reference():
   # Round 1 sets the reference; with factor 0.5 every later round whose loss
   # exceeds half of round 1's diverges, as the host computes for one-round calls.
