@@ -36,7 +36,7 @@ class Guard:
 
   A round diverges when its training loss or a tree it produced is not
   finite, or its loss exceeds `factor` x `reference` (the run's first
-  finite training loss; -inf or NaN until there is one; factor 0: no such limit).
+  finite training loss; -inf (or NaN) until there is one; factor 0: no such limit).
   `skip`: the round keeps its old state where it diverged (static).
   """
   factor: jax.Array

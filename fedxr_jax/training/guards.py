@@ -33,22 +33,23 @@ def validate(config) -> None:
 
 
 def reference(rows) -> float:
-  """The run's first finite training loss (NaN while there is none)."""
+  """The run's first finite training loss (-inf while there is none).
+
+  -inf, not NaN: the loop puts it on every process's devices, and jax checks that the
+  processes pass equal values (NaN is never equal). The round reads either as unknown
+  (not finite, not > 0)."""
   for row in rows:
     loss = row.get('train/loss')
     if loss is not None and math.isfinite(loss):
       return float(loss)
-  return math.nan
+  return -math.inf
 
 
 def make(config, rows) -> round_metrics.Guard:
   """The guard of the next call, given the rows so far."""
-  # Host values: the loop puts them on the device with the call's other inputs. No finite
-  # loss yet is -inf there, which the round reads as NaN (not finite, not > 0): a NaN put
-  # on every process's devices fails jax's check that the processes pass equal values.
-  first = reference(rows)
+  # Host values: the loop puts them on the device with the call's other inputs.
   return round_metrics.Guard(factor=np.float32(config.divergence_factor),
-                             reference=np.float32(-np.inf if math.isnan(first) else first),
+                             reference=np.float32(reference(rows)),
                              skip=config.on_divergence == 'skip_round')
 
 
